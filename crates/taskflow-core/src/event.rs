@@ -1,0 +1,174 @@
+//! Events: CloudEvents 1.0 in structured JSON mode, one per change.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{task::Task, user::UserId};
+
+/// The bus topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    TaskEvents,
+    Reminders,
+    TaskUpdates,
+}
+
+impl Topic {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Topic::TaskEvents => "task-events",
+            Topic::Reminders => "reminders",
+            Topic::TaskUpdates => "task-updates",
+        }
+    }
+}
+
+/// What happened to a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    TaskCreated,
+    TaskUpdated,
+    TaskCompleted,
+    TaskReopened,
+    TaskDeleted,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 5] = [
+        EventKind::TaskCreated,
+        EventKind::TaskUpdated,
+        EventKind::TaskCompleted,
+        EventKind::TaskReopened,
+        EventKind::TaskDeleted,
+    ];
+
+    /// The short name in `data.event_type`.
+    pub fn short(self) -> &'static str {
+        match self {
+            EventKind::TaskCreated => "created",
+            EventKind::TaskUpdated => "updated",
+            EventKind::TaskCompleted => "completed",
+            EventKind::TaskReopened => "reopened",
+            EventKind::TaskDeleted => "deleted",
+        }
+    }
+
+    /// The CloudEvent `type`, which carries the version.
+    pub fn cloud_type(self) -> &'static str {
+        match self {
+            EventKind::TaskCreated => "com.taskflow.task.created.v1",
+            EventKind::TaskUpdated => "com.taskflow.task.updated.v1",
+            EventKind::TaskCompleted => "com.taskflow.task.completed.v1",
+            EventKind::TaskReopened => "com.taskflow.task.reopened.v1",
+            EventKind::TaskDeleted => "com.taskflow.task.deleted.v1",
+        }
+    }
+
+    pub fn topic(self) -> Topic {
+        Topic::TaskEvents
+    }
+}
+
+/// A CloudEvent 1.0 envelope (structured JSON mode) with the `userid` and `traceparent`
+/// extensions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CloudEvent {
+    pub specversion: String,
+    pub id: String,
+    pub source: String,
+    #[serde(rename = "type")]
+    pub ty: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub subject: Option<String>,
+    pub time: DateTime<Utc>,
+    pub datacontenttype: String,
+    pub userid: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub traceparent: Option<String>,
+    pub data: serde_json::Value,
+}
+
+/// The `data` of a task event; field names follow what this kind of system already uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskEventData {
+    pub event_type: String,
+    pub task_id: String,
+    pub task_number: i64,
+    pub task_data: serde_json::Value,
+    pub changed: Vec<String>,
+    pub user_id: String,
+    pub timestamp: DateTime<Utc>,
+}
+
+impl CloudEvent {
+    /// The event of a change to `task` (the task as it is after the change).
+    pub fn for_task(
+        kind: EventKind,
+        task: &Task,
+        changed: &[&str],
+        source: &str,
+        traceparent: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let data = TaskEventData {
+            event_type: kind.short().to_owned(),
+            task_id: task.id.to_string(),
+            task_number: task.number,
+            task_data: task.to_json(),
+            changed: changed.iter().map(|s| (*s).to_owned()).collect(),
+            user_id: task.user_id.to_string(),
+            timestamp: now,
+        };
+        Self {
+            specversion: "1.0".into(),
+            id: Uuid::now_v7().to_string(),
+            source: source.into(),
+            ty: kind.cloud_type().into(),
+            subject: Some(task.id.to_string()),
+            time: now,
+            datacontenttype: "application/json".into(),
+            userid: task.user_id.to_string(),
+            traceparent,
+            data: serde_json::to_value(data).unwrap_or(serde_json::Value::Null),
+        }
+    }
+
+    pub fn user_id(&self) -> Option<UserId> {
+        self.userid.parse().ok().map(UserId)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{task::TaskDraft, task::TaskTitle, user::Timezone};
+
+    #[test]
+    fn a_task_event_carries_type_subject_user_and_task_data() {
+        let now = Utc::now();
+        let user = UserId::new();
+        let draft = TaskDraft { title: Some(TaskTitle::parse("Pay rent").expect("valid")), ..TaskDraft::default() };
+        let mut task = Task::create(user, draft, Timezone::default(), now).expect("valid");
+        task.number = 7;
+        let ev = CloudEvent::for_task(EventKind::TaskCreated, &task, &[], "api", None, now);
+        let json = serde_json::to_value(&ev).expect("serialises");
+        assert_eq!(json["specversion"], "1.0");
+        assert_eq!(json["type"], "com.taskflow.task.created.v1");
+        assert_eq!(json["subject"], task.id.to_string());
+        assert_eq!(json["userid"], user.to_string());
+        assert_eq!(json["data"]["event_type"], "created");
+        assert_eq!(json["data"]["task_number"], 7);
+        assert_eq!(json["data"]["task_data"]["title"], "Pay rent");
+        assert!(json.get("traceparent").is_none());
+    }
+
+    #[test]
+    fn every_kind_has_a_versioned_type_on_the_task_events_topic() {
+        for k in EventKind::ALL {
+            assert!(k.cloud_type().ends_with(".v1"));
+            assert!(k.cloud_type().contains(k.short()));
+            assert_eq!(k.topic().as_str(), "task-events");
+        }
+    }
+}
