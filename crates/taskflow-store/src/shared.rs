@@ -1,0 +1,644 @@
+//! The one body of SQL both adapters run. `impl_store!` expands it for a concrete sqlx
+//! database (concrete pools, as sqlx's `Any` driver cannot carry our types); each adapter
+//! supplies a `dialect` module with what differs.
+
+use chrono::TimeDelta;
+use taskflow_core::{
+    Description, Due, Priority, Recurrence, RecurrenceAnchor, Reminder, ReminderStatus, Tags,
+    Task, TaskId, TaskStatus, TaskTitle, Timezone, UserId,
+};
+
+use crate::{Result, StoreError, from_micros, micros, query::priority_pos};
+
+/// Columns every task read selects, in the order [`TaskRow`] expects them; the last four
+/// are the sort keys a cursor is made of.
+pub(crate) const TASK_COLUMNS: &str = "t.id, t.user_id, t.number, t.title, t.description, t.status, \
+    t.priority, t.tags, t.due_at, t.due_date, t.recurrence, t.recurrence_anchor, t.series_id, \
+    t.created_at, t.updated_at, t.completed_at, t.version, t.due_sort, t.priority_pos, t.title_key";
+
+pub(crate) const INSERT_TASK: &str = "INSERT INTO tasks (id, user_id, number, title, title_key, description, \
+    status, priority, priority_pos, tags, due_at, due_date, due_sort, due_last, recurrence, recurrence_anchor, \
+    series_id, created_at, updated_at, completed_at, version) \
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+pub(crate) const UPDATE_TASK: &str = "UPDATE tasks SET title = ?, title_key = ?, description = ?, status = ?, \
+    priority = ?, priority_pos = ?, tags = ?, due_at = ?, due_date = ?, due_sort = ?, due_last = ?, \
+    recurrence = ?, recurrence_anchor = ?, series_id = ?, created_at = ?, updated_at = ?, completed_at = ?, \
+    version = ? WHERE id = ? AND user_id = ? AND version = ?";
+
+/// A task as its columns, before it is turned back into a [`Task`].
+#[derive(Debug)]
+pub(crate) struct TaskRow {
+    pub id: String,
+    pub user_id: String,
+    pub number: i64,
+    pub title: String,
+    pub description: String,
+    pub status: String,
+    pub priority: String,
+    pub tags: String,
+    pub due_at: Option<i64>,
+    pub due_date: Option<String>,
+    pub recurrence: Option<String>,
+    pub recurrence_anchor: String,
+    pub series_id: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub completed_at: Option<i64>,
+    pub version: i64,
+    pub due_sort: Option<i64>,
+    pub priority_pos: i64,
+    pub title_key: String,
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn uuid(s: &str) -> Result<uuid::Uuid> {
+    s.parse().map_err(|e| corrupt("id", e))
+}
+
+impl TaskRow {
+    pub(crate) fn into_task(self, reminders: Vec<Reminder>) -> Result<Task> {
+        let due = match (self.due_at, self.due_date) {
+            (Some(t), _) => Some(Due::At(from_micros(t)?)),
+            (None, Some(d)) => Some(Due::Date(d.parse().map_err(|e| corrupt("due_date", e))?)),
+            (None, None) => None,
+        };
+        let tags: Vec<String> = serde_json::from_str(&self.tags).map_err(|e| corrupt("tags", e))?;
+        Ok(Task {
+            id: TaskId(uuid(&self.id)?),
+            user_id: UserId(uuid(&self.user_id)?),
+            number: self.number,
+            title: TaskTitle::parse(&self.title).map_err(|e| corrupt("title", e))?,
+            description: Description::parse(&self.description).map_err(|e| corrupt("description", e))?,
+            status: TaskStatus::parse(&self.status).map_err(|e| corrupt("status", e))?,
+            priority: Priority::parse(&self.priority).map_err(|e| corrupt("priority", e))?,
+            tags: Tags::from_stored(tags),
+            due,
+            recurrence: self.recurrence.map(Recurrence::from_stored),
+            recurrence_anchor: RecurrenceAnchor::parse(&self.recurrence_anchor)
+                .map_err(|e| corrupt("recurrence_anchor", e))?,
+            series_id: self.series_id.as_deref().map(uuid).transpose()?.map(TaskId),
+            reminders,
+            created_at: from_micros(self.created_at)?,
+            updated_at: from_micros(self.updated_at)?,
+            completed_at: self.completed_at.map(from_micros).transpose()?,
+            version: self.version,
+        })
+    }
+}
+
+/// A reminder row: (task id, reminder).
+pub(crate) fn reminder_from(
+    id: &str,
+    fire_at: i64,
+    before_minutes: Option<i64>,
+    status: &str,
+) -> Result<Reminder> {
+    Ok(Reminder {
+        id: uuid(id)?,
+        fire_at: from_micros(fire_at)?,
+        before_minutes: before_minutes.map(|m| u32::try_from(m).map_err(|e| corrupt("before_minutes", e))).transpose()?,
+        status: ReminderStatus::parse(status).map_err(|e| corrupt("reminder status", e))?,
+    })
+}
+
+/// The values of a task's columns, in [`INSERT_TASK`] order after `number`.
+#[derive(Debug)]
+pub(crate) struct TaskValues {
+    pub title: String,
+    pub title_key: String,
+    pub description: String,
+    pub status: &'static str,
+    pub priority: &'static str,
+    pub priority_pos: i64,
+    pub tags: String,
+    pub due_at: Option<i64>,
+    pub due_date: Option<String>,
+    pub due_sort: Option<i64>,
+    pub due_last: Option<i64>,
+    pub recurrence: Option<String>,
+    pub recurrence_anchor: &'static str,
+    pub series_id: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub completed_at: Option<i64>,
+    pub version: i64,
+}
+
+impl TaskValues {
+    pub(crate) fn of(task: &Task, tz: Timezone) -> Self {
+        let (due_at, due_date) = match task.due {
+            Some(Due::At(t)) => (Some(micros(t)), None),
+            Some(Due::Date(d)) => (None, Some(d.to_string())),
+            None => (None, None),
+        };
+        let due_last = task.due.map(|d| match d {
+            Due::At(t) => micros(t),
+            Due::Date(_) => micros(d.overdue_after(tz) - TimeDelta::microseconds(1)),
+        });
+        let tags: Vec<&str> = task.tags.iter().map(|t| t.as_str()).collect();
+        Self {
+            title: task.title.as_str().to_owned(),
+            title_key: task.title.sort_key(),
+            description: task.description.as_str().to_owned(),
+            status: task.status.as_str(),
+            priority: task.priority.as_str(),
+            priority_pos: priority_pos(task.priority),
+            tags: serde_json::to_string(&tags).unwrap_or_else(|_| "[]".into()),
+            due_at,
+            due_date,
+            due_sort: task.due_sort(tz).map(micros),
+            due_last,
+            recurrence: task.recurrence.as_ref().map(|r| r.as_str().to_owned()),
+            recurrence_anchor: task.recurrence_anchor.as_str(),
+            series_id: task.series_id.map(|s| s.to_string()),
+            created_at: micros(task.created_at),
+            updated_at: micros(task.updated_at),
+            completed_at: task.completed_at.map(micros),
+            version: task.version,
+        }
+    }
+}
+
+/// Generates the `Store` traits' implementations for one adapter. Expects in scope: `$store`
+/// with `reader()`/`writer()` pools of `$db`, and a `dialect` module with `sql(&str) -> String`,
+/// `FTS_CONDITION`, `fts_query(&[String]) -> String`, `MIGRATION_LOCK` and `MIGRATIONS`.
+macro_rules! impl_store {
+    ($store:ty, $db:ty, $backend:literal) => {
+        use async_trait::async_trait;
+        use sqlx::{AssertSqlSafe, Row as _};
+        use taskflow_core::{CloudEvent, Email, Task, TaskId, Timezone, User, UserId, UserName};
+
+        use $crate::{
+            EventFor, EventLog, Result, SettingStore, StoreError, StoredEvent, Store, TaskStore, UserStore,
+            UserWithHash, from_micros, micros,
+            cursor::{Cursor, CursorKey},
+            query::{Page, Param, SortBy, TaskQuery, build_list},
+            shared::{INSERT_TASK, TASK_COLUMNS, TaskRow, TaskValues, UPDATE_TASK, reminder_from},
+        };
+
+        type Tx<'c> = sqlx::Transaction<'c, $db>;
+        type DbRow = <$db as sqlx::Database>::Row;
+
+        fn q(sql: &str) -> sqlx::query::Query<'static, $db, <$db as sqlx::Database>::Arguments> {
+            sqlx::query(AssertSqlSafe(dialect::sql(sql)))
+        }
+
+        fn unique_violation(e: &sqlx::Error) -> bool {
+            matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+        }
+
+        fn task_row(r: &DbRow) -> std::result::Result<TaskRow, sqlx::Error> {
+            Ok(TaskRow {
+                id: r.try_get(0)?,
+                user_id: r.try_get(1)?,
+                number: r.try_get(2)?,
+                title: r.try_get(3)?,
+                description: r.try_get(4)?,
+                status: r.try_get(5)?,
+                priority: r.try_get(6)?,
+                tags: r.try_get(7)?,
+                due_at: r.try_get(8)?,
+                due_date: r.try_get(9)?,
+                recurrence: r.try_get(10)?,
+                recurrence_anchor: r.try_get(11)?,
+                series_id: r.try_get(12)?,
+                created_at: r.try_get(13)?,
+                updated_at: r.try_get(14)?,
+                completed_at: r.try_get(15)?,
+                version: r.try_get(16)?,
+                due_sort: r.try_get(17)?,
+                priority_pos: r.try_get(18)?,
+                title_key: r.try_get(19)?,
+            })
+        }
+
+        fn user_row(r: &DbRow) -> Result<User> {
+            let id: String = r.try_get("id")?;
+            let email: String = r.try_get("email")?;
+            let name: String = r.try_get("name")?;
+            let tz: String = r.try_get("timezone")?;
+            Ok(User {
+                id: UserId(id.parse().map_err(|e| StoreError::Corrupt(format!("user id: {e}")))?),
+                email: Email::parse(&email).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                name: UserName::parse(&name).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                timezone: Timezone::parse(&tz).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                created_at: from_micros(r.try_get("created_at")?)?,
+            })
+        }
+
+        /// Loads the reminders of these task rows and assembles the tasks, in row order.
+        async fn assemble<'e, E>(exec: E, rows: Vec<TaskRow>) -> Result<Vec<Task>>
+        where
+            E: sqlx::Executor<'e, Database = $db>,
+        {
+            if rows.is_empty() {
+                return Ok(Vec::new());
+            }
+            let marks = vec!["?"; rows.len()].join(", ");
+            let sql = format!(
+                "SELECT task_id, id, fire_at, before_minutes, status FROM reminders \
+                 WHERE task_id IN ({marks}) ORDER BY task_id, ordinal"
+            );
+            let mut query = q(&sql);
+            for r in &rows {
+                query = query.bind(r.id.clone());
+            }
+            let mut by_task: std::collections::HashMap<String, Vec<taskflow_core::Reminder>> =
+                std::collections::HashMap::new();
+            for r in query.fetch_all(exec).await? {
+                let task_id: String = r.try_get(0)?;
+                let id: String = r.try_get(1)?;
+                let rem = reminder_from(&id, r.try_get(2)?, r.try_get(3)?, &r.try_get::<String, _>(4)?)?;
+                by_task.entry(task_id).or_default().push(rem);
+            }
+            rows.into_iter()
+                .map(|row| {
+                    let rems = by_task.remove(&row.id).unwrap_or_default();
+                    row.into_task(rems)
+                })
+                .collect()
+        }
+
+        async fn write_children(tx: &mut Tx<'_>, task: &Task, replace: bool) -> Result<()> {
+            let id = task.id.to_string();
+            let user = task.user_id.to_string();
+            if replace {
+                q("DELETE FROM task_tags WHERE task_id = ?").bind(id.clone()).execute(&mut **tx).await?;
+                q("DELETE FROM reminders WHERE task_id = ?").bind(id.clone()).execute(&mut **tx).await?;
+            }
+            for tag in task.tags.iter() {
+                q("INSERT INTO task_tags (task_id, user_id, tag) VALUES (?, ?, ?)")
+                    .bind(id.clone())
+                    .bind(user.clone())
+                    .bind(tag.as_str().to_owned())
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            for (i, r) in task.reminders.iter().enumerate() {
+                q("INSERT INTO reminders (id, task_id, user_id, ordinal, fire_at, before_minutes, status) \
+                   VALUES (?, ?, ?, ?, ?, ?, ?)")
+                    .bind(r.id.to_string())
+                    .bind(id.clone())
+                    .bind(user.clone())
+                    .bind(i as i64)
+                    .bind(micros(r.fire_at))
+                    .bind(r.before_minutes.map(i64::from))
+                    .bind(r.status.as_str())
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            Ok(())
+        }
+
+        async fn append_event(tx: &mut Tx<'_>, ev: &CloudEvent, topic: &str) -> Result<i64> {
+            let payload = serde_json::to_string(ev).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let row = q("INSERT INTO events (id, topic, type, user_id, subject, payload, created_at) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING position")
+                .bind(ev.id.clone())
+                .bind(topic.to_owned())
+                .bind(ev.ty.clone())
+                .bind(ev.userid.clone())
+                .bind(ev.subject.clone())
+                .bind(payload)
+                .bind(micros(ev.time))
+                .fetch_one(&mut **tx)
+                .await?;
+            Ok(row.try_get(0)?)
+        }
+
+        fn topic_of(ev: &CloudEvent) -> &'static str {
+            if ev.ty.contains(".reminder.") {
+                taskflow_core::Topic::Reminders.as_str()
+            } else if ev.ty.contains(".notification.") {
+                taskflow_core::Topic::TaskUpdates.as_str()
+            } else {
+                taskflow_core::Topic::TaskEvents.as_str()
+            }
+        }
+
+        /// Why a guarded write touched no row: the task is gone, or it moved on.
+        async fn missing_or_conflict(tx: &mut Tx<'_>, user: &str, id: &str) -> StoreError {
+            match q("SELECT 1 FROM tasks WHERE id = ? AND user_id = ?")
+                .bind(id.to_owned())
+                .bind(user.to_owned())
+                .fetch_optional(&mut **tx)
+                .await
+            {
+                Ok(Some(_)) => StoreError::VersionConflict,
+                Ok(None) => StoreError::NotFound,
+                Err(e) => e.into(),
+            }
+        }
+
+        async fn one_task(pool: &sqlx::Pool<$db>, sql: &str, user: UserId, key: Param) -> Result<Option<Task>> {
+            let mut query = q(sql).bind(user.to_string());
+            query = match key {
+                Param::I64(v) => query.bind(v),
+                Param::Text(s) => query.bind(s),
+            };
+            let Some(row) = query.fetch_optional(pool).await? else { return Ok(None) };
+            let row = task_row(&row)?;
+            Ok(assemble(pool, vec![row]).await?.pop())
+        }
+
+        #[async_trait]
+        impl UserStore for $store {
+            #[tracing::instrument(skip_all, fields(user_id = %user.id), err)]
+            async fn insert_user(&self, user: &User, password_hash: &str) -> Result<()> {
+                let res = q("INSERT INTO users (id, email, name, timezone, password_hash, created_at) \
+                             VALUES (?, ?, ?, ?, ?, ?)")
+                    .bind(user.id.to_string())
+                    .bind(user.email.as_str().to_owned())
+                    .bind(user.name.as_str().to_owned())
+                    .bind(user.timezone.name())
+                    .bind(password_hash.to_owned())
+                    .bind(micros(user.created_at))
+                    .execute(self.writer())
+                    .await;
+                match res {
+                    Ok(_) => Ok(()),
+                    Err(e) if unique_violation(&e) => Err(StoreError::Duplicate("email")),
+                    Err(e) => Err(e.into()),
+                }
+            }
+
+            async fn user_by_email(&self, email: &Email) -> Result<Option<UserWithHash>> {
+                let row = q("SELECT * FROM users WHERE email = ?")
+                    .bind(email.as_str().to_owned())
+                    .fetch_optional(self.reader())
+                    .await?;
+                row.map(|r| Ok(UserWithHash { user: user_row(&r)?, password_hash: r.try_get("password_hash")? }))
+                    .transpose()
+            }
+
+            async fn user(&self, id: UserId) -> Result<Option<User>> {
+                let row = q("SELECT * FROM users WHERE id = ?").bind(id.to_string()).fetch_optional(self.reader()).await?;
+                row.map(|r| user_row(&r)).transpose()
+            }
+
+            #[tracing::instrument(skip_all, fields(user_id = %user.id), err)]
+            async fn update_user(&self, user: &User) -> Result<()> {
+                let done = q("UPDATE users SET name = ?, timezone = ? WHERE id = ?")
+                    .bind(user.name.as_str().to_owned())
+                    .bind(user.timezone.name())
+                    .bind(user.id.to_string())
+                    .execute(self.writer())
+                    .await?;
+                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            }
+        }
+
+        #[async_trait]
+        impl TaskStore for $store {
+            #[tracing::instrument(skip_all, fields(user_id = %task.user_id, task_id = %task.id), err)]
+            async fn insert_task(&self, task: &Task, tz: Timezone, event: EventFor<'_>) -> Result<(Task, i64)> {
+                let mut tx = self.writer().begin().await?;
+                let number: i64 = q("UPDATE users SET task_seq = task_seq + 1 WHERE id = ? RETURNING task_seq")
+                    .bind(task.user_id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or(StoreError::NotFound)?
+                    .try_get(0)?;
+                let mut task = task.clone();
+                task.number = number;
+                let v = TaskValues::of(&task, tz);
+                q(INSERT_TASK)
+                    .bind(task.id.to_string())
+                    .bind(task.user_id.to_string())
+                    .bind(number)
+                    .bind(v.title)
+                    .bind(v.title_key)
+                    .bind(v.description)
+                    .bind(v.status)
+                    .bind(v.priority)
+                    .bind(v.priority_pos)
+                    .bind(v.tags)
+                    .bind(v.due_at)
+                    .bind(v.due_date)
+                    .bind(v.due_sort)
+                    .bind(v.due_last)
+                    .bind(v.recurrence)
+                    .bind(v.recurrence_anchor)
+                    .bind(v.series_id)
+                    .bind(v.created_at)
+                    .bind(v.updated_at)
+                    .bind(v.completed_at)
+                    .bind(v.version)
+                    .execute(&mut *tx)
+                    .await?;
+                write_children(&mut tx, &task, false).await?;
+                let ev = event(&task);
+                let position = append_event(&mut tx, &ev, topic_of(&ev)).await?;
+                tx.commit().await?;
+                Ok((task, position))
+            }
+
+            async fn task(&self, user: UserId, id: TaskId) -> Result<Option<Task>> {
+                let sql = format!("SELECT {TASK_COLUMNS} FROM tasks t WHERE t.user_id = ? AND t.id = ?");
+                one_task(self.reader(), &sql, user, Param::Text(id.to_string())).await
+            }
+
+            async fn task_by_number(&self, user: UserId, number: i64) -> Result<Option<Task>> {
+                let sql = format!("SELECT {TASK_COLUMNS} FROM tasks t WHERE t.user_id = ? AND t.number = ?");
+                one_task(self.reader(), &sql, user, Param::I64(number)).await
+            }
+
+            #[tracing::instrument(skip_all, fields(user_id = %task.user_id, task_id = %task.id), err)]
+            async fn update_task(&self, task: &Task, expected_version: i64, tz: Timezone, event: &CloudEvent) -> Result<i64> {
+                let id = task.id.to_string();
+                let user = task.user_id.to_string();
+                let v = TaskValues::of(task, tz);
+                let mut tx = self.writer().begin().await?;
+                let done = q(UPDATE_TASK)
+                    .bind(v.title)
+                    .bind(v.title_key)
+                    .bind(v.description)
+                    .bind(v.status)
+                    .bind(v.priority)
+                    .bind(v.priority_pos)
+                    .bind(v.tags)
+                    .bind(v.due_at)
+                    .bind(v.due_date)
+                    .bind(v.due_sort)
+                    .bind(v.due_last)
+                    .bind(v.recurrence)
+                    .bind(v.recurrence_anchor)
+                    .bind(v.series_id)
+                    .bind(v.created_at)
+                    .bind(v.updated_at)
+                    .bind(v.completed_at)
+                    .bind(v.version)
+                    .bind(id.clone())
+                    .bind(user.clone())
+                    .bind(expected_version)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(missing_or_conflict(&mut tx, &user, &id).await);
+                }
+                write_children(&mut tx, task, true).await?;
+                let position = append_event(&mut tx, event, topic_of(event)).await?;
+                tx.commit().await?;
+                Ok(position)
+            }
+
+            #[tracing::instrument(skip_all, fields(user_id = %user, task_id = %id), err)]
+            async fn delete_task(&self, user: UserId, id: TaskId, expected_version: i64, event: &CloudEvent) -> Result<i64> {
+                let (id, user) = (id.to_string(), user.to_string());
+                let mut tx = self.writer().begin().await?;
+                let done = q("DELETE FROM tasks WHERE id = ? AND user_id = ? AND version = ?")
+                    .bind(id.clone())
+                    .bind(user.clone())
+                    .bind(expected_version)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(missing_or_conflict(&mut tx, &user, &id).await);
+                }
+                let position = append_event(&mut tx, event, topic_of(event)).await?;
+                tx.commit().await?;
+                Ok(position)
+            }
+
+            #[tracing::instrument(skip_all, fields(user_id = %user), err)]
+            async fn list_tasks(&self, user: UserId, query: &TaskQuery) -> Result<Page> {
+                let (sql, params) = build_list(TASK_COLUMNS, user, query, || dialect::FTS_CONDITION, dialect::fts_query);
+                let mut qb = q(&sql);
+                for p in params {
+                    qb = match p {
+                        Param::I64(v) => qb.bind(v),
+                        Param::Text(s) => qb.bind(s),
+                    };
+                }
+                let rows = qb.fetch_all(self.reader()).await?;
+                let mut rows = rows.iter().map(task_row).collect::<std::result::Result<Vec<_>, _>>()?;
+                let limit = query.limit as usize;
+                let next_cursor = if rows.len() > limit {
+                    rows.truncate(limit);
+                    rows.last().map(|last| {
+                        let (flag, key) = match query.sort {
+                            SortBy::Due => match last.due_sort {
+                                Some(v) => (0, CursorKey::I64(v)),
+                                None => (1, CursorKey::I64(0)),
+                            },
+                            SortBy::Priority => (0, CursorKey::I64(last.priority_pos)),
+                            SortBy::Created => (0, CursorKey::I64(last.created_at)),
+                            SortBy::Title => (0, CursorKey::Text(last.title_key.clone())),
+                        };
+                        Cursor { sort: query.sort, order: query.order, flag, key, number: last.number }.encode()
+                    })
+                } else {
+                    None
+                };
+                Ok(Page { items: assemble(self.reader(), rows).await?, next_cursor })
+            }
+
+            async fn count_tasks(&self) -> Result<i64> {
+                Ok(q("SELECT COUNT(*) FROM tasks").fetch_one(self.reader()).await?.try_get(0)?)
+            }
+        }
+
+        #[async_trait]
+        impl EventLog for $store {
+            async fn events_after(&self, position: i64, limit: i64) -> Result<Vec<StoredEvent>> {
+                let rows = q("SELECT position, topic, payload FROM events WHERE position > ? ORDER BY position LIMIT ?")
+                    .bind(position)
+                    .bind(limit)
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        let payload: String = r.try_get(2)?;
+                        Ok(StoredEvent {
+                            position: r.try_get(0)?,
+                            topic: r.try_get(1)?,
+                            event: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn last_position(&self) -> Result<i64> {
+                Ok(q("SELECT COALESCE(MAX(position), 0) FROM events").fetch_one(self.reader()).await?.try_get(0)?)
+            }
+
+            async fn count_events(&self) -> Result<i64> {
+                Ok(q("SELECT COUNT(*) FROM events").fetch_one(self.reader()).await?.try_get(0)?)
+            }
+        }
+
+        #[async_trait]
+        impl SettingStore for $store {
+            async fn setting_or_insert(&self, key: &str, default: &str) -> Result<String> {
+                q("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
+                    .bind(key.to_owned())
+                    .bind(default.to_owned())
+                    .execute(self.writer())
+                    .await?;
+                Ok(q("SELECT value FROM settings WHERE key = ?")
+                    .bind(key.to_owned())
+                    .fetch_one(self.writer())
+                    .await?
+                    .try_get(0)?)
+            }
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            async fn ping(&self) -> Result<()> {
+                q("SELECT 1").execute(self.reader()).await?;
+                Ok(())
+            }
+
+            async fn migrate(&self) -> Result<usize> {
+                let mut tx = self.writer().begin().await?;
+                if let Some(lock) = dialect::MIGRATION_LOCK {
+                    sqlx::raw_sql(lock).execute(&mut *tx).await?;
+                }
+                sqlx::raw_sql(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations \
+                     (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+                )
+                .execute(&mut *tx)
+                .await?;
+                let applied: Vec<i64> = q("SELECT version FROM schema_migrations")
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get(0))
+                    .collect::<std::result::Result<_, _>>()?;
+                let mut count = 0;
+                for &(version, name, sql) in dialect::MIGRATIONS {
+                    if applied.contains(&version) {
+                        continue;
+                    }
+                    sqlx::raw_sql(sql)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| StoreError::Migration { version, message: e.to_string() })?;
+                    q("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
+                        .bind(version)
+                        .bind(name)
+                        .bind(micros(chrono::Utc::now()))
+                        .execute(&mut *tx)
+                        .await?;
+                    tracing::info!(version, name, "applied migration");
+                    count += 1;
+                }
+                tx.commit().await?;
+                Ok(count)
+            }
+
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+        }
+    };
+}
+
+pub(crate) use impl_store;
+
