@@ -1,1 +1,53 @@
-//! wip
+//! Use cases of taskflow: the only code that changes users and tasks. Each change writes its
+//! new state and its CloudEvent in one transaction (the transactional outbox), then wakes the
+//! bus.
+
+mod auth;
+mod error;
+mod tasks;
+mod users;
+
+use std::sync::Arc;
+
+use taskflow_bus::EmbeddedBus;
+use taskflow_core::Clock;
+use taskflow_store::Store;
+
+pub use auth::{Claims, TokenConfig, Tokens};
+pub use error::AppError;
+pub use tasks::TaskRef;
+pub use users::{ProfilePatch, Signup};
+
+/// The role name put in the `source` of events the API produces.
+pub const API_SOURCE: &str = "taskflow/api";
+
+/// Everything the use cases need; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct App {
+    store: Arc<dyn Store>,
+    bus: EmbeddedBus,
+    clock: Arc<dyn Clock>,
+    tokens: Tokens,
+}
+
+impl App {
+    pub fn new(store: Arc<dyn Store>, bus: EmbeddedBus, clock: Arc<dyn Clock>, tokens: Tokens) -> Self {
+        Self { store, bus, clock, tokens }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn bus(&self) -> &EmbeddedBus {
+        &self.bus
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+}

@@ -1,1 +1,56 @@
-//! wip
+//! Event transport. On the embedded default the outbox table is the event log: every use
+//! case appends its event in the same transaction as its change, and [`EmbeddedBus`] tells
+//! in-process readers, within microseconds, that the log grew.
+
+use std::sync::Arc;
+
+use taskflow_store::{EventLog, Result, StoredEvent};
+use tokio::sync::watch;
+
+/// The embedded event log and its wake-ups.
+#[derive(Clone)]
+pub struct EmbeddedBus {
+    log: Arc<dyn EventLog>,
+    head: watch::Sender<i64>,
+}
+
+impl std::fmt::Debug for EmbeddedBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedBus").field("head", &*self.head.borrow()).finish()
+    }
+}
+
+impl EmbeddedBus {
+    /// A bus over `log`, starting from its current head.
+    pub async fn open(log: Arc<dyn EventLog>) -> Result<Self> {
+        let head = log.last_position().await?;
+        Ok(Self { log, head: watch::Sender::new(head) })
+    }
+
+    /// Tells readers that events up to `position` are committed.
+    pub fn committed(&self, position: i64) {
+        self.head.send_if_modified(|h| {
+            if position > *h {
+                *h = position;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// The newest committed position this process knows of.
+    pub fn head(&self) -> i64 {
+        *self.head.borrow()
+    }
+
+    /// A receiver that wakes when the head moves.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.head.subscribe()
+    }
+
+    /// Up to `limit` events after `position`, oldest first.
+    pub async fn read_after(&self, position: i64, limit: i64) -> Result<Vec<StoredEvent>> {
+        self.log.events_after(position, limit).await
+    }
+}

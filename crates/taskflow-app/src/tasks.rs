@@ -1,0 +1,142 @@
+//! Task use cases: create, read, list, update, complete, reopen, delete. Every change writes
+//! the task and its event in one transaction.
+
+use taskflow_core::{CloudEvent, EventKind, Task, TaskDraft, TaskId, TaskPatch, TaskStatus, User};
+use taskflow_store::{StoreError, TaskQuery, Page};
+
+use crate::{API_SOURCE, App, AppError};
+
+/// How a request names a task: by id, or by the per-user number people use in chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskRef {
+    Id(TaskId),
+    Number(i64),
+}
+
+/// How often a change without `If-Match` is retried when another change lands first.
+const RETRIES: usize = 8;
+
+impl App {
+    #[tracing::instrument(skip_all, fields(user_id = %user.id), err(level = "debug"))]
+    pub async fn create_task(&self, user: &User, draft: TaskDraft) -> Result<Task, AppError> {
+        let now = self.clock.now();
+        let task = Task::create(user.id, draft, user.timezone, now)?;
+        let event = |t: &Task| CloudEvent::for_task(EventKind::TaskCreated, t, &[], API_SOURCE, None, now);
+        let (task, position) = self.store.insert_task(&task, user.timezone, &event).await?;
+        self.bus.committed(position);
+        metrics::counter!("taskflow_events_written_total", "type" => EventKind::TaskCreated.short()).increment(1);
+        Ok(task)
+    }
+
+    pub async fn task(&self, user: &User, r: TaskRef) -> Result<Task, AppError> {
+        let found = match r {
+            TaskRef::Id(id) => self.store.task(user.id, id).await?,
+            TaskRef::Number(n) => self.store.task_by_number(user.id, n).await?,
+        };
+        found.ok_or(AppError::NotFound)
+    }
+
+    pub async fn list_tasks(&self, user: &User, query: &TaskQuery) -> Result<Page, AppError> {
+        Ok(self.store.list_tasks(user.id, query).await?)
+    }
+
+    /// Applies `patch`. With `if_match`, only if the task is still at that version; without it
+    /// the last write wins.
+    #[tracing::instrument(skip_all, fields(user_id = %user.id), err(level = "debug"))]
+    pub async fn update_task(&self, user: &User, r: TaskRef, patch: TaskPatch, if_match: Option<i64>) -> Result<Task, AppError> {
+        self.change(user, r, if_match, |task, now| {
+            let changed = task.apply(patch.clone(), user.timezone, now)?;
+            let kind = if changed.contains(&"status") {
+                if task.status == TaskStatus::Completed { EventKind::TaskCompleted } else { EventKind::TaskReopened }
+            } else {
+                EventKind::TaskUpdated
+            };
+            Ok((kind, changed))
+        })
+        .await
+    }
+
+    /// Completes a task; completing a completed task changes nothing and returns it.
+    #[tracing::instrument(skip_all, fields(user_id = %user.id), err(level = "debug"))]
+    pub async fn complete_task(&self, user: &User, r: TaskRef) -> Result<Task, AppError> {
+        self.change(user, r, None, |task, now| {
+            Ok((EventKind::TaskCompleted, if task.complete(now) { vec!["status"] } else { vec![] }))
+        })
+        .await
+    }
+
+    /// Reopens a task; reopening a pending task changes nothing and returns it.
+    #[tracing::instrument(skip_all, fields(user_id = %user.id), err(level = "debug"))]
+    pub async fn reopen_task(&self, user: &User, r: TaskRef) -> Result<Task, AppError> {
+        self.change(user, r, None, |task, now| {
+            Ok((EventKind::TaskReopened, if task.reopen(now) { vec!["status"] } else { vec![] }))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %user.id), err(level = "debug"))]
+    pub async fn delete_task(&self, user: &User, r: TaskRef, if_match: Option<i64>) -> Result<(), AppError> {
+        for _ in 0..RETRIES {
+            let task = self.task(user, r).await?;
+            check_version(&task, if_match)?;
+            let now = self.clock.now();
+            let event = CloudEvent::for_task(EventKind::TaskDeleted, &task, &[], API_SOURCE, None, now);
+            match self.store.delete_task(user.id, task.id, task.version, &event).await {
+                Ok(position) => {
+                    self.bus.committed(position);
+                    metrics::counter!("taskflow_events_written_total", "type" => EventKind::TaskDeleted.short()).increment(1);
+                    return Ok(());
+                }
+                Err(StoreError::VersionConflict) if if_match.is_none() => continue,
+                Err(StoreError::VersionConflict) => return Err(self.stale(user, r, if_match).await),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AppError::Contended)
+    }
+
+    /// Reads, changes and writes back one task, retrying on a concurrent change when the
+    /// caller did not pin a version. `apply` returns the event kind and the changed fields;
+    /// no changed field means no write and no event.
+    async fn change<F>(&self, user: &User, r: TaskRef, if_match: Option<i64>, apply: F) -> Result<Task, AppError>
+    where
+        F: Fn(&mut Task, chrono::DateTime<chrono::Utc>) -> Result<(EventKind, Vec<&'static str>), AppError>,
+    {
+        for _ in 0..RETRIES {
+            let mut task = self.task(user, r).await?;
+            check_version(&task, if_match)?;
+            let before = task.version;
+            let now = self.clock.now();
+            let (kind, changed) = apply(&mut task, now)?;
+            if changed.is_empty() {
+                return Ok(task);
+            }
+            let event = CloudEvent::for_task(kind, &task, &changed, API_SOURCE, None, now);
+            match self.store.update_task(&task, before, user.timezone, &event).await {
+                Ok(position) => {
+                    self.bus.committed(position);
+                    metrics::counter!("taskflow_events_written_total", "type" => kind.short()).increment(1);
+                    return Ok(task);
+                }
+                Err(StoreError::VersionConflict) if if_match.is_none() => continue,
+                Err(StoreError::VersionConflict) => return Err(self.stale(user, r, if_match).await),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AppError::Contended)
+    }
+
+    async fn stale(&self, user: &User, r: TaskRef, if_match: Option<i64>) -> AppError {
+        match self.task(user, r).await {
+            Ok(t) => AppError::PreconditionFailed { expected: if_match.unwrap_or_default(), current: t.version },
+            Err(e) => e,
+        }
+    }
+}
+
+fn check_version(task: &Task, if_match: Option<i64>) -> Result<(), AppError> {
+    match if_match {
+        Some(v) if v != task.version => Err(AppError::PreconditionFailed { expected: v, current: task.version }),
+        _ => Ok(()),
+    }
+}
