@@ -327,7 +327,7 @@ impl Recurrence {
         if s.contains(['\n', '\r']) || s.to_ascii_uppercase().contains("DTSTART") {
             return err("must be a single RRULE without DTSTART, e.g. FREQ=WEEKLY;BYDAY=MO".into());
         }
-        let upper = s.to_ascii_uppercase();
+        let upper: String = s.to_ascii_uppercase().chars().filter(|c| !c.is_whitespace()).collect();
         if upper.contains("COUNT=") && upper.contains("UNTIL=") {
             return err("COUNT and UNTIL must not be used together".into());
         }
@@ -343,7 +343,9 @@ impl Recurrence {
         match parsed.validate(start) {
             Ok(valid) if valid.get_interval() == 0 => err("INTERVAL must be at least 1".into()),
             Ok(valid) if valid.get_count() == Some(0) => err("COUNT must be at least 1".into()),
-            Ok(valid) => Ok(Self(valid.to_string())),
+            // Keep the rule as given: the validated form would pin the validation start's time
+            // of day (BYHOUR=0…), which is not what the user asked for.
+            Ok(_) => Ok(Self(upper)),
             Err(e) => err(format!("is not a valid RRULE: {e}")),
         }
     }
@@ -811,8 +813,9 @@ mod tests {
     #[test]
     fn a_valid_rrule_is_normalised() {
         let r = Recurrence::parse("RRULE:freq=weekly;byday=MO").expect("valid");
-        assert!(r.as_str().contains("FREQ=WEEKLY"), "{}", r.as_str());
-        assert!(r.as_str().contains("BYDAY=MO"));
+        assert_eq!(r.as_str(), "FREQ=WEEKLY;BYDAY=MO");
+        let monthly = Recurrence::parse("FREQ=MONTHLY;BYMONTHDAY=1").expect("valid");
+        assert_eq!(monthly.as_str(), "FREQ=MONTHLY;BYMONTHDAY=1", "no time of day is added");
     }
 
     #[test]

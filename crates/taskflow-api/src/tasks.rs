@@ -1,0 +1,524 @@
+//! `/api/tasks`: create, read, list with filters, sorting and cursors, update with
+//! `If-Match`, complete, reopen, delete. Plus the compatibility routes
+//! `/api/{user_id}/tasks…`, where task ids are per-user numbers.
+
+use axum::{
+    Router,
+    extract::{Path, RawQuery, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use taskflow_app::TaskRef;
+use taskflow_core::{
+    Description, Due, Priority, Recurrence, RecurrenceAnchor, ReminderSpec, Tag, Tags, Task, TaskDraft, TaskId,
+    TaskPatch, TaskStatus, TaskTitle, Timezone, User, ValidationErrors, task::local_instant,
+};
+use taskflow_store::{Cursor, Order, SortBy, TaskQuery};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use crate::{
+    AppState,
+    extract::{CurrentUser, IfMatch, Json},
+    problem::{ApiError, Problem},
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tasks, create_task))
+        .routes(routes!(get_task, patch_task, delete_task))
+        .routes(routes!(complete_task))
+        .routes(routes!(reopen_task))
+}
+
+/// The compatibility routes: same answers, ids are per-user numbers, `user_id` must be the
+/// token's user (else 403).
+pub fn compat_router() -> Router<AppState> {
+    Router::new()
+        .route("/api/{user_id}/tasks", get(compat_list).post(compat_create))
+        .route(
+            "/api/{user_id}/tasks/{number}",
+            get(compat_get).patch(compat_patch).put(compat_patch).delete(compat_delete),
+        )
+        .route("/api/{user_id}/tasks/{number}/complete", post(compat_complete).patch(compat_complete))
+        .route("/api/{user_id}/tasks/{number}/reopen", post(compat_reopen).patch(compat_reopen))
+}
+
+/// A reminder as asked for: `{before_minutes}` or `{at}`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ReminderBody {
+    /// Minutes before the due time (needs a due date or time).
+    before_minutes: Option<i64>,
+    /// An absolute RFC 3339 instant.
+    at: Option<String>,
+}
+
+/// `POST /api/tasks`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateTask {
+    /// 1–500 characters.
+    title: Option<String>,
+    /// Up to 10,000 characters.
+    description: Option<String>,
+    /// `low|medium|high|urgent`, default `medium`.
+    priority: Option<String>,
+    /// Up to 20 tags of letters, digits, `-`, `_`.
+    tags: Option<Vec<String>>,
+    /// RFC 3339 with offset; not together with `due_date`.
+    due_at: Option<String>,
+    /// `YYYY-MM-DD`: an all-day task.
+    due_date: Option<String>,
+    /// An RFC 5545 RRULE without DTSTART, e.g. `FREQ=WEEKLY;BYDAY=MO`.
+    recurrence: Option<String>,
+    /// `due` (default) or `completion`.
+    recurrence_anchor: Option<String>,
+    /// Up to 10.
+    reminders: Option<Vec<ReminderBody>>,
+}
+
+fn double<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `PATCH /api/tasks/{id}`: absent fields stay, `null` clears.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct PatchTask {
+    #[serde(default, deserialize_with = "double")]
+    #[schema(value_type = Option<String>)]
+    title: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double")]
+    #[schema(value_type = Option<String>)]
+    description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double")]
+    #[schema(value_type = Option<String>)]
+    priority: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double")]
+    #[schema(value_type = Option<Vec<String>>)]
+    tags: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "double")]
+    #[schema(value_type = Option<String>)]
+    due_at: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double")]
+    #[schema(value_type = Option<String>)]
+    due_date: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double")]
+    #[schema(value_type = Option<String>)]
+    recurrence: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double")]
+    #[schema(value_type = Option<String>)]
+    recurrence_anchor: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double")]
+    #[schema(value_type = Option<Vec<ReminderBody>>)]
+    reminders: Option<Option<Vec<ReminderBody>>>,
+    /// `pending` or `completed`: the same as reopen or complete.
+    #[serde(default, deserialize_with = "double")]
+    #[schema(value_type = Option<String>)]
+    status: Option<Option<String>>,
+}
+
+/// A task as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct TaskDoc {
+    id: Uuid,
+    number: i64,
+    title: String,
+    description: String,
+    /// `pending|completed`
+    status: String,
+    /// `low|medium|high|urgent`
+    priority: String,
+    tags: Vec<String>,
+    due_at: Option<DateTime<Utc>>,
+    due_date: Option<NaiveDate>,
+    recurrence: Option<String>,
+    /// `due|completion`
+    recurrence_anchor: String,
+    series_id: Option<Uuid>,
+    reminders: Vec<ReminderDoc>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    completed_at: Option<DateTime<Utc>>,
+    version: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct ReminderDoc {
+    id: Uuid,
+    fire_at: DateTime<Utc>,
+    before_minutes: Option<u32>,
+    /// `pending|fired|cancelled|skipped`
+    status: String,
+}
+
+/// A page of tasks.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskPage {
+    #[schema(value_type = Vec<TaskDoc>)]
+    items: Vec<Task>,
+    next_cursor: Option<String>,
+}
+
+/// Parses an RFC 3339 instant that carries an offset.
+pub(crate) fn instant(field: &str, raw: &str) -> Result<DateTime<Utc>, ValidationErrors> {
+    DateTime::parse_from_rfc3339(raw.trim()).map(|t| t.with_timezone(&Utc)).map_err(|_| {
+        ValidationErrors::one(field, format!("`{raw}` is not an RFC 3339 time with an offset, e.g. 2026-12-01T09:00:00-05:00"))
+    })
+}
+
+fn date(field: &str, raw: &str) -> Result<NaiveDate, ValidationErrors> {
+    NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
+        .map_err(|_| ValidationErrors::one(field, format!("`{raw}` is not a date like 2026-12-01")))
+}
+
+fn due(errors: &mut ValidationErrors, due_at: Option<&str>, due_date: Option<&str>) -> Option<Due> {
+    match (due_at, due_date) {
+        (Some(_), Some(_)) => {
+            errors.push("due_at", "send either due_at (a time) or due_date (an all-day date), not both");
+            None
+        }
+        (Some(at), None) => errors.check("due_at", instant("due_at", at)).map(Due::At),
+        (None, Some(d)) => errors.check("due_date", date("due_date", d)).map(Due::Date),
+        (None, None) => None,
+    }
+}
+
+fn reminders(errors: &mut ValidationErrors, raw: &[ReminderBody]) -> Vec<ReminderSpec> {
+    let mut out = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let field = format!("reminders[{i}]");
+        let spec = match (r.before_minutes, r.at.as_deref()) {
+            (Some(m), None) => errors.check(&field, ReminderSpec::before(m)),
+            (None, Some(at)) => errors.check(&field, instant("at", at).map(ReminderSpec::At)),
+            _ => {
+                errors.push(field, "give either before_minutes or at");
+                None
+            }
+        };
+        out.extend(spec);
+    }
+    out
+}
+
+impl TryFrom<CreateTask> for TaskDraft {
+    type Error = ValidationErrors;
+
+    fn try_from(b: CreateTask) -> Result<Self, Self::Error> {
+        let mut e = ValidationErrors::default();
+        let title = match b.title.as_deref() {
+            Some(t) => e.check("title", TaskTitle::parse(t)),
+            None => {
+                e.push("title", "is required");
+                None
+            }
+        };
+        let description = e.check("description", Description::parse(b.description.as_deref().unwrap_or(""))).unwrap_or_default();
+        let priority = b.priority.as_deref().map(|p| e.check("priority", Priority::parse(p))).unwrap_or_default().unwrap_or_default();
+        let tags = e.check("tags", Tags::parse(b.tags.as_deref().unwrap_or(&[]))).unwrap_or_default();
+        let due = due(&mut e, b.due_at.as_deref(), b.due_date.as_deref());
+        let recurrence = b.recurrence.as_deref().and_then(|r| e.check("recurrence", Recurrence::parse(r)));
+        let recurrence_anchor = b
+            .recurrence_anchor
+            .as_deref()
+            .map(|a| e.check("recurrence_anchor", RecurrenceAnchor::parse(a)))
+            .unwrap_or_default()
+            .unwrap_or_default();
+        let reminders = reminders(&mut e, b.reminders.as_deref().unwrap_or(&[]));
+        e.into_result(|| TaskDraft { title, description, priority, tags, due, recurrence, recurrence_anchor, reminders })
+    }
+}
+
+impl TryFrom<PatchTask> for TaskPatch {
+    type Error = ValidationErrors;
+
+    fn try_from(b: PatchTask) -> Result<Self, Self::Error> {
+        let mut e = ValidationErrors::default();
+        let title = match b.title {
+            Some(Some(t)) => e.check("title", TaskTitle::parse(&t)),
+            Some(None) => {
+                e.push("title", "a task needs a title; it cannot be cleared");
+                None
+            }
+            None => None,
+        };
+        let description = b.description.map(|d| e.check("description", Description::parse(d.as_deref().unwrap_or(""))).unwrap_or_default());
+        let priority = b.priority.and_then(|p| match p {
+            Some(p) => e.check("priority", Priority::parse(&p)),
+            None => Some(Priority::default()),
+        });
+        let tags = b.tags.and_then(|t| e.check("tags", Tags::parse(t.as_deref().unwrap_or(&[]))));
+        let due = match (b.due_at, b.due_date) {
+            (None, None) => None,
+            (at, date) => {
+                let (at, date) = (at.flatten(), date.flatten());
+                Some(due(&mut e, at.as_deref(), date.as_deref()))
+            }
+        };
+        let recurrence = b.recurrence.map(|r| r.and_then(|r| e.check("recurrence", Recurrence::parse(&r))));
+        let recurrence_anchor = b.recurrence_anchor.and_then(|a| match a {
+            Some(a) => e.check("recurrence_anchor", RecurrenceAnchor::parse(&a)),
+            None => Some(RecurrenceAnchor::default()),
+        });
+        let reminders = b.reminders.map(|r| reminders(&mut e, r.as_deref().unwrap_or(&[])));
+        let status = b.status.and_then(|s| match s {
+            Some(s) => e.check("status", TaskStatus::parse(&s)),
+            None => {
+                e.push("status", "must be pending or completed");
+                None
+            }
+        });
+        e.into_result(|| TaskPatch { title, description, priority, tags, due, recurrence, recurrence_anchor, reminders, status })
+    }
+}
+
+/// The query string of `GET /api/tasks`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ListParams {
+    /// `all` (default), `pending` or `completed`.
+    status: Option<String>,
+    /// One priority or a comma list.
+    priority: Option<String>,
+    /// Repeatable; every tag must match.
+    tag: Option<Vec<String>>,
+    /// Full-text words over title and description, all required.
+    q: Option<String>,
+    /// Inclusive; an RFC 3339 instant or a date (that whole day in your timezone).
+    due_before: Option<String>,
+    /// Inclusive; an RFC 3339 instant or a date (that whole day in your timezone).
+    due_after: Option<String>,
+    /// `true`: pending tasks whose due time has passed.
+    overdue: Option<bool>,
+    /// `due` (default), `priority`, `created`, `title`.
+    sort: Option<String>,
+    /// `asc` (default) or `desc`.
+    order: Option<String>,
+    /// 1–200, default 50.
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+pub const MAX_LIMIT: u32 = 200;
+
+/// A date bound in the user's timezone: the start of the day, or its last instant.
+fn bound(field: &str, raw: &str, tz: Timezone, end_of_day: bool) -> Result<DateTime<Utc>, ValidationErrors> {
+    if let Ok(d) = NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d") {
+        return Ok(if end_of_day {
+            local_instant(d.succ_opt().unwrap_or(d), NaiveTime::MIN, tz) - TimeDelta::microseconds(1)
+        } else {
+            local_instant(d, NaiveTime::MIN, tz)
+        });
+    }
+    instant(field, raw).map_err(|_| {
+        ValidationErrors::one(field, format!("`{raw}` is neither a date like 2026-12-01 nor an RFC 3339 time with an offset"))
+    })
+}
+
+/// Parses the list query string; unknown parameters are ignored.
+pub(crate) fn parse_list_query(raw: Option<&str>, user: &User, now: DateTime<Utc>) -> Result<TaskQuery, ValidationErrors> {
+    let mut q = TaskQuery::default();
+    let mut e = ValidationErrors::default();
+    let mut cursor = None;
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        let v = v.trim();
+        match &*k {
+            "status" => match v {
+                "" | "all" => q.status = None,
+                s => q.status = e.check("status", TaskStatus::parse(s).map_err(|_| ValidationErrors::one("status", "must be all, pending or completed"))),
+            },
+            "priority" => {
+                for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    q.priorities.extend(e.check("priority", Priority::parse(p)));
+                }
+            }
+            "tag" | "tags" => {
+                for t in v.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                    q.tags.extend(e.check("tag", Tag::parse(t)));
+                }
+            }
+            "q" => {
+                if v.chars().count() > 200 {
+                    e.push("q", "must be at most 200 characters");
+                }
+                q.words = v
+                    .split(|c: char| !c.is_alphanumeric())
+                    .filter(|w| !w.is_empty())
+                    .map(str::to_lowercase)
+                    .take(20)
+                    .collect();
+            }
+            "due_after" => q.due_after = e.check("due_after", bound("due_after", v, user.timezone, false)),
+            "due_before" => q.due_before = e.check("due_before", bound("due_before", v, user.timezone, true)),
+            "overdue" => match v {
+                "true" | "1" => q.overdue = Some((now, true)),
+                "false" | "0" => q.overdue = Some((now, false)),
+                _ => e.push("overdue", "must be true or false"),
+            },
+            "sort" => match v {
+                "due" => q.sort = SortBy::Due,
+                "priority" => q.sort = SortBy::Priority,
+                "created" => q.sort = SortBy::Created,
+                "title" => q.sort = SortBy::Title,
+                _ => e.push("sort", "must be one of: due, priority, created, title"),
+            },
+            "order" => match v {
+                "asc" => q.order = Order::Asc,
+                "desc" => q.order = Order::Desc,
+                _ => e.push("order", "must be asc or desc"),
+            },
+            "limit" => match v.parse::<u32>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => q.limit = n,
+                _ => e.push("limit", "must be a whole number from 1 to 200"),
+            },
+            "cursor" if !v.is_empty() => cursor = Some(v.to_owned()),
+            _ => {}
+        }
+    }
+    if let Some(raw) = cursor {
+        match Cursor::decode(&raw, q.sort, q.order) {
+            Ok(c) => q.cursor = Some(c),
+            Err(err) => e.push("cursor", err.to_string()),
+        }
+    }
+    e.into_result(|| q)
+}
+
+fn with_etag(status: StatusCode, task: Task) -> Response {
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", task.version)) {
+        headers.insert(header::ETAG, v);
+    }
+    (status, headers, axum::Json(task)).into_response()
+}
+
+fn task_id(raw: &str) -> Result<TaskRef, ApiError> {
+    raw.parse::<Uuid>().map(|u| TaskRef::Id(TaskId(u))).map_err(|_| ApiError::NotFound("no such task"))
+}
+
+/// List your tasks, filtered, sorted and paginated.
+#[utoipa::path(get, path = "/api/tasks", tag = "tasks", params(ListParams),
+    responses((status = 200, body = TaskPage), (status = 422, body = Problem)), security(("bearer" = [])))]
+async fn list_tasks(State(s): State<AppState>, CurrentUser(user): CurrentUser, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    list(&s, &user, raw.as_deref()).await
+}
+
+async fn list(s: &AppState, user: &User, raw: Option<&str>) -> Result<Response, ApiError> {
+    let query = parse_list_query(raw, user, s.app.clock().now())?;
+    let page = s.app.list_tasks(user, &query).await?;
+    Ok(axum::Json(TaskPage { items: page.items, next_cursor: page.next_cursor }).into_response())
+}
+
+/// Create a task.
+#[utoipa::path(post, path = "/api/tasks", tag = "tasks", request_body = CreateTask,
+    responses((status = 201, body = TaskDoc), (status = 400, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
+async fn create_task(State(s): State<AppState>, CurrentUser(user): CurrentUser, Json(body): Json<CreateTask>) -> Result<Response, ApiError> {
+    let task = s.app.create_task(&user, TaskDraft::try_from(body)?).await?;
+    Ok(with_etag(StatusCode::CREATED, task))
+}
+
+/// One task, with `ETag: "<version>"`.
+#[utoipa::path(get, path = "/api/tasks/{id}", tag = "tasks", params(("id" = Uuid, Path)),
+    responses((status = 200, body = TaskDoc), (status = 404, body = Problem)), security(("bearer" = [])))]
+async fn get_task(State(s): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(with_etag(StatusCode::OK, s.app.task(&user, task_id(&id)?).await?))
+}
+
+/// Change a task; `null` clears a field; `If-Match: "<version>"` guards against lost updates.
+#[utoipa::path(patch, path = "/api/tasks/{id}", tag = "tasks", params(("id" = Uuid, Path)), request_body = PatchTask,
+    responses((status = 200, body = TaskDoc), (status = 404, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+async fn patch_task(
+    State(s): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+    IfMatch(version): IfMatch,
+    Json(body): Json<PatchTask>,
+) -> Result<Response, ApiError> {
+    let r = task_id(&id)?;
+    let patch = TaskPatch::try_from(body)?;
+    Ok(with_etag(StatusCode::OK, s.app.update_task(&user, r, patch, version).await?))
+}
+
+/// Delete a task.
+#[utoipa::path(delete, path = "/api/tasks/{id}", tag = "tasks", params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = Problem), (status = 412, body = Problem)), security(("bearer" = [])))]
+async fn delete_task(State(s): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>, IfMatch(version): IfMatch) -> Result<StatusCode, ApiError> {
+    s.app.delete_task(&user, task_id(&id)?, version).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Complete a task (completing a completed task changes nothing).
+#[utoipa::path(post, path = "/api/tasks/{id}/complete", tag = "tasks", params(("id" = Uuid, Path)),
+    responses((status = 200, body = TaskDoc), (status = 404, body = Problem)), security(("bearer" = [])))]
+async fn complete_task(State(s): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(with_etag(StatusCode::OK, s.app.complete_task(&user, task_id(&id)?).await?))
+}
+
+/// Reopen a completed task.
+#[utoipa::path(post, path = "/api/tasks/{id}/reopen", tag = "tasks", params(("id" = Uuid, Path)),
+    responses((status = 200, body = TaskDoc), (status = 404, body = Problem)), security(("bearer" = [])))]
+async fn reopen_task(State(s): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(with_etag(StatusCode::OK, s.app.reopen_task(&user, task_id(&id)?).await?))
+}
+
+/// The `user_id` of a compatibility route must be the token's user.
+fn same_user(user: &User, raw: &str) -> Result<(), ApiError> {
+    match raw.parse::<Uuid>() {
+        Ok(id) if id == user.id.0 => Ok(()),
+        _ => Err(ApiError::Forbidden("the user id in the path is not the signed-in user")),
+    }
+}
+
+fn number(raw: &str) -> Result<TaskRef, ApiError> {
+    raw.parse::<i64>().map(TaskRef::Number).map_err(|_| ApiError::NotFound("no such task"))
+}
+
+async fn compat_list(State(s): State<AppState>, CurrentUser(user): CurrentUser, Path(uid): Path<String>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    same_user(&user, &uid)?;
+    list(&s, &user, raw.as_deref()).await
+}
+
+async fn compat_create(State(s): State<AppState>, CurrentUser(user): CurrentUser, Path(uid): Path<String>, Json(body): Json<CreateTask>) -> Result<Response, ApiError> {
+    same_user(&user, &uid)?;
+    Ok(with_etag(StatusCode::CREATED, s.app.create_task(&user, TaskDraft::try_from(body)?).await?))
+}
+
+async fn compat_get(State(s): State<AppState>, CurrentUser(user): CurrentUser, Path((uid, n)): Path<(String, String)>) -> Result<Response, ApiError> {
+    same_user(&user, &uid)?;
+    Ok(with_etag(StatusCode::OK, s.app.task(&user, number(&n)?).await?))
+}
+
+async fn compat_patch(
+    State(s): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((uid, n)): Path<(String, String)>,
+    IfMatch(version): IfMatch,
+    Json(body): Json<PatchTask>,
+) -> Result<Response, ApiError> {
+    same_user(&user, &uid)?;
+    let r = number(&n)?;
+    Ok(with_etag(StatusCode::OK, s.app.update_task(&user, r, TaskPatch::try_from(body)?, version).await?))
+}
+
+async fn compat_delete(State(s): State<AppState>, CurrentUser(user): CurrentUser, Path((uid, n)): Path<(String, String)>, IfMatch(version): IfMatch) -> Result<StatusCode, ApiError> {
+    same_user(&user, &uid)?;
+    s.app.delete_task(&user, number(&n)?, version).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn compat_complete(State(s): State<AppState>, CurrentUser(user): CurrentUser, Path((uid, n)): Path<(String, String)>) -> Result<Response, ApiError> {
+    same_user(&user, &uid)?;
+    Ok(with_etag(StatusCode::OK, s.app.complete_task(&user, number(&n)?).await?))
+}
+
+async fn compat_reopen(State(s): State<AppState>, CurrentUser(user): CurrentUser, Path((uid, n)): Path<(String, String)>) -> Result<Response, ApiError> {
+    same_user(&user, &uid)?;
+    Ok(with_etag(StatusCode::OK, s.app.reopen_task(&user, number(&n)?).await?))
+}

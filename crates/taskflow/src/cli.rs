@@ -1,0 +1,145 @@
+//! Command line and environment: every setting is a flag and a `TASKFLOW_*` variable (the
+//! flag wins). Doc comments here are the `--help` text.
+
+use std::{io::IsTerminal, net::SocketAddr, process::ExitCode};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
+
+/// taskflow: an event-driven todo assistant.
+///
+/// `taskflow serve` runs every part in one process on an SQLite file; the same binary runs
+/// any subset of parts against PostgreSQL with `taskflow run --roles …`.
+#[derive(Debug, Parser)]
+#[command(name = "taskflow", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct LogOpts {
+    /// Log format: `auto` is pretty in a terminal and JSON otherwise.
+    #[arg(long, env = "TASKFLOW_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto, global = true)]
+    pub log_format: LogFormat,
+    /// Log filter, e.g. `info`, `debug`, `taskflow_api=debug,info`.
+    #[arg(long, env = "TASKFLOW_LOG", default_value = "info", global = true)]
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Auto,
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every role in one process (the default way to run taskflow).
+    Serve(ServeOpts),
+    /// Run only the given roles (how each Kubernetes Deployment is made).
+    Run(RunOpts),
+    /// Apply pending database migrations and exit.
+    Migrate(DbOpts),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DbOpts {
+    /// Database URL: `sqlite:PATH` (created when missing) or `postgres://USER@HOST/DB`.
+    #[arg(long, env = "TASKFLOW_DATABASE_URL", default_value = "sqlite:./taskflow.db")]
+    pub database_url: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeOpts {
+    #[command(flatten)]
+    pub db: DbOpts,
+    /// Address to listen on.
+    #[arg(long, env = "TASKFLOW_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// Secret that signs tokens; when unset one is generated on first start and kept in the
+    /// database.
+    #[arg(long, env = "TASKFLOW_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<SecretString>,
+    /// How long a token stays valid, in hours.
+    #[arg(long, env = "TASKFLOW_TOKEN_TTL_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(1..=8784))]
+    pub token_ttl_hours: u64,
+    /// Requests per second allowed from one client IP (0 turns the limit off).
+    #[arg(long, env = "TASKFLOW_RATE_LIMIT_PER_IP", default_value_t = 500)]
+    pub rate_limit_per_ip: u32,
+    /// Requests per second allowed for one signed-in user (0 turns the limit off).
+    #[arg(long, env = "TASKFLOW_RATE_LIMIT_PER_USER", default_value_t = 100)]
+    pub rate_limit_per_user: u32,
+    /// Burst allowance: how many requests above the steady rate a client may send at once,
+    /// as a multiple of the rate.
+    #[arg(long, env = "TASKFLOW_RATE_LIMIT_BURST", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rate_limit_burst: u32,
+    /// Event bus: `embedded` (the event log in the database).
+    #[arg(long, env = "TASKFLOW_BUS", value_enum, default_value_t = Bus::Embedded)]
+    pub bus: Bus,
+    /// Seconds to wait for in-flight requests at shutdown.
+    #[arg(long, env = "TASKFLOW_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Bus {
+    Embedded,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunOpts {
+    /// Comma-separated roles to run.
+    #[arg(long, env = "TASKFLOW_ROLES", value_enum, value_delimiter = ',', required = true)]
+    pub roles: Vec<Role>,
+    #[command(flatten)]
+    pub serve: ServeOpts,
+}
+
+/// A part of taskflow that can run on its own.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Role {
+    /// REST API, auth, docs, health and metrics.
+    Api,
+}
+
+impl Role {
+    pub const ALL: &'static [Role] = &[Role::Api];
+}
+
+/// Help and version go to stdout with status 0; a bad setting is one line on stderr and
+/// status 2.
+pub fn exit_for_clap(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { ExitCode::from(2) } else { ExitCode::SUCCESS }
+        }
+        _ => {
+            let text = e.render().to_string();
+            let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+            eprintln!("taskflow: {}", line.trim_start_matches("error: "));
+            ExitCode::from(2)
+        }
+    }
+}
+
+pub fn init_logging(opts: &LogOpts) {
+    use tracing_subscriber::{EnvFilter, fmt};
+    let filter = EnvFilter::try_new(&opts.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = match opts.log_format {
+        LogFormat::Json => true,
+        LogFormat::Pretty => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().with_current_span(false).flatten_event(true).init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
