@@ -81,12 +81,12 @@ pub(crate) enum Param {
 }
 
 /// The per-sort flag (undated last), key and tie-breaker columns.
-pub(crate) fn sort_columns(sort: SortBy) -> (&'static str, &'static str) {
+pub(crate) fn sort_columns(sort: SortBy) -> (Option<&'static str>, &'static str) {
     match sort {
-        SortBy::Due => ("(CASE WHEN t.due_sort IS NULL THEN 1 ELSE 0 END)", "COALESCE(t.due_sort, 0)"),
-        SortBy::Priority => ("0", "t.priority_pos"),
-        SortBy::Created => ("0", "t.created_at"),
-        SortBy::Title => ("0", "t.title_key"),
+        SortBy::Due => (Some("(CASE WHEN t.due_sort IS NULL THEN 1 ELSE 0 END)"), "COALESCE(t.due_sort, 0)"),
+        SortBy::Priority => (None, "t.priority_pos"),
+        SortBy::Created => (None, "t.created_at"),
+        SortBy::Title => (None, "t.title_key"),
     }
 }
 
@@ -149,16 +149,22 @@ pub(crate) fn build_list(
         Order::Desc => ("<", "DESC"),
     };
     if let Some(c) = &q.cursor {
-        sql.push_str(&format!(
-            " AND ({flag} > ? OR ({flag} = ? AND ({key} {cmp} ? OR ({key} = ? AND t.number {cmp} ?))))"
-        ));
         let k = match &c.key {
             CursorKey::I64(v) => Param::I64(*v),
             CursorKey::Text(s) => Param::Text(s.clone()),
         };
-        params.extend([Param::I64(c.flag), Param::I64(c.flag), k.clone(), k, Param::I64(c.number)]);
+        let after_key = format!("({key} {cmp} ? OR ({key} = ? AND t.number {cmp} ?))");
+        match flag {
+            Some(flag) => {
+                sql.push_str(&format!(" AND ({flag} > ? OR ({flag} = ? AND {after_key}))"));
+                params.extend([Param::I64(c.flag), Param::I64(c.flag)]);
+            }
+            None => sql.push_str(&format!(" AND {after_key}")),
+        }
+        params.extend([k.clone(), k, Param::I64(c.number)]);
     }
-    sql.push_str(&format!(" ORDER BY {flag} ASC, {key} {dir}, t.number {dir} LIMIT ?"));
+    let flag_order = flag.map(|f| format!("{f} ASC, ")).unwrap_or_default();
+    sql.push_str(&format!(" ORDER BY {flag_order}{key} {dir}, t.number {dir} LIMIT ?"));
     params.push(Param::I64(i64::from(q.limit) + 1));
     (sql, params)
 }
