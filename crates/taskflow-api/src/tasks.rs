@@ -340,7 +340,7 @@ pub(crate) fn parse_list_query(raw: Option<&str>, user: &User, now: DateTime<Utc
             }
             "tag" | "tags" => {
                 for t in v.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-                    q.tags.extend(e.check("tag", Tag::parse(t)));
+                    q.tags.extend(e.check("tag", Tag::parse(t).map_err(|err| ValidationErrors(err.0.into_iter().map(|f| taskflow_core::FieldError { field: "tag".into(), ..f }).collect()))));
                 }
             }
             "q" => {
