@@ -25,15 +25,20 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Json(v)),
-            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::invalid("body", body_text(&e.body_text()))),
-            Err(JsonRejection::JsonSyntaxError(e)) => {
-                Err(ApiError::BadRequest(format!("the body is not valid JSON: {}", body_text(&e.body_text()))))
+            Err(JsonRejection::JsonDataError(e)) => {
+                Err(ApiError::invalid("body", body_text(&e.body_text())))
             }
+            Err(JsonRejection::JsonSyntaxError(e)) => Err(ApiError::BadRequest(format!(
+                "the body is not valid JSON: {}",
+                body_text(&e.body_text())
+            ))),
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::UnsupportedMediaType(
                 "send the body as JSON with `Content-Type: application/json`".into(),
             )),
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(ApiError::PayloadTooLarge("the request body is larger than the 64 KiB limit".into()))
+                Err(ApiError::PayloadTooLarge(
+                    "the request body is larger than the 64 KiB limit".into(),
+                ))
             }
             Err(e) => Err(ApiError::BadRequest(e.body_text())),
         }
@@ -52,7 +57,10 @@ pub struct CurrentUser(pub User);
 impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or(AppError::Unauthorized(
             "sign in first: send `Authorization: Bearer <token>` (from /api/auth/login)",
         ))?;
@@ -65,7 +73,10 @@ impl FromRequestParts<AppState> for CurrentUser {
 fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// The version named by `If-Match: "<version>"`; `*` or no header means any version.
@@ -76,14 +87,18 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let Some(raw) = parts.headers.get(header::IF_MATCH) else { return Ok(IfMatch(None)) };
+        let Some(raw) = parts.headers.get(header::IF_MATCH) else {
+            return Ok(IfMatch(None));
+        };
         let raw = raw.to_str().unwrap_or_default().trim();
         if raw == "*" {
             return Ok(IfMatch(None));
         }
         let v = raw.strip_prefix("W/").unwrap_or(raw).trim_matches('"');
-        v.parse()
-            .map(|v| IfMatch(Some(v)))
-            .map_err(|_| ApiError::BadRequest(format!("If-Match must be a version in quotes such as \"3\", got `{raw}`")))
+        v.parse().map(|v| IfMatch(Some(v))).map_err(|_| {
+            ApiError::BadRequest(format!(
+                "If-Match must be a version in quotes such as \"3\", got `{raw}`"
+            ))
+        })
     }
 }

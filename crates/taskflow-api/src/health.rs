@@ -30,7 +30,9 @@ pub fn prometheus() -> PrometheusHandle {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     Matcher::Full("http_request_duration_seconds".into()),
-                    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    ],
                 )
                 .map(PrometheusBuilder::build_recorder)
                 .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
@@ -49,7 +51,9 @@ async fn live() -> impl IntoResponse {
 /// Ready when the database answers.
 async fn ready(State(s): State<AppState>) -> Response {
     match s.app.store().ping().await {
-        Ok(()) => axum::Json(json!({"status": "ready", "checks": {"database": "ok"}})).into_response(),
+        Ok(()) => {
+            axum::Json(json!({"status": "ready", "checks": {"database": "ok"}})).into_response()
+        }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             (
@@ -66,7 +70,11 @@ async fn metrics_text(State(s): State<AppState>) -> Response {
         metrics::gauge!("taskflow_outbox_events").set(n as f64);
     }
     metrics::gauge!("taskflow_outbox_head_position").set(s.app.bus().head() as f64);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
 }
 
 /// Middleware: request count and latency by matched route, method and status.
@@ -78,8 +86,13 @@ pub async fn track(req: Request, next: Next) -> Response {
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = req.method().as_str().to_owned();
     let res = next.run(req).await;
-    let labels = [("route", route), ("method", method), ("status", res.status().as_u16().to_string())];
+    let labels = [
+        ("route", route),
+        ("method", method),
+        ("status", res.status().as_u16().to_string()),
+    ];
     metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels).record(start.elapsed().as_secs_f64());
+    metrics::histogram!("http_request_duration_seconds", &labels)
+        .record(start.elapsed().as_secs_f64());
     res
 }

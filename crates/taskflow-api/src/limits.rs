@@ -7,7 +7,10 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::{Clock, DefaultClock}};
+use governor::{
+    DefaultKeyedRateLimiter, Quota, RateLimiter,
+    clock::{Clock, DefaultClock},
+};
 use taskflow_core::UserId;
 
 use crate::{AppState, problem::ApiError};
@@ -29,12 +32,17 @@ pub struct Limits {
 fn limiter<K: std::hash::Hash + Eq + Clone>(rate: Rate) -> Option<DefaultKeyedRateLimiter<K>> {
     let per_second = NonZeroU32::new(rate.per_second)?;
     let burst = NonZeroU32::new(rate.burst.max(rate.per_second)).unwrap_or(per_second);
-    Some(RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)))
+    Some(RateLimiter::keyed(
+        Quota::per_second(per_second).allow_burst(burst),
+    ))
 }
 
 impl Limits {
     pub fn new(ip: Rate, user: Rate) -> Arc<Self> {
-        Arc::new(Self { ip: limiter(ip), user: limiter(user) })
+        Arc::new(Self {
+            ip: limiter(ip),
+            user: limiter(user),
+        })
     }
 
     pub fn check_user(&self, user: UserId) -> Result<(), ApiError> {
@@ -58,7 +66,10 @@ impl Limits {
     }
 }
 
-fn check<K: std::hash::Hash + Eq + Clone>(l: Option<&DefaultKeyedRateLimiter<K>>, key: &K) -> Result<(), ApiError> {
+fn check<K: std::hash::Hash + Eq + Clone>(
+    l: Option<&DefaultKeyedRateLimiter<K>>,
+    key: &K,
+) -> Result<(), ApiError> {
     let Some(l) = l else { return Ok(()) };
     l.check_key(key).map_err(|not_until| {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
@@ -68,11 +79,14 @@ fn check<K: std::hash::Hash + Eq + Clone>(l: Option<&DefaultKeyedRateLimiter<K>>
 
 /// Middleware: the per-IP limit, before any other work.
 pub async fn per_ip(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let ip = req.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
-    if let Some(ip) = ip {
-        if let Err(e) = state.limits.check_ip(ip) {
-            return e.into_response();
-        }
+    let ip = req
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(ip) = ip
+        && let Err(e) = state.limits.check_ip(ip)
+    {
+        return e.into_response();
     }
     next.run(req).await
 }

@@ -87,19 +87,28 @@ impl ApiError {
             }
             ApiError::App(AppError::InvalidCursor(m)) => {
                 let mut p = Problem::new(S::UNPROCESSABLE_ENTITY, format!("cursor: {m}"));
-                p.errors = vec![FieldError { field: "cursor".into(), message: m.clone() }];
+                p.errors = vec![FieldError {
+                    field: "cursor".into(),
+                    message: m.clone(),
+                }];
                 p
             }
             ApiError::App(AppError::NotFound) => Problem::new(S::NOT_FOUND, "no such task"),
-            ApiError::App(e @ AppError::PreconditionFailed { .. }) => Problem::new(S::PRECONDITION_FAILED, e.to_string()),
-            ApiError::App(AppError::Duplicate("email")) => {
-                Problem::new(S::CONFLICT, "an account with this email already exists; log in instead")
+            ApiError::App(e @ AppError::PreconditionFailed { .. }) => {
+                Problem::new(S::PRECONDITION_FAILED, e.to_string())
             }
-            ApiError::App(e @ (AppError::Duplicate(_) | AppError::Contended)) => Problem::new(S::CONFLICT, e.to_string()),
+            ApiError::App(AppError::Duplicate("email")) => Problem::new(
+                S::CONFLICT,
+                "an account with this email already exists; log in instead",
+            ),
+            ApiError::App(e @ (AppError::Duplicate(_) | AppError::Contended)) => {
+                Problem::new(S::CONFLICT, e.to_string())
+            }
             ApiError::App(AppError::Unauthorized(m)) => Problem::new(S::UNAUTHORIZED, *m),
-            ApiError::App(AppError::Store(_) | AppError::Internal(_)) => {
-                Problem::new(S::INTERNAL_SERVER_ERROR, "something went wrong on our side; it has been logged")
-            }
+            ApiError::App(AppError::Store(_) | AppError::Internal(_)) => Problem::new(
+                S::INTERNAL_SERVER_ERROR,
+                "something went wrong on our side; it has been logged",
+            ),
             ApiError::BadRequest(m) => Problem::new(S::BAD_REQUEST, m.clone()),
             ApiError::Forbidden(m) => Problem::new(S::FORBIDDEN, *m),
             ApiError::NotFound(m) => Problem::new(S::NOT_FOUND, *m),
@@ -116,14 +125,16 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let problem = self.problem();
-        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut res = status.into_response();
         match &self {
             ApiError::App(AppError::Store(_) | AppError::Internal(_)) => {
                 res.extensions_mut().insert(InternalError(self.to_string()));
             }
             ApiError::App(AppError::Unauthorized(_)) => {
-                res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                res.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             ApiError::TooManyRequests(wait) => {
                 let secs = wait.as_secs().max(1).to_string();
@@ -173,7 +184,9 @@ pub async fn render_problems(req: Request, next: Next) -> Response {
             let detail = match status {
                 StatusCode::NOT_FOUND => format!("there is nothing at {uri}"),
                 StatusCode::METHOD_NOT_ALLOWED => format!("{method} is not allowed on {uri}"),
-                StatusCode::PAYLOAD_TOO_LARGE => "the request body is larger than the 64 KiB limit".to_owned(),
+                StatusCode::PAYLOAD_TOO_LARGE => {
+                    "the request body is larger than the 64 KiB limit".to_owned()
+                }
                 _ if !text.is_empty() => text,
                 _ => status.canonical_reason().unwrap_or("error").to_owned(),
             };
@@ -185,7 +198,9 @@ pub async fn render_problems(req: Request, next: Next) -> Response {
     }
     problem.request_id = request_id;
     let body = serde_json::to_vec(&problem).unwrap_or_default();
-    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(body))
 }

@@ -13,8 +13,9 @@ use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use taskflow_app::TaskRef;
 use taskflow_core::{
-    Description, Due, Priority, Recurrence, RecurrenceAnchor, ReminderSpec, Tag, Tags, Task, TaskDraft, TaskId,
-    TaskPatch, TaskStatus, TaskTitle, Timezone, User, ValidationErrors, task::local_instant,
+    Description, Due, Priority, Recurrence, RecurrenceAnchor, ReminderSpec, Tag, Tags, Task,
+    TaskDraft, TaskId, TaskPatch, TaskStatus, TaskTitle, Timezone, User, ValidationErrors,
+    task::local_instant,
 };
 use taskflow_store::{Cursor, Order, SortBy, TaskQuery};
 use utoipa::{IntoParams, ToSchema};
@@ -42,10 +43,19 @@ pub fn compat_router() -> Router<AppState> {
         .route("/api/{user_id}/tasks", get(compat_list).post(compat_create))
         .route(
             "/api/{user_id}/tasks/{number}",
-            get(compat_get).patch(compat_patch).put(compat_patch).delete(compat_delete),
+            get(compat_get)
+                .patch(compat_patch)
+                .put(compat_patch)
+                .delete(compat_delete),
         )
-        .route("/api/{user_id}/tasks/{number}/complete", post(compat_complete).patch(compat_complete))
-        .route("/api/{user_id}/tasks/{number}/reopen", post(compat_reopen).patch(compat_reopen))
+        .route(
+            "/api/{user_id}/tasks/{number}/complete",
+            post(compat_complete).patch(compat_complete),
+        )
+        .route(
+            "/api/{user_id}/tasks/{number}/reopen",
+            post(compat_reopen).patch(compat_reopen),
+        )
 }
 
 /// A reminder as asked for: `{before_minutes}` or `{at}`.
@@ -80,7 +90,9 @@ pub struct CreateTask {
     reminders: Option<Vec<ReminderBody>>,
 }
 
-fn double<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+fn double<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -166,9 +178,16 @@ pub struct TaskPage {
 
 /// Parses an RFC 3339 instant that carries an offset.
 pub(crate) fn instant(field: &str, raw: &str) -> Result<DateTime<Utc>, ValidationErrors> {
-    DateTime::parse_from_rfc3339(raw.trim()).map(|t| t.with_timezone(&Utc)).map_err(|_| {
-        ValidationErrors::one(field, format!("`{raw}` is not an RFC 3339 time with an offset, e.g. 2026-12-01T09:00:00-05:00"))
-    })
+    DateTime::parse_from_rfc3339(raw.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            ValidationErrors::one(
+                field,
+                format!(
+                    "`{raw}` is not an RFC 3339 time with an offset, e.g. 2026-12-01T09:00:00-05:00"
+                ),
+            )
+        })
 }
 
 fn date(field: &str, raw: &str) -> Result<NaiveDate, ValidationErrors> {
@@ -179,7 +198,10 @@ fn date(field: &str, raw: &str) -> Result<NaiveDate, ValidationErrors> {
 fn due(errors: &mut ValidationErrors, due_at: Option<&str>, due_date: Option<&str>) -> Option<Due> {
     match (due_at, due_date) {
         (Some(_), Some(_)) => {
-            errors.push("due_at", "send either due_at (a time) or due_date (an all-day date), not both");
+            errors.push(
+                "due_at",
+                "send either due_at (a time) or due_date (an all-day date), not both",
+            );
             None
         }
         (Some(at), None) => errors.check("due_at", instant("due_at", at)).map(Due::At),
@@ -217,11 +239,26 @@ impl TryFrom<CreateTask> for TaskDraft {
                 None
             }
         };
-        let description = e.check("description", Description::parse(b.description.as_deref().unwrap_or(""))).unwrap_or_default();
-        let priority = b.priority.as_deref().map(|p| e.check("priority", Priority::parse(p))).unwrap_or_default().unwrap_or_default();
-        let tags = e.check("tags", Tags::parse(b.tags.as_deref().unwrap_or(&[]))).unwrap_or_default();
+        let description = e
+            .check(
+                "description",
+                Description::parse(b.description.as_deref().unwrap_or("")),
+            )
+            .unwrap_or_default();
+        let priority = b
+            .priority
+            .as_deref()
+            .map(|p| e.check("priority", Priority::parse(p)))
+            .unwrap_or_default()
+            .unwrap_or_default();
+        let tags = e
+            .check("tags", Tags::parse(b.tags.as_deref().unwrap_or(&[])))
+            .unwrap_or_default();
         let due = due(&mut e, b.due_at.as_deref(), b.due_date.as_deref());
-        let recurrence = b.recurrence.as_deref().and_then(|r| e.check("recurrence", Recurrence::parse(r)));
+        let recurrence = b
+            .recurrence
+            .as_deref()
+            .and_then(|r| e.check("recurrence", Recurrence::parse(r)));
         let recurrence_anchor = b
             .recurrence_anchor
             .as_deref()
@@ -229,7 +266,16 @@ impl TryFrom<CreateTask> for TaskDraft {
             .unwrap_or_default()
             .unwrap_or_default();
         let reminders = reminders(&mut e, b.reminders.as_deref().unwrap_or(&[]));
-        e.into_result(|| TaskDraft { title, description, priority, tags, due, recurrence, recurrence_anchor, reminders })
+        e.into_result(|| TaskDraft {
+            title,
+            description,
+            priority,
+            tags,
+            due,
+            recurrence,
+            recurrence_anchor,
+            reminders,
+        })
     }
 }
 
@@ -246,12 +292,20 @@ impl TryFrom<PatchTask> for TaskPatch {
             }
             None => None,
         };
-        let description = b.description.map(|d| e.check("description", Description::parse(d.as_deref().unwrap_or(""))).unwrap_or_default());
+        let description = b.description.map(|d| {
+            e.check(
+                "description",
+                Description::parse(d.as_deref().unwrap_or("")),
+            )
+            .unwrap_or_default()
+        });
         let priority = b.priority.and_then(|p| match p {
             Some(p) => e.check("priority", Priority::parse(&p)),
             None => Some(Priority::default()),
         });
-        let tags = b.tags.and_then(|t| e.check("tags", Tags::parse(t.as_deref().unwrap_or(&[]))));
+        let tags = b
+            .tags
+            .and_then(|t| e.check("tags", Tags::parse(t.as_deref().unwrap_or(&[]))));
         let due = match (b.due_at, b.due_date) {
             (None, None) => None,
             (at, date) => {
@@ -259,12 +313,16 @@ impl TryFrom<PatchTask> for TaskPatch {
                 Some(due(&mut e, at.as_deref(), date.as_deref()))
             }
         };
-        let recurrence = b.recurrence.map(|r| r.and_then(|r| e.check("recurrence", Recurrence::parse(&r))));
+        let recurrence = b
+            .recurrence
+            .map(|r| r.and_then(|r| e.check("recurrence", Recurrence::parse(&r))));
         let recurrence_anchor = b.recurrence_anchor.and_then(|a| match a {
             Some(a) => e.check("recurrence_anchor", RecurrenceAnchor::parse(&a)),
             None => Some(RecurrenceAnchor::default()),
         });
-        let reminders = b.reminders.map(|r| reminders(&mut e, r.as_deref().unwrap_or(&[])));
+        let reminders = b
+            .reminders
+            .map(|r| reminders(&mut e, r.as_deref().unwrap_or(&[])));
         let status = b.status.and_then(|s| match s {
             Some(s) => e.check("status", TaskStatus::parse(&s)),
             None => {
@@ -272,7 +330,17 @@ impl TryFrom<PatchTask> for TaskPatch {
                 None
             }
         });
-        e.into_result(|| TaskPatch { title, description, priority, tags, due, recurrence, recurrence_anchor, reminders, status })
+        e.into_result(|| TaskPatch {
+            title,
+            description,
+            priority,
+            tags,
+            due,
+            recurrence,
+            recurrence_anchor,
+            reminders,
+            status,
+        })
     }
 }
 
@@ -308,21 +376,36 @@ pub struct ListParams {
 pub const MAX_LIMIT: u32 = 200;
 
 /// A date bound in the user's timezone: the start of the day, or its last instant.
-fn bound(field: &str, raw: &str, tz: Timezone, end_of_day: bool) -> Result<DateTime<Utc>, ValidationErrors> {
+fn bound(
+    field: &str,
+    raw: &str,
+    tz: Timezone,
+    end_of_day: bool,
+) -> Result<DateTime<Utc>, ValidationErrors> {
     if let Ok(d) = NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d") {
         return Ok(if end_of_day {
-            local_instant(d.succ_opt().unwrap_or(d), NaiveTime::MIN, tz) - TimeDelta::microseconds(1)
+            local_instant(d.succ_opt().unwrap_or(d), NaiveTime::MIN, tz)
+                - TimeDelta::microseconds(1)
         } else {
             local_instant(d, NaiveTime::MIN, tz)
         });
     }
     instant(field, raw).map_err(|_| {
-        ValidationErrors::one(field, format!("`{raw}` is neither a date like 2026-12-01 nor an RFC 3339 time with an offset"))
+        ValidationErrors::one(
+            field,
+            format!(
+                "`{raw}` is neither a date like 2026-12-01 nor an RFC 3339 time with an offset"
+            ),
+        )
     })
 }
 
 /// Parses the list query string; unknown parameters are ignored.
-pub(crate) fn parse_list_query(raw: Option<&str>, user: &User, now: DateTime<Utc>) -> Result<TaskQuery, ValidationErrors> {
+pub(crate) fn parse_list_query(
+    raw: Option<&str>,
+    user: &User,
+    now: DateTime<Utc>,
+) -> Result<TaskQuery, ValidationErrors> {
     let mut q = TaskQuery::default();
     let mut e = ValidationErrors::default();
     let mut cursor = None;
@@ -331,7 +414,14 @@ pub(crate) fn parse_list_query(raw: Option<&str>, user: &User, now: DateTime<Utc
         match &*k {
             "status" => match v {
                 "" | "all" => q.status = None,
-                s => q.status = e.check("status", TaskStatus::parse(s).map_err(|_| ValidationErrors::one("status", "must be all, pending or completed"))),
+                s => {
+                    q.status = e.check(
+                        "status",
+                        TaskStatus::parse(s).map_err(|_| {
+                            ValidationErrors::one("status", "must be all, pending or completed")
+                        }),
+                    )
+                }
             },
             "priority" => {
                 for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -340,7 +430,20 @@ pub(crate) fn parse_list_query(raw: Option<&str>, user: &User, now: DateTime<Utc
             }
             "tag" | "tags" => {
                 for t in v.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-                    q.tags.extend(e.check("tag", Tag::parse(t).map_err(|err| ValidationErrors(err.0.into_iter().map(|f| taskflow_core::FieldError { field: "tag".into(), ..f }).collect()))));
+                    q.tags.extend(e.check(
+                        "tag",
+                        Tag::parse(t).map_err(|err| {
+                            ValidationErrors(
+                                err.0
+                                    .into_iter()
+                                    .map(|f| taskflow_core::FieldError {
+                                        field: "tag".into(),
+                                        ..f
+                                    })
+                                    .collect(),
+                            )
+                        }),
+                    ));
                 }
             }
             "q" => {
@@ -354,8 +457,12 @@ pub(crate) fn parse_list_query(raw: Option<&str>, user: &User, now: DateTime<Utc
                     .take(20)
                     .collect();
             }
-            "due_after" => q.due_after = e.check("due_after", bound("due_after", v, user.timezone, false)),
-            "due_before" => q.due_before = e.check("due_before", bound("due_before", v, user.timezone, true)),
+            "due_after" => {
+                q.due_after = e.check("due_after", bound("due_after", v, user.timezone, false))
+            }
+            "due_before" => {
+                q.due_before = e.check("due_before", bound("due_before", v, user.timezone, true))
+            }
             "overdue" => match v {
                 "true" | "1" => q.overdue = Some((now, true)),
                 "false" | "0" => q.overdue = Some((now, false)),
@@ -399,26 +506,40 @@ fn with_etag(status: StatusCode, task: Task) -> Response {
 }
 
 fn task_id(raw: &str) -> Result<TaskRef, ApiError> {
-    raw.parse::<Uuid>().map(|u| TaskRef::Id(TaskId(u))).map_err(|_| ApiError::NotFound("no such task"))
+    raw.parse::<Uuid>()
+        .map(|u| TaskRef::Id(TaskId(u)))
+        .map_err(|_| ApiError::NotFound("no such task"))
 }
 
 /// List your tasks, filtered, sorted and paginated.
 #[utoipa::path(get, path = "/api/tasks", tag = "tasks", params(ListParams),
     responses((status = 200, body = TaskPage), (status = 422, body = Problem)), security(("bearer" = [])))]
-async fn list_tasks(State(s): State<AppState>, CurrentUser(user): CurrentUser, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+async fn list_tasks(
+    State(s): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     list(&s, &user, raw.as_deref()).await
 }
 
 async fn list(s: &AppState, user: &User, raw: Option<&str>) -> Result<Response, ApiError> {
     let query = parse_list_query(raw, user, s.app.clock().now())?;
     let page = s.app.list_tasks(user, &query).await?;
-    Ok(axum::Json(TaskPage { items: page.items, next_cursor: page.next_cursor }).into_response())
+    Ok(axum::Json(TaskPage {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    })
+    .into_response())
 }
 
 /// Create a task.
 #[utoipa::path(post, path = "/api/tasks", tag = "tasks", request_body = CreateTask,
     responses((status = 201, body = TaskDoc), (status = 400, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
-async fn create_task(State(s): State<AppState>, CurrentUser(user): CurrentUser, Json(body): Json<CreateTask>) -> Result<Response, ApiError> {
+async fn create_task(
+    State(s): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Json(body): Json<CreateTask>,
+) -> Result<Response, ApiError> {
     let task = s.app.create_task(&user, TaskDraft::try_from(body)?).await?;
     Ok(with_etag(StatusCode::CREATED, task))
 }
@@ -426,8 +547,15 @@ async fn create_task(State(s): State<AppState>, CurrentUser(user): CurrentUser, 
 /// One task, with `ETag: "<version>"`.
 #[utoipa::path(get, path = "/api/tasks/{id}", tag = "tasks", params(("id" = Uuid, Path)),
     responses((status = 200, body = TaskDoc), (status = 404, body = Problem)), security(("bearer" = [])))]
-async fn get_task(State(s): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>) -> Result<Response, ApiError> {
-    Ok(with_etag(StatusCode::OK, s.app.task(&user, task_id(&id)?).await?))
+async fn get_task(
+    State(s): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(with_etag(
+        StatusCode::OK,
+        s.app.task(&user, task_id(&id)?).await?,
+    ))
 }
 
 /// Change a task; `null` clears a field; `If-Match: "<version>"` guards against lost updates.
@@ -443,13 +571,21 @@ async fn patch_task(
 ) -> Result<Response, ApiError> {
     let r = task_id(&id)?;
     let patch = TaskPatch::try_from(body)?;
-    Ok(with_etag(StatusCode::OK, s.app.update_task(&user, r, patch, version).await?))
+    Ok(with_etag(
+        StatusCode::OK,
+        s.app.update_task(&user, r, patch, version).await?,
+    ))
 }
 
 /// Delete a task.
 #[utoipa::path(delete, path = "/api/tasks/{id}", tag = "tasks", params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = Problem), (status = 412, body = Problem)), security(("bearer" = [])))]
-async fn delete_task(State(s): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>, IfMatch(version): IfMatch) -> Result<StatusCode, ApiError> {
+async fn delete_task(
+    State(s): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+    IfMatch(version): IfMatch,
+) -> Result<StatusCode, ApiError> {
     s.app.delete_task(&user, task_id(&id)?, version).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -457,42 +593,80 @@ async fn delete_task(State(s): State<AppState>, CurrentUser(user): CurrentUser, 
 /// Complete a task (completing a completed task changes nothing).
 #[utoipa::path(post, path = "/api/tasks/{id}/complete", tag = "tasks", params(("id" = Uuid, Path)),
     responses((status = 200, body = TaskDoc), (status = 404, body = Problem)), security(("bearer" = [])))]
-async fn complete_task(State(s): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>) -> Result<Response, ApiError> {
-    Ok(with_etag(StatusCode::OK, s.app.complete_task(&user, task_id(&id)?).await?))
+async fn complete_task(
+    State(s): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(with_etag(
+        StatusCode::OK,
+        s.app.complete_task(&user, task_id(&id)?).await?,
+    ))
 }
 
 /// Reopen a completed task.
 #[utoipa::path(post, path = "/api/tasks/{id}/reopen", tag = "tasks", params(("id" = Uuid, Path)),
     responses((status = 200, body = TaskDoc), (status = 404, body = Problem)), security(("bearer" = [])))]
-async fn reopen_task(State(s): State<AppState>, CurrentUser(user): CurrentUser, Path(id): Path<String>) -> Result<Response, ApiError> {
-    Ok(with_etag(StatusCode::OK, s.app.reopen_task(&user, task_id(&id)?).await?))
+async fn reopen_task(
+    State(s): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(with_etag(
+        StatusCode::OK,
+        s.app.reopen_task(&user, task_id(&id)?).await?,
+    ))
 }
 
 /// The `user_id` of a compatibility route must be the token's user.
 fn same_user(user: &User, raw: &str) -> Result<(), ApiError> {
     match raw.parse::<Uuid>() {
         Ok(id) if id == user.id.0 => Ok(()),
-        _ => Err(ApiError::Forbidden("the user id in the path is not the signed-in user")),
+        _ => Err(ApiError::Forbidden(
+            "the user id in the path is not the signed-in user",
+        )),
     }
 }
 
 fn number(raw: &str) -> Result<TaskRef, ApiError> {
-    raw.parse::<i64>().map(TaskRef::Number).map_err(|_| ApiError::NotFound("no such task"))
+    raw.parse::<i64>()
+        .map(TaskRef::Number)
+        .map_err(|_| ApiError::NotFound("no such task"))
 }
 
-async fn compat_list(State(s): State<AppState>, CurrentUser(user): CurrentUser, Path(uid): Path<String>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+async fn compat_list(
+    State(s): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(uid): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     same_user(&user, &uid)?;
     list(&s, &user, raw.as_deref()).await
 }
 
-async fn compat_create(State(s): State<AppState>, CurrentUser(user): CurrentUser, Path(uid): Path<String>, Json(body): Json<CreateTask>) -> Result<Response, ApiError> {
+async fn compat_create(
+    State(s): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(uid): Path<String>,
+    Json(body): Json<CreateTask>,
+) -> Result<Response, ApiError> {
     same_user(&user, &uid)?;
-    Ok(with_etag(StatusCode::CREATED, s.app.create_task(&user, TaskDraft::try_from(body)?).await?))
+    Ok(with_etag(
+        StatusCode::CREATED,
+        s.app.create_task(&user, TaskDraft::try_from(body)?).await?,
+    ))
 }
 
-async fn compat_get(State(s): State<AppState>, CurrentUser(user): CurrentUser, Path((uid, n)): Path<(String, String)>) -> Result<Response, ApiError> {
+async fn compat_get(
+    State(s): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((uid, n)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     same_user(&user, &uid)?;
-    Ok(with_etag(StatusCode::OK, s.app.task(&user, number(&n)?).await?))
+    Ok(with_etag(
+        StatusCode::OK,
+        s.app.task(&user, number(&n)?).await?,
+    ))
 }
 
 async fn compat_patch(
@@ -504,21 +678,45 @@ async fn compat_patch(
 ) -> Result<Response, ApiError> {
     same_user(&user, &uid)?;
     let r = number(&n)?;
-    Ok(with_etag(StatusCode::OK, s.app.update_task(&user, r, TaskPatch::try_from(body)?, version).await?))
+    Ok(with_etag(
+        StatusCode::OK,
+        s.app
+            .update_task(&user, r, TaskPatch::try_from(body)?, version)
+            .await?,
+    ))
 }
 
-async fn compat_delete(State(s): State<AppState>, CurrentUser(user): CurrentUser, Path((uid, n)): Path<(String, String)>, IfMatch(version): IfMatch) -> Result<StatusCode, ApiError> {
+async fn compat_delete(
+    State(s): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((uid, n)): Path<(String, String)>,
+    IfMatch(version): IfMatch,
+) -> Result<StatusCode, ApiError> {
     same_user(&user, &uid)?;
     s.app.delete_task(&user, number(&n)?, version).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn compat_complete(State(s): State<AppState>, CurrentUser(user): CurrentUser, Path((uid, n)): Path<(String, String)>) -> Result<Response, ApiError> {
+async fn compat_complete(
+    State(s): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((uid, n)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     same_user(&user, &uid)?;
-    Ok(with_etag(StatusCode::OK, s.app.complete_task(&user, number(&n)?).await?))
+    Ok(with_etag(
+        StatusCode::OK,
+        s.app.complete_task(&user, number(&n)?).await?,
+    ))
 }
 
-async fn compat_reopen(State(s): State<AppState>, CurrentUser(user): CurrentUser, Path((uid, n)): Path<(String, String)>) -> Result<Response, ApiError> {
+async fn compat_reopen(
+    State(s): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((uid, n)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     same_user(&user, &uid)?;
-    Ok(with_etag(StatusCode::OK, s.app.reopen_task(&user, number(&n)?).await?))
+    Ok(with_etag(
+        StatusCode::OK,
+        s.app.reopen_task(&user, number(&n)?).await?,
+    ))
 }

@@ -66,7 +66,10 @@ pub struct TokenResponse {
 /// Create an account.
 #[utoipa::path(post, path = "/api/auth/signup", tag = "auth", request_body = SignupBody,
     responses((status = 201, body = TokenResponse), (status = 409, body = Problem), (status = 422, body = Problem)))]
-async fn signup(State(s): State<AppState>, Json(b): Json<SignupBody>) -> Result<impl IntoResponse, ApiError> {
+async fn signup(
+    State(s): State<AppState>,
+    Json(b): Json<SignupBody>,
+) -> Result<impl IntoResponse, ApiError> {
     let mut missing = ValidationErrors::default();
     if b.email.is_none() {
         missing.push("email", "is required");
@@ -84,13 +87,19 @@ async fn signup(State(s): State<AppState>, Json(b): Json<SignupBody>) -> Result<
         b.timezone.as_deref(),
     )?;
     let (user, token) = s.app.signup(signup).await?;
-    Ok((StatusCode::CREATED, axum::Json(TokenResponse { token, user })))
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(TokenResponse { token, user }),
+    ))
 }
 
 /// Log in; a wrong email and a wrong password get the same 401.
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginBody,
     responses((status = 200, body = TokenResponse), (status = 401, body = Problem)))]
-async fn login(State(s): State<AppState>, Json(b): Json<LoginBody>) -> Result<axum::Json<TokenResponse>, ApiError> {
+async fn login(
+    State(s): State<AppState>,
+    Json(b): Json<LoginBody>,
+) -> Result<axum::Json<TokenResponse>, ApiError> {
     let (user, token) = s.app.login(&b.email, b.password).await?;
     Ok(axum::Json(TokenResponse { token, user }))
 }
@@ -105,11 +114,21 @@ async fn me(CurrentUser(user): CurrentUser) -> axum::Json<User> {
 /// Change your name or timezone.
 #[utoipa::path(patch, path = "/api/me", tag = "auth", request_body = ProfileBody,
     responses((status = 200, body = UserDoc), (status = 422, body = Problem)), security(("bearer" = [])))]
-async fn update_me(State(s): State<AppState>, CurrentUser(user): CurrentUser, Json(b): Json<ProfileBody>) -> Result<axum::Json<User>, ApiError> {
+async fn update_me(
+    State(s): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Json(b): Json<ProfileBody>,
+) -> Result<axum::Json<User>, ApiError> {
     let mut e = ValidationErrors::default();
     let patch = ProfilePatch {
-        name: b.name.as_deref().and_then(|n| e.check("name", UserName::parse(n))),
-        timezone: b.timezone.as_deref().and_then(|t| e.check("timezone", Timezone::parse(t))),
+        name: b
+            .name
+            .as_deref()
+            .and_then(|n| e.check("name", UserName::parse(n))),
+        timezone: b
+            .timezone
+            .as_deref()
+            .and_then(|t| e.check("timezone", Timezone::parse(t))),
     };
     if !e.is_empty() {
         return Err(e.into());

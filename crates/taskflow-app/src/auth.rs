@@ -48,7 +48,9 @@ struct Keys {
 
 impl fmt::Debug for Tokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tokens").field("ttl", &self.inner.ttl).finish_non_exhaustive()
+        f.debug_struct("Tokens")
+            .field("ttl", &self.inner.ttl)
+            .finish_non_exhaustive()
     }
 }
 
@@ -62,7 +64,9 @@ impl Tokens {
             None => {
                 let mut bytes = [0u8; 32];
                 rand::rng().fill_bytes(&mut bytes);
-                settings.setting_or_insert(SECRET_SETTING, &STANDARD.encode(bytes)).await?
+                settings
+                    .setting_or_insert(SECRET_SETTING, &STANDARD.encode(bytes))
+                    .await?
             }
         };
         Ok(Self::from_secret(secret.as_bytes(), config.ttl))
@@ -82,20 +86,35 @@ impl Tokens {
     }
 
     /// A token for `user`, valid from `now` for the configured time.
-    pub fn issue(&self, user: UserId, now: chrono::DateTime<chrono::Utc>) -> Result<String, AppError> {
+    pub fn issue(
+        &self,
+        user: UserId,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<String, AppError> {
         let ttl = i64::try_from(self.inner.ttl.as_secs()).unwrap_or(i64::MAX / 2);
-        let claims = Claims { sub: user.to_string(), iat: now.timestamp(), exp: now.timestamp() + ttl };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.inner.encoding)
-            .map_err(|e| AppError::Internal(format!("signing a token: {e}")))
+        let claims = Claims {
+            sub: user.to_string(),
+            iat: now.timestamp(),
+            exp: now.timestamp() + ttl,
+        };
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.inner.encoding,
+        )
+        .map_err(|e| AppError::Internal(format!("signing a token: {e}")))
     }
 
     /// The user a valid, unexpired token was issued to.
     pub fn verify(&self, token: &str) -> Result<UserId, AppError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AppError::Unauthorized("the token has expired; log in again"),
-                _ => AppError::Unauthorized("the token is not valid"),
-            })?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)
+                .map_err(|e| match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                        AppError::Unauthorized("the token has expired; log in again")
+                    }
+                    _ => AppError::Unauthorized("the token is not valid"),
+                })?;
         data.claims
             .sub
             .parse()
@@ -119,13 +138,19 @@ pub(crate) async fn hash_password(password: String) -> Result<String, AppError> 
 
 /// Checks a password against a stored hash on the blocking pool. Without a hash (unknown
 /// user) it still does the work, so both failures take as long.
-pub(crate) async fn verify_password(password: String, hash: Option<String>) -> Result<bool, AppError> {
+pub(crate) async fn verify_password(
+    password: String,
+    hash: Option<String>,
+) -> Result<bool, AppError> {
     const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$5n6BZ5tNDs0oqUP3aVqZKGRoTcv3mMW8cO36hp1mZnU";
     tokio::task::spawn_blocking(move || {
         let known = hash.is_some();
         let stored = hash.unwrap_or_else(|| DUMMY.to_owned());
-        let parsed = PasswordHash::new(&stored).map_err(|e| AppError::Internal(format!("stored hash: {e}")))?;
-        let ok = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
+        let parsed = PasswordHash::new(&stored)
+            .map_err(|e| AppError::Internal(format!("stored hash: {e}")))?;
+        let ok = Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
         Ok(ok && known)
     })
     .await
@@ -141,9 +166,18 @@ mod tests {
         let tokens = Tokens::from_secret(b"test-secret", Duration::from_secs(60));
         let user = UserId::new();
         let now = chrono::Utc::now();
-        assert_eq!(tokens.verify(&tokens.issue(user, now).expect("signs")).expect("valid"), user);
-        let old = tokens.issue(user, now - chrono::TimeDelta::hours(1)).expect("signs");
-        assert!(matches!(tokens.verify(&old), Err(AppError::Unauthorized(m)) if m.contains("expired")));
+        assert_eq!(
+            tokens
+                .verify(&tokens.issue(user, now).expect("signs"))
+                .expect("valid"),
+            user
+        );
+        let old = tokens
+            .issue(user, now - chrono::TimeDelta::hours(1))
+            .expect("signs");
+        assert!(
+            matches!(tokens.verify(&old), Err(AppError::Unauthorized(m)) if m.contains("expired"))
+        );
     }
 
     #[test]
@@ -159,8 +193,20 @@ mod tests {
     async fn a_password_verifies_against_its_argon2id_hash_only() {
         let hash = hash_password("correct horse".into()).await.expect("hashes");
         assert!(hash.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse".into(), Some(hash.clone())).await.expect("runs"));
-        assert!(!verify_password("wrong horse".into(), Some(hash)).await.expect("runs"));
-        assert!(!verify_password("correct horse".into(), None).await.expect("runs"));
+        assert!(
+            verify_password("correct horse".into(), Some(hash.clone()))
+                .await
+                .expect("runs")
+        );
+        assert!(
+            !verify_password("wrong horse".into(), Some(hash))
+                .await
+                .expect("runs")
+        );
+        assert!(
+            !verify_password("correct horse".into(), None)
+                .await
+                .expect("runs")
+        );
     }
 }

@@ -31,8 +31,18 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(store: Arc<dyn Store>, bus: EmbeddedBus, clock: Arc<dyn Clock>, tokens: Tokens) -> Self {
-        Self { store, bus, clock, tokens }
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: EmbeddedBus,
+        clock: Arc<dyn Clock>,
+        tokens: Tokens,
+    ) -> Self {
+        Self {
+            store,
+            bus,
+            clock,
+            tokens,
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

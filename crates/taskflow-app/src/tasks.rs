@@ -2,7 +2,7 @@
 //! the task and its event in one transaction.
 
 use taskflow_core::{CloudEvent, EventKind, Task, TaskDraft, TaskId, TaskPatch, TaskStatus, User};
-use taskflow_store::{StoreError, TaskQuery, Page};
+use taskflow_store::{Page, StoreError, TaskQuery};
 
 use crate::{API_SOURCE, App, AppError};
 
@@ -21,7 +21,8 @@ impl App {
     pub async fn create_task(&self, user: &User, draft: TaskDraft) -> Result<Task, AppError> {
         let now = self.clock.now();
         let task = Task::create(user.id, draft, user.timezone, now)?;
-        let event = |t: &Task| CloudEvent::for_task(EventKind::TaskCreated, t, &[], API_SOURCE, None, now);
+        let event =
+            |t: &Task| CloudEvent::for_task(EventKind::TaskCreated, t, &[], API_SOURCE, None, now);
         let (task, position) = self.store.insert_task(&task, user.timezone, &event).await?;
         self.bus.committed(position);
         metrics::counter!("taskflow_events_written_total", "type" => EventKind::TaskCreated.short()).increment(1);
@@ -43,11 +44,21 @@ impl App {
     /// Applies `patch`. With `if_match`, only if the task is still at that version; without it
     /// the last write wins.
     #[tracing::instrument(skip_all, fields(user_id = %user.id), err(level = "debug"))]
-    pub async fn update_task(&self, user: &User, r: TaskRef, patch: TaskPatch, if_match: Option<i64>) -> Result<Task, AppError> {
+    pub async fn update_task(
+        &self,
+        user: &User,
+        r: TaskRef,
+        patch: TaskPatch,
+        if_match: Option<i64>,
+    ) -> Result<Task, AppError> {
         self.change(user, r, if_match, |task, now| {
             let changed = task.apply(patch.clone(), user.timezone, now)?;
             let kind = if changed.contains(&"status") {
-                if task.status == TaskStatus::Completed { EventKind::TaskCompleted } else { EventKind::TaskReopened }
+                if task.status == TaskStatus::Completed {
+                    EventKind::TaskCompleted
+                } else {
+                    EventKind::TaskReopened
+                }
             } else {
                 EventKind::TaskUpdated
             };
@@ -60,7 +71,14 @@ impl App {
     #[tracing::instrument(skip_all, fields(user_id = %user.id), err(level = "debug"))]
     pub async fn complete_task(&self, user: &User, r: TaskRef) -> Result<Task, AppError> {
         self.change(user, r, None, |task, now| {
-            Ok((EventKind::TaskCompleted, if task.complete(now) { vec!["status"] } else { vec![] }))
+            Ok((
+                EventKind::TaskCompleted,
+                if task.complete(now) {
+                    vec!["status"]
+                } else {
+                    vec![]
+                },
+            ))
         })
         .await
     }
@@ -69,26 +87,45 @@ impl App {
     #[tracing::instrument(skip_all, fields(user_id = %user.id), err(level = "debug"))]
     pub async fn reopen_task(&self, user: &User, r: TaskRef) -> Result<Task, AppError> {
         self.change(user, r, None, |task, now| {
-            Ok((EventKind::TaskReopened, if task.reopen(now) { vec!["status"] } else { vec![] }))
+            Ok((
+                EventKind::TaskReopened,
+                if task.reopen(now) {
+                    vec!["status"]
+                } else {
+                    vec![]
+                },
+            ))
         })
         .await
     }
 
     #[tracing::instrument(skip_all, fields(user_id = %user.id), err(level = "debug"))]
-    pub async fn delete_task(&self, user: &User, r: TaskRef, if_match: Option<i64>) -> Result<(), AppError> {
+    pub async fn delete_task(
+        &self,
+        user: &User,
+        r: TaskRef,
+        if_match: Option<i64>,
+    ) -> Result<(), AppError> {
         for _ in 0..RETRIES {
             let task = self.task(user, r).await?;
             check_version(&task, if_match)?;
             let now = self.clock.now();
-            let event = CloudEvent::for_task(EventKind::TaskDeleted, &task, &[], API_SOURCE, None, now);
-            match self.store.delete_task(user.id, task.id, task.version, &event).await {
+            let event =
+                CloudEvent::for_task(EventKind::TaskDeleted, &task, &[], API_SOURCE, None, now);
+            match self
+                .store
+                .delete_task(user.id, task.id, task.version, &event)
+                .await
+            {
                 Ok(position) => {
                     self.bus.committed(position);
                     metrics::counter!("taskflow_events_written_total", "type" => EventKind::TaskDeleted.short()).increment(1);
                     return Ok(());
                 }
                 Err(StoreError::VersionConflict) if if_match.is_none() => continue,
-                Err(StoreError::VersionConflict) => return Err(self.stale(user, r, if_match).await),
+                Err(StoreError::VersionConflict) => {
+                    return Err(self.stale(user, r, if_match).await);
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -98,9 +135,18 @@ impl App {
     /// Reads, changes and writes back one task, retrying on a concurrent change when the
     /// caller did not pin a version. `apply` returns the event kind and the changed fields;
     /// no changed field means no write and no event.
-    async fn change<F>(&self, user: &User, r: TaskRef, if_match: Option<i64>, apply: F) -> Result<Task, AppError>
+    async fn change<F>(
+        &self,
+        user: &User,
+        r: TaskRef,
+        if_match: Option<i64>,
+        apply: F,
+    ) -> Result<Task, AppError>
     where
-        F: Fn(&mut Task, chrono::DateTime<chrono::Utc>) -> Result<(EventKind, Vec<&'static str>), AppError>,
+        F: Fn(
+            &mut Task,
+            chrono::DateTime<chrono::Utc>,
+        ) -> Result<(EventKind, Vec<&'static str>), AppError>,
     {
         for _ in 0..RETRIES {
             let mut task = self.task(user, r).await?;
@@ -112,14 +158,21 @@ impl App {
                 return Ok(task);
             }
             let event = CloudEvent::for_task(kind, &task, &changed, API_SOURCE, None, now);
-            match self.store.update_task(&task, before, user.timezone, &event).await {
+            match self
+                .store
+                .update_task(&task, before, user.timezone, &event)
+                .await
+            {
                 Ok(position) => {
                     self.bus.committed(position);
-                    metrics::counter!("taskflow_events_written_total", "type" => kind.short()).increment(1);
+                    metrics::counter!("taskflow_events_written_total", "type" => kind.short())
+                        .increment(1);
                     return Ok(task);
                 }
                 Err(StoreError::VersionConflict) if if_match.is_none() => continue,
-                Err(StoreError::VersionConflict) => return Err(self.stale(user, r, if_match).await),
+                Err(StoreError::VersionConflict) => {
+                    return Err(self.stale(user, r, if_match).await);
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -128,7 +181,10 @@ impl App {
 
     async fn stale(&self, user: &User, r: TaskRef, if_match: Option<i64>) -> AppError {
         match self.task(user, r).await {
-            Ok(t) => AppError::PreconditionFailed { expected: if_match.unwrap_or_default(), current: t.version },
+            Ok(t) => AppError::PreconditionFailed {
+                expected: if_match.unwrap_or_default(),
+                current: t.version,
+            },
             Err(e) => e,
         }
     }
@@ -136,7 +192,10 @@ impl App {
 
 fn check_version(task: &Task, if_match: Option<i64>) -> Result<(), AppError> {
     match if_match {
-        Some(v) if v != task.version => Err(AppError::PreconditionFailed { expected: v, current: task.version }),
+        Some(v) if v != task.version => Err(AppError::PreconditionFailed {
+            expected: v,
+            current: task.version,
+        }),
         _ => Ok(()),
     }
 }

@@ -64,7 +64,10 @@ impl App {
     /// The user a token was issued to; a token of a deleted user is refused.
     pub async fn authenticate(&self, token: &str) -> Result<User, AppError> {
         let id = self.tokens.verify(token)?;
-        self.store.user(id).await?.ok_or(AppError::Unauthorized("the token's user no longer exists"))
+        self.store
+            .user(id)
+            .await?
+            .ok_or(AppError::Unauthorized("the token's user no longer exists"))
     }
 
     pub async fn user(&self, id: UserId) -> Result<User, AppError> {
@@ -72,7 +75,11 @@ impl App {
     }
 
     #[tracing::instrument(skip_all, fields(user_id = %user.id), err(level = "debug"))]
-    pub async fn update_profile(&self, mut user: User, patch: ProfilePatch) -> Result<User, AppError> {
+    pub async fn update_profile(
+        &self,
+        mut user: User,
+        patch: ProfilePatch,
+    ) -> Result<User, AppError> {
         if let Some(name) = patch.name {
             user.name = name;
         }
@@ -86,15 +93,28 @@ impl App {
 
 impl Signup {
     /// Validates every field, reporting all problems at once.
-    pub fn parse(email: &str, password: String, name: Option<&str>, timezone: Option<&str>) -> Result<Self, ValidationErrors> {
+    pub fn parse(
+        email: &str,
+        password: String,
+        name: Option<&str>,
+        timezone: Option<&str>,
+    ) -> Result<Self, ValidationErrors> {
         let mut errors = ValidationErrors::default();
         let email = errors.check("email", Email::parse(email));
         let password = errors.check("password", Password::parse(password));
         let name = errors.check("name", UserName::parse(name.unwrap_or("")));
-        let timezone = errors.check("timezone", timezone.map_or(Ok(Timezone::default()), Timezone::parse));
+        let timezone = errors.check(
+            "timezone",
+            timezone.map_or(Ok(Timezone::default()), Timezone::parse),
+        );
         match (email, password, name, timezone) {
             (Some(email), Some(password), Some(name), Some(timezone)) if errors.is_empty() => {
-                Ok(Self { email, password, name, timezone })
+                Ok(Self {
+                    email,
+                    password,
+                    name,
+                    timezone,
+                })
             }
             _ => Err(errors),
         }

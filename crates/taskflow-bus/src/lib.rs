@@ -16,7 +16,9 @@ pub struct EmbeddedBus {
 
 impl std::fmt::Debug for EmbeddedBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedBus").field("head", &*self.head.borrow()).finish()
+        f.debug_struct("EmbeddedBus")
+            .field("head", &*self.head.borrow())
+            .finish()
     }
 }
 
@@ -24,7 +26,10 @@ impl EmbeddedBus {
     /// A bus over `log`, starting from its current head.
     pub async fn open(log: Arc<dyn EventLog>) -> Result<Self> {
         let head = log.last_position().await?;
-        Ok(Self { log, head: watch::Sender::new(head) })
+        Ok(Self {
+            log,
+            head: watch::Sender::new(head),
+        })
     }
 
     /// Tells readers that events up to `position` are committed.

@@ -15,11 +15,17 @@ pub struct ValidationErrors(pub Vec<FieldError>);
 
 impl ValidationErrors {
     pub fn one(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self(vec![FieldError { field: field.into(), message: message.into() }])
+        Self(vec![FieldError {
+            field: field.into(),
+            message: message.into(),
+        }])
     }
 
     pub fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError { field: field.into(), message: message.into() });
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
     }
 
     /// Records the error of `result` under `field` (prefixing nested fields) and returns its value.
@@ -46,13 +52,21 @@ impl ValidationErrors {
 
     /// `Ok(value)` when nothing was recorded, else all the errors.
     pub fn into_result<T>(self, value: impl FnOnce() -> T) -> Result<T, ValidationErrors> {
-        if self.0.is_empty() { Ok(value()) } else { Err(self) }
+        if self.0.is_empty() {
+            Ok(value())
+        } else {
+            Err(self)
+        }
     }
 }
 
 impl fmt::Display for ValidationErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self.0.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect();
         f.write_str(&parts.join("; "))
     }
 }

@@ -148,7 +148,10 @@ mod tests {
     fn a_task_event_carries_type_subject_user_and_task_data() {
         let now = Utc::now();
         let user = UserId::new();
-        let draft = TaskDraft { title: Some(TaskTitle::parse("Pay rent").expect("valid")), ..TaskDraft::default() };
+        let draft = TaskDraft {
+            title: Some(TaskTitle::parse("Pay rent").expect("valid")),
+            ..TaskDraft::default()
+        };
         let mut task = Task::create(user, draft, Timezone::default(), now).expect("valid");
         task.number = 7;
         let ev = CloudEvent::for_task(EventKind::TaskCreated, &task, &[], "api", None, now);

@@ -13,7 +13,9 @@ use crate::{
 };
 
 /// The id of a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct TaskId(pub Uuid);
 
@@ -78,10 +80,16 @@ impl Description {
 
     pub fn parse(raw: &str) -> Result<Self, ValidationErrors> {
         if raw.chars().count() > Self::MAX_LEN {
-            return Err(ValidationErrors::one("description", "must be at most 10000 characters"));
+            return Err(ValidationErrors::one(
+                "description",
+                "must be at most 10000 characters",
+            ));
         }
         if raw.contains('\0') {
-            return Err(ValidationErrors::one("description", "must not contain NUL characters"));
+            return Err(ValidationErrors::one(
+                "description",
+                "must not contain NUL characters",
+            ));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -166,12 +174,14 @@ impl Priority {
     }
 }
 
+#[allow(clippy::derivable_impls)] // the enum is made by a macro
 impl Default for Priority {
     fn default() -> Self {
         Priority::Medium
     }
 }
 
+#[allow(clippy::derivable_impls)] // the enum is made by a macro
 impl Default for RecurrenceAnchor {
     fn default() -> Self {
         RecurrenceAnchor::Due
@@ -196,8 +206,13 @@ impl Tag {
         if s.chars().count() > Self::MAX_LEN {
             return err(format!("tag `{s}` is longer than 50 characters"));
         }
-        if !s.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_') {
-            return err(format!("tag `{raw}` may contain only letters, digits, `-` and `_`"));
+        if !s
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+        {
+            return err(format!(
+                "tag `{raw}` may contain only letters, digits, `-` and `_`"
+            ));
         }
         Ok(Self(s))
     }
@@ -220,14 +235,17 @@ impl Tags {
         let mut seen = HashSet::new();
         let mut tags = Vec::new();
         for r in raw {
-            if let Some(tag) = errors.check("tags", Tag::parse(r.as_ref())) {
-                if seen.insert(tag.clone()) {
-                    tags.push(tag);
-                }
+            if let Some(tag) = errors.check("tags", Tag::parse(r.as_ref()))
+                && seen.insert(tag.clone())
+            {
+                tags.push(tag);
             }
         }
         if tags.len() > Self::MAX {
-            errors.push("tags", format!("at most 20 tags are allowed, got {}", tags.len()));
+            errors.push(
+                "tags",
+                format!("at most 20 tags are allowed, got {}", tags.len()),
+            );
         }
         errors.into_result(|| Self(tags))
     }
@@ -275,7 +293,8 @@ impl Due {
             Due::At(t) => t,
             Due::Date(d) => local_instant(
                 d,
-                NaiveTime::from_hms_opt(Self::ALL_DAY_REMINDER_HOUR, 0, 0).unwrap_or(NaiveTime::MIN),
+                NaiveTime::from_hms_opt(Self::ALL_DAY_REMINDER_HOUR, 0, 0)
+                    .unwrap_or(NaiveTime::MIN),
                 tz,
             ),
         }
@@ -317,7 +336,11 @@ impl Recurrence {
     pub fn parse(raw: &str) -> Result<Self, ValidationErrors> {
         let err = |m: String| Err(ValidationErrors::one("recurrence", m));
         let s = raw.trim();
-        let s = s.strip_prefix("RRULE:").or_else(|| s.strip_prefix("rrule:")).unwrap_or(s).trim();
+        let s = s
+            .strip_prefix("RRULE:")
+            .or_else(|| s.strip_prefix("rrule:"))
+            .unwrap_or(s)
+            .trim();
         if s.is_empty() {
             return err("must not be empty; send null for a task that does not repeat".into());
         }
@@ -327,7 +350,11 @@ impl Recurrence {
         if s.contains(['\n', '\r']) || s.to_ascii_uppercase().contains("DTSTART") {
             return err("must be a single RRULE without DTSTART, e.g. FREQ=WEEKLY;BYDAY=MO".into());
         }
-        let upper: String = s.to_ascii_uppercase().chars().filter(|c| !c.is_whitespace()).collect();
+        let upper: String = s
+            .to_ascii_uppercase()
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
         if upper.contains("COUNT=") && upper.contains("UNTIL=") {
             return err("COUNT and UNTIL must not be used together".into());
         }
@@ -410,11 +437,23 @@ impl Reminder {
                         "a reminder relative to the due time needs a due date or time",
                     ));
                 };
-                (due.reminder_base(tz) - TimeDelta::minutes(i64::from(minutes)), Some(minutes))
+                (
+                    due.reminder_base(tz) - TimeDelta::minutes(i64::from(minutes)),
+                    Some(minutes),
+                )
             }
         };
-        let status = if fire_at < now { ReminderStatus::Skipped } else { ReminderStatus::Pending };
-        Ok(Self { id: Uuid::now_v7(), fire_at, before_minutes, status })
+        let status = if fire_at < now {
+            ReminderStatus::Skipped
+        } else {
+            ReminderStatus::Pending
+        };
+        Ok(Self {
+            id: Uuid::now_v7(),
+            fire_at,
+            before_minutes,
+            status,
+        })
     }
 
     fn schedule_all(
@@ -425,11 +464,17 @@ impl Reminder {
     ) -> Result<Vec<Self>, ValidationErrors> {
         let mut errors = ValidationErrors::default();
         if specs.len() > ReminderSpec::MAX_PER_TASK {
-            errors.push("reminders", format!("at most 10 reminders are allowed, got {}", specs.len()));
+            errors.push(
+                "reminders",
+                format!("at most 10 reminders are allowed, got {}", specs.len()),
+            );
         }
         let mut out = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
-            if let Some(r) = errors.check(&format!("reminders[{i}]"), Self::schedule(*spec, due, tz, now)) {
+            if let Some(r) = errors.check(
+                &format!("reminders[{i}]"),
+                Self::schedule(*spec, due, tz, now),
+            ) {
                 out.push(r);
             }
         }
@@ -546,22 +591,22 @@ impl Task {
         set!(tags, "tags");
         set!(recurrence_anchor, "recurrence_anchor");
         let due_changed = matches!(patch.due, Some(d) if d != next.due);
-        if let Some(due) = patch.due {
-            if due != next.due {
-                next.due = due;
-                changed.push("due");
-            }
+        if let Some(due) = patch.due
+            && due != next.due
+        {
+            next.due = due;
+            changed.push("due");
         }
-        if let Some(rec) = patch.recurrence {
-            if rec != next.recurrence {
-                next.series_id = match (&rec, next.series_id) {
-                    (Some(_), None) => Some(next.id),
-                    (Some(_), existing) => existing,
-                    (None, _) => None,
-                };
-                next.recurrence = rec;
-                changed.push("recurrence");
-            }
+        if let Some(rec) = patch.recurrence
+            && rec != next.recurrence
+        {
+            next.series_id = match (&rec, next.series_id) {
+                (Some(_), None) => Some(next.id),
+                (Some(_), existing) => existing,
+                (None, _) => None,
+            };
+            next.recurrence = rec;
+            changed.push("recurrence");
         }
         if let Some(specs) = patch.reminders {
             next.reminders = Reminder::schedule_all(&specs, next.due, tz, now)?;
@@ -635,9 +680,15 @@ impl Task {
         }
     }
 
-    fn reschedule_relative_reminders(&mut self, tz: Timezone, now: DateTime<Utc>) -> Result<(), ValidationErrors> {
+    fn reschedule_relative_reminders(
+        &mut self,
+        tz: Timezone,
+        now: DateTime<Utc>,
+    ) -> Result<(), ValidationErrors> {
         for r in &mut self.reminders {
-            let Some(minutes) = r.before_minutes else { continue };
+            let Some(minutes) = r.before_minutes else {
+                continue;
+            };
             if matches!(r.status, ReminderStatus::Fired | ReminderStatus::Cancelled) {
                 continue;
             }
@@ -706,7 +757,9 @@ mod tests {
     use super::*;
 
     fn t(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).expect("valid time").with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(s)
+            .expect("valid time")
+            .with_timezone(&Utc)
     }
 
     fn tz(name: &str) -> Timezone {
@@ -714,12 +767,18 @@ mod tests {
     }
 
     fn draft(title: &str) -> TaskDraft {
-        TaskDraft { title: Some(TaskTitle::parse(title).expect("valid")), ..TaskDraft::default() }
+        TaskDraft {
+            title: Some(TaskTitle::parse(title).expect("valid")),
+            ..TaskDraft::default()
+        }
     }
 
     #[test]
     fn a_title_is_trimmed() {
-        assert_eq!(TaskTitle::parse("  Pay rent  ").expect("valid").as_str(), "Pay rent");
+        assert_eq!(
+            TaskTitle::parse("  Pay rent  ").expect("valid").as_str(),
+            "Pay rent"
+        );
     }
 
     #[test]
@@ -773,7 +832,10 @@ mod tests {
     fn an_unknown_priority_is_rejected_with_the_allowed_values() {
         let e = Priority::parse("critical").expect_err("unknown");
         assert!(e.0[0].message.contains("low, medium, high, urgent"));
-        assert_eq!(Priority::parse("HIGH").expect("case-insensitive"), Priority::High);
+        assert_eq!(
+            Priority::parse("HIGH").expect("case-insensitive"),
+            Priority::High
+        );
     }
 
     #[test]
@@ -815,13 +877,26 @@ mod tests {
         let r = Recurrence::parse("RRULE:freq=weekly;byday=MO").expect("valid");
         assert_eq!(r.as_str(), "FREQ=WEEKLY;BYDAY=MO");
         let monthly = Recurrence::parse("FREQ=MONTHLY;BYMONTHDAY=1").expect("valid");
-        assert_eq!(monthly.as_str(), "FREQ=MONTHLY;BYMONTHDAY=1", "no time of day is added");
+        assert_eq!(
+            monthly.as_str(),
+            "FREQ=MONTHLY;BYMONTHDAY=1",
+            "no time of day is added"
+        );
     }
 
     #[test]
     fn a_malformed_rrule_is_rejected() {
-        for bad in ["", "FREQ=SOMETIMES", "hello", "FREQ=DAILY;INTERVAL=0", "FREQ=DAILY;COUNT=3;UNTIL=20300101T000000Z"] {
-            assert!(Recurrence::parse(bad).is_err(), "{bad:?} should be rejected");
+        for bad in [
+            "",
+            "FREQ=SOMETIMES",
+            "hello",
+            "FREQ=DAILY;INTERVAL=0",
+            "FREQ=DAILY;COUNT=3;UNTIL=20300101T000000Z",
+        ] {
+            assert!(
+                Recurrence::parse(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 
@@ -838,7 +913,13 @@ mod tests {
             reminders: vec![ReminderSpec::Before { minutes: 30 }],
             ..draft("x")
         };
-        let task = Task::create(UserId::new(), d, Timezone::default(), t("2026-11-01T00:00:00Z")).expect("valid");
+        let task = Task::create(
+            UserId::new(),
+            d,
+            Timezone::default(),
+            t("2026-11-01T00:00:00Z"),
+        )
+        .expect("valid");
         assert_eq!(task.reminders[0].fire_at, t("2026-12-01T13:30:00Z"));
         assert_eq!(task.reminders[0].status, ReminderStatus::Pending);
     }
@@ -846,32 +927,56 @@ mod tests {
     #[test]
     fn an_all_day_task_reminds_from_nine_in_the_users_timezone() {
         let d = TaskDraft {
-            due: Some(Due::Date(NaiveDate::from_ymd_opt(2026, 12, 1).expect("date"))),
+            due: Some(Due::Date(
+                NaiveDate::from_ymd_opt(2026, 12, 1).expect("date"),
+            )),
             reminders: vec![ReminderSpec::Before { minutes: 60 }],
             ..draft("x")
         };
-        let task = Task::create(UserId::new(), d, tz("America/New_York"), t("2026-11-01T00:00:00Z")).expect("valid");
+        let task = Task::create(
+            UserId::new(),
+            d,
+            tz("America/New_York"),
+            t("2026-11-01T00:00:00Z"),
+        )
+        .expect("valid");
         // 09:00 EST is 14:00 UTC; one hour before is 13:00 UTC.
         assert_eq!(task.reminders[0].fire_at, t("2026-12-01T13:00:00Z"));
     }
 
     #[test]
     fn a_relative_reminder_without_a_due_date_is_rejected() {
-        let d = TaskDraft { reminders: vec![ReminderSpec::Before { minutes: 5 }], ..draft("x") };
-        let e = Task::create(UserId::new(), d, Timezone::default(), Utc::now()).expect_err("needs due");
+        let d = TaskDraft {
+            reminders: vec![ReminderSpec::Before { minutes: 5 }],
+            ..draft("x")
+        };
+        let e =
+            Task::create(UserId::new(), d, Timezone::default(), Utc::now()).expect_err("needs due");
         assert_eq!(e.0[0].field, "reminders[0].before_minutes");
     }
 
     #[test]
     fn a_reminder_already_past_is_recorded_as_skipped() {
-        let d = TaskDraft { reminders: vec![ReminderSpec::At(t("2020-01-01T00:00:00Z"))], ..draft("x") };
-        let task = Task::create(UserId::new(), d, Timezone::default(), t("2026-01-01T00:00:00Z")).expect("valid");
+        let d = TaskDraft {
+            reminders: vec![ReminderSpec::At(t("2020-01-01T00:00:00Z"))],
+            ..draft("x")
+        };
+        let task = Task::create(
+            UserId::new(),
+            d,
+            Timezone::default(),
+            t("2026-01-01T00:00:00Z"),
+        )
+        .expect("valid");
         assert_eq!(task.reminders[0].status, ReminderStatus::Skipped);
     }
 
     #[test]
     fn more_than_ten_reminders_are_rejected() {
-        let d = TaskDraft { reminders: vec![ReminderSpec::At(t("2030-01-01T00:00:00Z")); 11], ..draft("x") };
+        let d = TaskDraft {
+            reminders: vec![ReminderSpec::At(t("2030-01-01T00:00:00Z")); 11],
+            ..draft("x")
+        };
         assert!(Task::create(UserId::new(), d, Timezone::default(), Utc::now()).is_err());
     }
 
@@ -885,7 +990,14 @@ mod tests {
         };
         let mut task = Task::create(UserId::new(), d, Timezone::default(), now).expect("valid");
         let changed = task
-            .apply(TaskPatch { due: Some(Some(Due::At(t("2026-12-02T14:00:00Z")))), ..TaskPatch::default() }, Timezone::default(), now)
+            .apply(
+                TaskPatch {
+                    due: Some(Some(Due::At(t("2026-12-02T14:00:00Z")))),
+                    ..TaskPatch::default()
+                },
+                Timezone::default(),
+                now,
+            )
             .expect("valid");
         assert_eq!(changed, ["due", "reminders"]);
         assert_eq!(task.reminders[0].fire_at, t("2026-12-02T13:50:00Z"));
@@ -894,9 +1006,22 @@ mod tests {
 
     #[test]
     fn a_patch_that_changes_nothing_keeps_the_version() {
-        let mut task = Task::create(UserId::new(), draft("same"), Timezone::default(), Utc::now()).expect("valid");
+        let mut task = Task::create(
+            UserId::new(),
+            draft("same"),
+            Timezone::default(),
+            Utc::now(),
+        )
+        .expect("valid");
         let changed = task
-            .apply(TaskPatch { title: Some(TaskTitle::parse("same").expect("valid")), ..TaskPatch::default() }, Timezone::default(), Utc::now())
+            .apply(
+                TaskPatch {
+                    title: Some(TaskTitle::parse("same").expect("valid")),
+                    ..TaskPatch::default()
+                },
+                Timezone::default(),
+                Utc::now(),
+            )
             .expect("valid");
         assert!(changed.is_empty());
         assert_eq!(task.version, 1);
@@ -905,7 +1030,10 @@ mod tests {
     #[test]
     fn completing_cancels_pending_reminders_and_is_idempotent() {
         let now = t("2026-11-01T00:00:00Z");
-        let d = TaskDraft { reminders: vec![ReminderSpec::At(t("2026-12-01T00:00:00Z"))], ..draft("x") };
+        let d = TaskDraft {
+            reminders: vec![ReminderSpec::At(t("2026-12-01T00:00:00Z"))],
+            ..draft("x")
+        };
         let mut task = Task::create(UserId::new(), d, Timezone::default(), now).expect("valid");
         assert!(task.complete(now));
         assert_eq!(task.reminders[0].status, ReminderStatus::Cancelled);
@@ -919,22 +1047,34 @@ mod tests {
 
     #[test]
     fn a_recurring_task_is_its_own_series() {
-        let d = TaskDraft { recurrence: Some(Recurrence::parse("FREQ=DAILY").expect("valid")), ..draft("x") };
+        let d = TaskDraft {
+            recurrence: Some(Recurrence::parse("FREQ=DAILY").expect("valid")),
+            ..draft("x")
+        };
         let task = Task::create(UserId::new(), d, Timezone::default(), Utc::now()).expect("valid");
         assert_eq!(task.series_id, Some(task.id));
-        let plain = Task::create(UserId::new(), draft("y"), Timezone::default(), Utc::now()).expect("valid");
+        let plain = Task::create(UserId::new(), draft("y"), Timezone::default(), Utc::now())
+            .expect("valid");
         assert_eq!(plain.series_id, None);
     }
 
     #[test]
     fn an_all_day_task_sorts_at_the_start_of_its_day_in_the_users_timezone() {
         let due = Due::Date(NaiveDate::from_ymd_opt(2026, 7, 4).expect("date"));
-        assert_eq!(due.sort_instant(tz("Europe/Paris")), t("2026-07-03T22:00:00Z"));
+        assert_eq!(
+            due.sort_instant(tz("Europe/Paris")),
+            t("2026-07-03T22:00:00Z")
+        );
     }
 
     #[test]
     fn the_wire_shape_has_due_at_or_due_date() {
-        let d = TaskDraft { due: Some(Due::Date(NaiveDate::from_ymd_opt(2026, 7, 4).expect("date"))), ..draft("x") };
+        let d = TaskDraft {
+            due: Some(Due::Date(
+                NaiveDate::from_ymd_opt(2026, 7, 4).expect("date"),
+            )),
+            ..draft("x")
+        };
         let task = Task::create(UserId::new(), d, Timezone::default(), Utc::now()).expect("valid");
         let json = task.to_json();
         assert_eq!(json["due_date"], "2026-07-04");

@@ -9,7 +9,9 @@ use uuid::Uuid;
 use crate::error::ValidationErrors;
 
 /// The id of a user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct UserId(pub Uuid);
 
@@ -80,10 +82,16 @@ impl Password {
     pub fn parse(raw: String) -> Result<Self, ValidationErrors> {
         let n = raw.chars().count();
         if n < Self::MIN_LEN {
-            return Err(ValidationErrors::one("password", "must be at least 8 characters"));
+            return Err(ValidationErrors::one(
+                "password",
+                "must be at least 8 characters",
+            ));
         }
         if n > Self::MAX_LEN {
-            return Err(ValidationErrors::one("password", "must be at most 1024 characters"));
+            return Err(ValidationErrors::one(
+                "password",
+                "must be at most 1024 characters",
+            ));
         }
         Ok(Self(raw))
     }
@@ -110,10 +118,16 @@ impl UserName {
     pub fn parse(raw: &str) -> Result<Self, ValidationErrors> {
         let s = raw.trim();
         if s.chars().count() > Self::MAX_LEN {
-            return Err(ValidationErrors::one("name", "must be at most 100 characters"));
+            return Err(ValidationErrors::one(
+                "name",
+                "must be at most 100 characters",
+            ));
         }
         if s.chars().any(char::is_control) {
-            return Err(ValidationErrors::one("name", "must not contain control characters"));
+            return Err(ValidationErrors::one(
+                "name",
+                "must not contain control characters",
+            ));
         }
         Ok(Self(s.to_owned()))
     }
@@ -130,7 +144,10 @@ pub struct Timezone(chrono_tz::Tz);
 impl Timezone {
     pub fn parse(raw: &str) -> Result<Self, ValidationErrors> {
         chrono_tz::Tz::from_str(raw.trim()).map(Self).map_err(|_| {
-            ValidationErrors::one("timezone", format!("`{raw}` is not an IANA timezone name such as Europe/Paris"))
+            ValidationErrors::one(
+                "timezone",
+                format!("`{raw}` is not an IANA timezone name such as Europe/Paris"),
+            )
         })
     }
 
@@ -171,12 +188,23 @@ mod tests {
 
     #[test]
     fn an_email_is_trimmed_and_lowercased() {
-        assert_eq!(Email::parse("  Ada@Example.COM ").expect("valid").as_str(), "ada@example.com");
+        assert_eq!(
+            Email::parse("  Ada@Example.COM ").expect("valid").as_str(),
+            "ada@example.com"
+        );
     }
 
     #[test]
     fn an_email_without_at_sign_or_domain_is_rejected() {
-        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a b@example.com", "a@b@c.com"] {
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a b@example.com",
+            "a@b@c.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }
@@ -195,7 +223,10 @@ mod tests {
 
     #[test]
     fn a_timezone_must_be_an_iana_name() {
-        assert_eq!(Timezone::parse("America/New_York").expect("valid").name(), "America/New_York");
+        assert_eq!(
+            Timezone::parse("America/New_York").expect("valid").name(),
+            "America/New_York"
+        );
         assert!(Timezone::parse("Mars/Olympus").is_err());
         assert!(Timezone::parse("").is_err());
     }

@@ -58,13 +58,28 @@ mod tests {
 
     #[test]
     fn a_cursor_round_trips() {
-        let c = Cursor { sort: SortBy::Title, order: Order::Desc, flag: 0, key: CursorKey::Text("abc".into()), number: 9 };
-        assert_eq!(Cursor::decode(&c.encode(), SortBy::Title, Order::Desc).expect("valid"), c);
+        let c = Cursor {
+            sort: SortBy::Title,
+            order: Order::Desc,
+            flag: 0,
+            key: CursorKey::Text("abc".into()),
+            number: 9,
+        };
+        assert_eq!(
+            Cursor::decode(&c.encode(), SortBy::Title, Order::Desc).expect("valid"),
+            c
+        );
     }
 
     #[test]
     fn a_cursor_of_another_sort_is_rejected() {
-        let c = Cursor { sort: SortBy::Due, order: Order::Asc, flag: 0, key: CursorKey::I64(1), number: 1 };
+        let c = Cursor {
+            sort: SortBy::Due,
+            order: Order::Asc,
+            flag: 0,
+            key: CursorKey::I64(1),
+            number: 1,
+        };
         assert!(Cursor::decode(&c.encode(), SortBy::Title, Order::Asc).is_err());
     }
 

@@ -79,7 +79,12 @@ pub trait UserStore: Send + Sync {
 pub trait TaskStore: Send + Sync {
     /// Inserts a task with the next per-user number, and its event, in one transaction.
     /// Returns the stored task and the event's log position.
-    async fn insert_task(&self, task: &Task, tz: taskflow_core::Timezone, event: EventFor<'_>) -> Result<(Task, i64)>;
+    async fn insert_task(
+        &self,
+        task: &Task,
+        tz: taskflow_core::Timezone,
+        event: EventFor<'_>,
+    ) -> Result<(Task, i64)>;
     async fn task(&self, user: UserId, id: TaskId) -> Result<Option<Task>>;
     async fn task_by_number(&self, user: UserId, number: i64) -> Result<Option<Task>>;
     /// Writes a changed task if it is still at `expected_version`, and its event, in one
@@ -93,7 +98,13 @@ pub trait TaskStore: Send + Sync {
     ) -> Result<i64>;
     /// Deletes a task if it is still at `expected_version`, and writes its event, in one
     /// transaction. Returns the event's log position.
-    async fn delete_task(&self, user: UserId, id: TaskId, expected_version: i64, event: &CloudEvent) -> Result<i64>;
+    async fn delete_task(
+        &self,
+        user: UserId,
+        id: TaskId,
+        expected_version: i64,
+        event: &CloudEvent,
+    ) -> Result<i64>;
     async fn list_tasks(&self, user: UserId, query: &TaskQuery) -> Result<Page>;
     /// Number of tasks of all users.
     async fn count_tasks(&self) -> Result<i64>;
@@ -143,12 +154,11 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
 
 /// A URL with its password replaced by `***`, fit for logs and errors.
 pub fn redact_url(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((auth, host)) = rest.split_once('@') {
-            if let Some((user, _)) = auth.split_once(':') {
-                return format!("{scheme}://{user}:***@{host}");
-            }
-        }
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((auth, host)) = rest.split_once('@')
+        && let Some((user, _)) = auth.split_once(':')
+    {
+        return format!("{scheme}://{user}:***@{host}");
     }
     url.to_owned()
 }
@@ -158,7 +168,8 @@ pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
 }
 
 pub(crate) fn from_micros(v: i64) -> Result<DateTime<Utc>> {
-    DateTime::from_timestamp_micros(v).ok_or_else(|| StoreError::Corrupt(format!("bad instant {v}")))
+    DateTime::from_timestamp_micros(v)
+        .ok_or_else(|| StoreError::Corrupt(format!("bad instant {v}")))
 }
 
 #[cfg(test)]
@@ -167,7 +178,10 @@ mod tests {
 
     #[test]
     fn a_url_password_is_redacted() {
-        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite:x.db"), "sqlite:x.db");
     }

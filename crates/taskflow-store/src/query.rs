@@ -4,8 +4,10 @@
 use chrono::{DateTime, Utc};
 use taskflow_core::{Priority, Tag, Task, TaskStatus, UserId};
 
-
-use crate::{cursor::{Cursor, CursorKey}, micros};
+use crate::{
+    cursor::{Cursor, CursorKey},
+    micros,
+};
 
 /// What `sort=` orders by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -83,7 +85,10 @@ pub(crate) enum Param {
 /// The per-sort flag (undated last), key and tie-breaker columns.
 pub(crate) fn sort_columns(sort: SortBy) -> (Option<&'static str>, &'static str) {
     match sort {
-        SortBy::Due => (Some("(CASE WHEN t.due_sort IS NULL THEN 1 ELSE 0 END)"), "COALESCE(t.due_sort, 0)"),
+        SortBy::Due => (
+            Some("(CASE WHEN t.due_sort IS NULL THEN 1 ELSE 0 END)"),
+            "COALESCE(t.due_sort, 0)",
+        ),
         SortBy::Priority => (None, "t.priority_pos"),
         SortBy::Created => (None, "t.created_at"),
         SortBy::Title => (None, "t.title_key"),
@@ -116,7 +121,9 @@ pub(crate) fn build_list(
         params.extend(q.priorities.iter().map(|p| Param::Text(p.as_str().into())));
     }
     for tag in &q.tags {
-        sql.push_str(" AND EXISTS (SELECT 1 FROM task_tags g WHERE g.task_id = t.id AND g.tag = ?)");
+        sql.push_str(
+            " AND EXISTS (SELECT 1 FROM task_tags g WHERE g.task_id = t.id AND g.tag = ?)",
+        );
         params.push(Param::Text(tag.as_str().into()));
     }
     if !q.words.is_empty() {
@@ -138,7 +145,9 @@ pub(crate) fn build_list(
             params.push(Param::I64(micros(now)));
         }
         Some((now, false)) => {
-            sql.push_str(" AND NOT (t.status = 'pending' AND t.due_last IS NOT NULL AND t.due_last < ?)");
+            sql.push_str(
+                " AND NOT (t.status = 'pending' AND t.due_last IS NOT NULL AND t.due_last < ?)",
+            );
             params.push(Param::I64(micros(now)));
         }
         None => {}
@@ -156,7 +165,9 @@ pub(crate) fn build_list(
         let after_key = format!("({key} {cmp} ? OR ({key} = ? AND t.number {cmp} ?))");
         match flag {
             Some(flag) => {
-                sql.push_str(&format!(" AND ({flag} > ? OR ({flag} = ? AND {after_key}))"));
+                sql.push_str(&format!(
+                    " AND ({flag} > ? OR ({flag} = ? AND {after_key}))"
+                ));
                 params.extend([Param::I64(c.flag), Param::I64(c.flag)]);
             }
             None => sql.push_str(&format!(" AND {after_key}")),
@@ -164,7 +175,9 @@ pub(crate) fn build_list(
         params.extend([k.clone(), k, Param::I64(c.number)]);
     }
     let flag_order = flag.map(|f| format!("{f} ASC, ")).unwrap_or_default();
-    sql.push_str(&format!(" ORDER BY {flag_order}{key} {dir}, t.number {dir} LIMIT ?"));
+    sql.push_str(&format!(
+        " ORDER BY {flag_order}{key} {dir}, t.number {dir} LIMIT ?"
+    ));
     params.push(Param::I64(i64::from(q.limit) + 1));
     (sql, params)
 }

@@ -4,8 +4,8 @@
 
 use chrono::TimeDelta;
 use taskflow_core::{
-    Description, Due, Priority, Recurrence, RecurrenceAnchor, Reminder, ReminderStatus, Tags,
-    Task, TaskId, TaskStatus, TaskTitle, Timezone, UserId,
+    Description, Due, Priority, Recurrence, RecurrenceAnchor, Reminder, ReminderStatus, Tags, Task,
+    TaskId, TaskStatus, TaskTitle, Timezone, UserId,
 };
 
 use crate::{Result, StoreError, from_micros, micros, query::priority_pos};
@@ -72,7 +72,8 @@ impl TaskRow {
             user_id: UserId(uuid(&self.user_id)?),
             number: self.number,
             title: TaskTitle::parse(&self.title).map_err(|e| corrupt("title", e))?,
-            description: Description::parse(&self.description).map_err(|e| corrupt("description", e))?,
+            description: Description::parse(&self.description)
+                .map_err(|e| corrupt("description", e))?,
             status: TaskStatus::parse(&self.status).map_err(|e| corrupt("status", e))?,
             priority: Priority::parse(&self.priority).map_err(|e| corrupt("priority", e))?,
             tags: Tags::from_stored(tags),
@@ -100,7 +101,9 @@ pub(crate) fn reminder_from(
     Ok(Reminder {
         id: uuid(id)?,
         fire_at: from_micros(fire_at)?,
-        before_minutes: before_minutes.map(|m| u32::try_from(m).map_err(|e| corrupt("before_minutes", e))).transpose()?,
+        before_minutes: before_minutes
+            .map(|m| u32::try_from(m).map_err(|e| corrupt("before_minutes", e)))
+            .transpose()?,
         status: ReminderStatus::parse(status).map_err(|e| corrupt("reminder status", e))?,
     })
 }
@@ -641,4 +644,3 @@ macro_rules! impl_store {
 }
 
 pub(crate) use impl_store;
-

@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use taskflow_core::{
-    CloudEvent, Due, EventKind, Priority, Tag, Tags, Task, TaskDraft, TaskStatus, TaskTitle, Timezone, User, UserId,
-    UserName, Email,
+    CloudEvent, Due, Email, EventKind, Priority, Tag, Tags, Task, TaskDraft, TaskStatus, TaskTitle,
+    Timezone, User, UserId, UserName,
 };
 use taskflow_store::{Order, SortBy, Store, StoreError, TaskQuery};
 use taskflow_testkit::TestDb;
@@ -28,15 +28,26 @@ fn user(email: &str, tz: &str) -> User {
 }
 
 async fn add(store: &dyn Store, u: &User, title: &str, f: impl FnOnce(&mut TaskDraft)) -> Task {
-    let mut d = TaskDraft { title: Some(TaskTitle::parse(title).unwrap()), ..TaskDraft::default() };
+    let mut d = TaskDraft {
+        title: Some(TaskTitle::parse(title).unwrap()),
+        ..TaskDraft::default()
+    };
     f(&mut d);
     let task = Task::create(u.id, d, u.timezone, t("2026-11-01T00:00:00Z")).unwrap();
-    let ev = |t: &Task| CloudEvent::for_task(EventKind::TaskCreated, t, &[], "test", None, Utc::now());
+    let ev =
+        |t: &Task| CloudEvent::for_task(EventKind::TaskCreated, t, &[], "test", None, Utc::now());
     store.insert_task(&task, u.timezone, &ev).await.unwrap().0
 }
 
 async fn titles(store: &dyn Store, u: &User, q: TaskQuery) -> Vec<String> {
-    store.list_tasks(u.id, &q).await.unwrap().items.into_iter().map(|t| t.title.as_str().to_owned()).collect()
+    store
+        .list_tasks(u.id, &q)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|t| t.title.as_str().to_owned())
+        .collect()
 }
 
 /// Every page of a query, following cursors.
@@ -54,7 +65,11 @@ async fn all_pages(store: &dyn Store, u: &User, mut q: TaskQuery) -> Vec<i64> {
 
 async fn story(store: Arc<dyn Store>) {
     let store = store.as_ref();
-    assert_eq!(store.migrate().await.unwrap(), 0, "migrations were applied at open; a second run applies none");
+    assert_eq!(
+        store.migrate().await.unwrap(),
+        0,
+        "migrations were applied at open; a second run applies none"
+    );
     store.ping().await.unwrap();
 
     // Users and settings.
@@ -63,11 +78,27 @@ async fn story(store: Arc<dyn Store>) {
     store.insert_user(&ada, "hash-a").await.unwrap();
     store.insert_user(&bob, "hash-b").await.unwrap();
     let dup = user("ADA@example.com", "UTC");
-    assert!(matches!(store.insert_user(&dup, "x").await, Err(StoreError::Duplicate("email"))));
-    let found = store.user_by_email(&Email::parse("ada@example.com").unwrap()).await.unwrap().unwrap();
-    assert_eq!((found.user.id, found.password_hash.as_str()), (ada.id, "hash-a"));
-    assert_eq!(store.setting_or_insert("k", "first").await.unwrap(), "first");
-    assert_eq!(store.setting_or_insert("k", "second").await.unwrap(), "first");
+    assert!(matches!(
+        store.insert_user(&dup, "x").await,
+        Err(StoreError::Duplicate("email"))
+    ));
+    let found = store
+        .user_by_email(&Email::parse("ada@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (found.user.id, found.password_hash.as_str()),
+        (ada.id, "hash-a")
+    );
+    assert_eq!(
+        store.setting_or_insert("k", "first").await.unwrap(),
+        "first"
+    );
+    assert_eq!(
+        store.setting_or_insert("k", "second").await.unwrap(),
+        "first"
+    );
 
     // Numbers are per user.
     let rent = add(store, &ada, "Pay rent", |d| {
@@ -85,7 +116,16 @@ async fn story(store: Arc<dyn Store>) {
     let call = add(store, &ada, "call mom", |d| d.priority = Priority::Low).await;
     let sql = add(store, &ada, "'; DROP TABLE tasks; --", |_| {}).await;
     let bobs = add(store, &bob, "bob's task", |_| {}).await;
-    assert_eq!([rent.number, milk.number, call.number, sql.number, bobs.number], [1, 2, 3, 4, 1]);
+    assert_eq!(
+        [
+            rent.number,
+            milk.number,
+            call.number,
+            sql.number,
+            bobs.number
+        ],
+        [1, 2, 3, 4, 1]
+    );
     assert_eq!(sql.title.as_str(), "'; DROP TABLE tasks; --");
     assert_eq!(store.count_tasks().await.unwrap(), 5);
 
@@ -93,20 +133,40 @@ async fn story(store: Arc<dyn Store>) {
     assert_eq!(store.task(ada.id, rent.id).await.unwrap().unwrap(), rent);
     assert!(store.task(bob.id, rent.id).await.unwrap().is_none());
     assert!(store.task_by_number(bob.id, 2).await.unwrap().is_none());
-    assert_eq!(store.task_by_number(ada.id, 2).await.unwrap().unwrap().id, milk.id);
+    assert_eq!(
+        store.task_by_number(ada.id, 2).await.unwrap().unwrap().id,
+        milk.id
+    );
 
     // Optimistic concurrency.
     let mut changed = milk.clone();
     changed.complete(Utc::now());
-    let ev = CloudEvent::for_task(EventKind::TaskCompleted, &changed, &["status"], "test", None, Utc::now());
-    store.update_task(&changed, milk.version, ada.timezone, &ev).await.unwrap();
+    let ev = CloudEvent::for_task(
+        EventKind::TaskCompleted,
+        &changed,
+        &["status"],
+        "test",
+        None,
+        Utc::now(),
+    );
+    store
+        .update_task(&changed, milk.version, ada.timezone, &ev)
+        .await
+        .unwrap();
     assert!(matches!(
-        store.update_task(&changed, milk.version, ada.timezone, &ev).await,
+        store
+            .update_task(&changed, milk.version, ada.timezone, &ev)
+            .await,
         Err(StoreError::VersionConflict)
     ));
     let mut foreign = changed.clone();
     foreign.user_id = bob.id;
-    assert!(matches!(store.update_task(&foreign, changed.version, bob.timezone, &ev).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store
+            .update_task(&foreign, changed.version, bob.timezone, &ev)
+            .await,
+        Err(StoreError::NotFound)
+    ));
     let stored = store.task(ada.id, milk.id).await.unwrap().unwrap();
     assert_eq!(stored.status, TaskStatus::Completed);
     assert_eq!(stored.version, 2);
@@ -117,46 +177,163 @@ async fn story(store: Arc<dyn Store>) {
         f(&mut q);
         q
     };
-    assert_eq!(titles(store, &ada, q(|q| q.status = Some(TaskStatus::Completed))).await, ["buy Milk"]);
-    assert_eq!(titles(store, &ada, q(|q| q.priorities = vec![Priority::Urgent, Priority::Low])).await, ["Pay rent", "call mom"]);
-    assert_eq!(titles(store, &ada, q(|q| q.tags = vec![Tag::parse("home").unwrap(), Tag::parse("bills").unwrap()])).await, ["Pay rent"]);
-    assert_eq!(titles(store, &ada, q(|q| q.words = vec!["corner".into(), "milk".into()])).await, ["buy Milk"]);
-    assert!(titles(store, &ada, q(|q| q.words = vec!["corner".into(), "rent".into()])).await.is_empty());
-    assert!(titles(store, &bob, q(|q| q.words = vec!["rent".into()])).await.is_empty(), "search is scoped");
+    assert_eq!(
+        titles(store, &ada, q(|q| q.status = Some(TaskStatus::Completed))).await,
+        ["buy Milk"]
+    );
+    assert_eq!(
+        titles(
+            store,
+            &ada,
+            q(|q| q.priorities = vec![Priority::Urgent, Priority::Low])
+        )
+        .await,
+        ["Pay rent", "call mom"]
+    );
+    assert_eq!(
+        titles(
+            store,
+            &ada,
+            q(|q| q.tags = vec![Tag::parse("home").unwrap(), Tag::parse("bills").unwrap()])
+        )
+        .await,
+        ["Pay rent"]
+    );
+    assert_eq!(
+        titles(
+            store,
+            &ada,
+            q(|q| q.words = vec!["corner".into(), "milk".into()])
+        )
+        .await,
+        ["buy Milk"]
+    );
+    assert!(
+        titles(
+            store,
+            &ada,
+            q(|q| q.words = vec!["corner".into(), "rent".into()])
+        )
+        .await
+        .is_empty()
+    );
+    assert!(
+        titles(store, &bob, q(|q| q.words = vec!["rent".into()]))
+            .await
+            .is_empty(),
+        "search is scoped"
+    );
     // Paris: 2026-12-01 runs from 2026-11-30T23:00Z to 2026-12-01T23:00Z.
-    assert_eq!(titles(store, &ada, q(|q| q.due_after = Some(t("2026-12-01T22:00:00Z")))).await, ["Pay rent"]);
-    assert!(titles(store, &ada, q(|q| q.due_after = Some(t("2026-12-01T23:00:00Z")))).await.is_empty());
-    assert_eq!(titles(store, &ada, q(|q| q.due_before = Some(t("2026-11-30T23:00:00Z")))).await, ["buy Milk", "Pay rent"]);
-    let mut overdue = TaskQuery::default();
-    overdue.overdue = Some((t("2026-12-02T00:00:00Z"), true));
-    assert_eq!(titles(store, &ada, overdue.clone()).await, ["Pay rent"], "completed tasks are never overdue");
+    assert_eq!(
+        titles(
+            store,
+            &ada,
+            q(|q| q.due_after = Some(t("2026-12-01T22:00:00Z")))
+        )
+        .await,
+        ["Pay rent"]
+    );
+    assert!(
+        titles(
+            store,
+            &ada,
+            q(|q| q.due_after = Some(t("2026-12-01T23:00:00Z")))
+        )
+        .await
+        .is_empty()
+    );
+    assert_eq!(
+        titles(
+            store,
+            &ada,
+            q(|q| q.due_before = Some(t("2026-11-30T23:00:00Z")))
+        )
+        .await,
+        ["buy Milk", "Pay rent"]
+    );
+    let mut overdue = TaskQuery {
+        overdue: Some((t("2026-12-02T00:00:00Z"), true)),
+        ..TaskQuery::default()
+    };
+    assert_eq!(
+        titles(store, &ada, overdue.clone()).await,
+        ["Pay rent"],
+        "completed tasks are never overdue"
+    );
     overdue.overdue = Some((t("2026-12-01T12:00:00Z"), true));
-    assert!(titles(store, &ada, overdue).await.is_empty(), "an all-day task is not overdue on its own day");
+    assert!(
+        titles(store, &ada, overdue).await.is_empty(),
+        "an all-day task is not overdue on its own day"
+    );
 
     // Sorting: undated last in both orders; priority urgent first; title case-insensitive.
-    assert_eq!(titles(store, &ada, q(|_| {})).await, ["buy Milk", "Pay rent", "call mom", "'; DROP TABLE tasks; --"]);
+    assert_eq!(
+        titles(store, &ada, q(|_| {})).await,
+        [
+            "buy Milk",
+            "Pay rent",
+            "call mom",
+            "'; DROP TABLE tasks; --"
+        ]
+    );
     assert_eq!(
         titles(store, &ada, q(|q| q.order = Order::Desc)).await,
-        ["Pay rent", "buy Milk", "'; DROP TABLE tasks; --", "call mom"]
+        [
+            "Pay rent",
+            "buy Milk",
+            "'; DROP TABLE tasks; --",
+            "call mom"
+        ]
     );
-    assert_eq!(titles(store, &ada, q(|q| q.sort = SortBy::Priority)).await[0], "Pay rent");
-    assert_eq!(titles(store, &ada, q(|q| q.sort = SortBy::Priority)).await[3], "call mom");
+    assert_eq!(
+        titles(store, &ada, q(|q| q.sort = SortBy::Priority)).await[0],
+        "Pay rent"
+    );
+    assert_eq!(
+        titles(store, &ada, q(|q| q.sort = SortBy::Priority)).await[3],
+        "call mom"
+    );
     assert_eq!(
         titles(store, &ada, q(|q| q.sort = SortBy::Title)).await,
-        ["'; DROP TABLE tasks; --", "buy Milk", "call mom", "Pay rent"]
+        [
+            "'; DROP TABLE tasks; --",
+            "buy Milk",
+            "call mom",
+            "Pay rent"
+        ]
     );
 
     // Pagination visits every task once, in every sort and order, also with inserts between pages.
     for _ in 0..23 {
-        add(store, &ada, "filler", |d| d.due = Some(Due::At(t("2026-11-25T00:00:00Z")))).await;
+        add(store, &ada, "filler", |d| {
+            d.due = Some(Due::At(t("2026-11-25T00:00:00Z")))
+        })
+        .await;
     }
-    for sort in [SortBy::Due, SortBy::Priority, SortBy::Created, SortBy::Title] {
+    for sort in [
+        SortBy::Due,
+        SortBy::Priority,
+        SortBy::Created,
+        SortBy::Title,
+    ] {
         for order in [Order::Asc, Order::Desc] {
-            let mut query = TaskQuery { sort, order, limit: 5, ..TaskQuery::default() };
+            let mut query = TaskQuery {
+                sort,
+                order,
+                limit: 5,
+                ..TaskQuery::default()
+            };
             let mut seen = all_pages(store, &ada, query.clone()).await;
             let full = {
                 query.limit = 200;
-                store.list_tasks(ada.id, &query).await.unwrap().items.iter().map(|t| t.number).collect::<Vec<_>>()
+                store
+                    .list_tasks(ada.id, &query)
+                    .await
+                    .unwrap()
+                    .items
+                    .iter()
+                    .map(|t| t.number)
+                    .collect::<Vec<_>>()
             };
             assert_eq!(seen, full, "paging {sort:?} {order:?} matches one big page");
             seen.sort_unstable();
@@ -167,19 +344,44 @@ async fn story(store: Arc<dyn Store>) {
 
     // Delete, and the event log.
     let ev = CloudEvent::for_task(EventKind::TaskDeleted, &call, &[], "test", None, Utc::now());
-    assert!(matches!(store.delete_task(ada.id, call.id, 99, &ev).await, Err(StoreError::VersionConflict)));
-    assert!(matches!(store.delete_task(bob.id, call.id, call.version, &ev).await, Err(StoreError::NotFound)));
-    store.delete_task(ada.id, call.id, call.version, &ev).await.unwrap();
+    assert!(matches!(
+        store.delete_task(ada.id, call.id, 99, &ev).await,
+        Err(StoreError::VersionConflict)
+    ));
+    assert!(matches!(
+        store.delete_task(bob.id, call.id, call.version, &ev).await,
+        Err(StoreError::NotFound)
+    ));
+    store
+        .delete_task(ada.id, call.id, call.version, &ev)
+        .await
+        .unwrap();
     assert!(store.task(ada.id, call.id).await.unwrap().is_none());
     let events = store.events_after(0, 1000).await.unwrap();
     assert_eq!(events.len() as i64, store.count_events().await.unwrap());
-    assert_eq!(events.len(), 5 + 23 + 1 + 1, "one event per successful write, none for refused ones");
+    assert_eq!(
+        events.len(),
+        5 + 23 + 1 + 1,
+        "one event per successful write, none for refused ones"
+    );
     assert!(events.windows(2).all(|w| w[0].position < w[1].position));
-    assert_eq!(events.last().unwrap().event.ty, "com.taskflow.task.deleted.v1");
-    assert_eq!(store.last_position().await.unwrap(), events.last().unwrap().position);
+    assert_eq!(
+        events.last().unwrap().event.ty,
+        "com.taskflow.task.deleted.v1"
+    );
+    assert_eq!(
+        store.last_position().await.unwrap(),
+        events.last().unwrap().position
+    );
     assert!(events.iter().all(|e| e.topic == "task-events"));
-    assert_eq!(store.events_after(events[2].position, 2).await.unwrap().len(), 2);
-    let _ = TimeDelta::zero();
+    assert_eq!(
+        store
+            .events_after(events[2].position, 2)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -192,7 +394,9 @@ async fn the_sqlite_adapter_keeps_the_storage_contract() {
 
 #[tokio::test]
 async fn the_postgres_adapter_keeps_the_storage_contract() {
-    let Some(db) = TestDb::postgres().await else { return };
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
     let store = taskflow_store::connect(&db.url).await.unwrap();
     store.migrate().await.unwrap();
     story(store).await;
@@ -201,5 +405,8 @@ async fn the_postgres_adapter_keeps_the_storage_contract() {
 #[tokio::test]
 async fn an_unknown_url_scheme_is_refused() {
     let err = taskflow_store::connect("mysql://x").await.unwrap_err();
-    assert!(err.to_string().contains("sqlite:PATH or postgres://"), "{err}");
+    assert!(
+        err.to_string().contains("sqlite:PATH or postgres://"),
+        "{err}"
+    );
 }

@@ -46,7 +46,12 @@ impl TestDb {
     pub fn sqlite() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite:{}", dir.path().join("taskflow.db").display());
-        Self { url, admin_url: None, name: String::new(), _dir: Some(dir) }
+        Self {
+            url,
+            admin_url: None,
+            name: String::new(),
+            _dir: Some(dir),
+        }
     }
 
     /// A fresh PostgreSQL database, or `None` (test skipped) when no server is configured.
@@ -60,11 +65,23 @@ impl TestDb {
             return None;
         };
         let name = format!("taskflow_test_{}", uuid::Uuid::now_v7().simple());
-        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await.unwrap();
-        sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+            .await
+            .unwrap();
+        sqlx::Executor::execute(
+            &mut conn,
+            sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+        )
+        .await
+        .unwrap();
         let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
         let url = format!("{base}/{name}");
-        Some(Self { url, admin_url: Some(admin), name, _dir: None })
+        Some(Self {
+            url,
+            admin_url: Some(admin),
+            name,
+            _dir: None,
+        })
     }
 
     pub async fn new(backend: Backend) -> Option<Self> {
@@ -77,13 +94,20 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let Some(admin) = self.admin_url.clone() else { return };
+        let Some(admin) = self.admin_url.clone() else {
+            return;
+        };
         let name = self.name.clone();
         // Drop runs inside or outside a runtime; a thread of its own works in both.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
-                if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await {
+                if let Ok(mut conn) =
+                    <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await
+                {
                     let _ = sqlx::Executor::execute(
                         &mut conn,
                         sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")),
@@ -115,7 +139,15 @@ impl TestServer {
 
     pub fn start_with(bin: &str, command: &str, db_url: &str, extra: &[&str]) -> Self {
         let mut child = Command::new(bin)
-            .args(["--log-format", "json", command, "--bind", "127.0.0.1:0", "--database-url", db_url])
+            .args([
+                "--log-format",
+                "json",
+                command,
+                "--bind",
+                "127.0.0.1:0",
+                "--database-url",
+                db_url,
+            ])
             .args(extra)
             .env_remove("TASKFLOW_JWT_SECRET")
             .env_remove("TASKFLOW_BIND")
@@ -136,7 +168,9 @@ impl TestServer {
             let line = rx
                 .recv_timeout(Duration::from_secs(30))
                 .unwrap_or_else(|_| panic!("the server did not start: {:?}", child.try_wait()));
-            let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
             if v["message"] == "listening" {
                 break v["addr"].as_str().unwrap().to_owned();
             }
@@ -160,7 +194,9 @@ impl TestServer {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         self.child.wait().unwrap()
     }
 
@@ -181,7 +217,10 @@ impl TestServer {
             .unwrap();
         assert_eq!(res.status(), 201, "signup failed");
         let body: Value = res.json().await.unwrap();
-        (body["token"].as_str().unwrap().to_owned(), body["user"].clone())
+        (
+            body["token"].as_str().unwrap().to_owned(),
+            body["user"].clone(),
+        )
     }
 }
 

@@ -49,7 +49,11 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct DbOpts {
     /// Database URL: `sqlite:PATH` (created when missing) or `postgres://USER@HOST/DB`.
-    #[arg(long, env = "TASKFLOW_DATABASE_URL", default_value = "sqlite:./taskflow.db")]
+    #[arg(
+        long,
+        env = "TASKFLOW_DATABASE_URL",
+        default_value = "sqlite:./taskflow.db"
+    )]
     pub database_url: String,
 }
 
@@ -93,7 +97,13 @@ pub enum Bus {
 #[derive(Debug, Clone, Args)]
 pub struct RunOpts {
     /// Comma-separated roles to run.
-    #[arg(long, env = "TASKFLOW_ROLES", value_enum, value_delimiter = ',', required = true)]
+    #[arg(
+        long,
+        env = "TASKFLOW_ROLES",
+        value_enum,
+        value_delimiter = ',',
+        required = true
+    )]
     pub roles: Vec<Role>,
     #[command(flatten)]
     pub serve: ServeOpts,
@@ -115,13 +125,22 @@ impl Role {
 pub fn exit_for_clap(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let _ = e.print();
-            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { ExitCode::from(2) } else { ExitCode::SUCCESS }
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         _ => {
             let text = e.render().to_string();
-            let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+            let line = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
             eprintln!("taskflow: {}", line.trim_start_matches("error: "));
             ExitCode::from(2)
         }
@@ -138,7 +157,11 @@ pub fn init_logging(opts: &LogOpts) {
     };
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
-        builder.json().with_current_span(false).flatten_event(true).init();
+        builder
+            .json()
+            .with_current_span(false)
+            .flatten_event(true)
+            .init();
     } else {
         builder.with_ansi(std::io::stderr().is_terminal()).init();
     }

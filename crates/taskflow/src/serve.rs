@@ -19,11 +19,18 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 async fn open(db: &DbOpts) -> Result<Arc<dyn Store>, ExitCode> {
     let store = taskflow_store::connect(&db.database_url)
         .await
-        .map_err(|e| fail(format_args!("cannot open database {}: {e}", redact_url(&db.database_url))))?;
-    let applied = store
-        .migrate()
-        .await
-        .map_err(|e| fail(format_args!("cannot migrate database {}: {e}", redact_url(&db.database_url))))?;
+        .map_err(|e| {
+            fail(format_args!(
+                "cannot open database {}: {e}",
+                redact_url(&db.database_url)
+            ))
+        })?;
+    let applied = store.migrate().await.map_err(|e| {
+        fail(format_args!(
+            "cannot migrate database {}: {e}",
+            redact_url(&db.database_url)
+        ))
+    })?;
     tracing::info!(backend = store.backend(), applied, "database ready");
     Ok(store)
 }
@@ -44,7 +51,10 @@ pub async fn run(opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
         Ok(l) => l,
         Err(e) => return fail(format_args!("cannot listen on {}: {e}", opts.bind)),
     };
-    let token_config = TokenConfig { secret: opts.jwt_secret.clone(), ttl: Duration::from_secs(opts.token_ttl_hours * 3600) };
+    let token_config = TokenConfig {
+        secret: opts.jwt_secret.clone(),
+        ttl: Duration::from_secs(opts.token_ttl_hours * 3600),
+    };
     let tokens = match Tokens::load(store.as_ref(), &token_config).await {
         Ok(t) => t,
         Err(e) => return fail(format_args!("cannot set up token signing: {e}")),
@@ -56,22 +66,42 @@ pub async fn run(opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
     let app = App::new(store, bus, Arc::new(SystemClock), tokens);
     let burst = opts.rate_limit_burst;
     let limits = Limits::new(
-        Rate { per_second: opts.rate_limit_per_ip, burst: opts.rate_limit_per_ip.saturating_mul(burst) },
-        Rate { per_second: opts.rate_limit_per_user, burst: opts.rate_limit_per_user.saturating_mul(burst) },
+        Rate {
+            per_second: opts.rate_limit_per_ip,
+            burst: opts.rate_limit_per_ip.saturating_mul(burst),
+        },
+        Rate {
+            per_second: opts.rate_limit_per_user,
+            burst: opts.rate_limit_per_user.saturating_mul(burst),
+        },
     );
     let housekeeping = taskflow_api::spawn_housekeeping(limits.clone());
-    let state = AppState { app, limits, metrics: taskflow_api::prometheus() };
+    let state = AppState {
+        app,
+        limits,
+        metrics: taskflow_api::prometheus(),
+    };
 
-    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    let role_names: Vec<String> = roles.iter().map(|r| format!("{r:?}").to_lowercase()).collect();
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let role_names: Vec<String> = roles
+        .iter()
+        .map(|r| format!("{r:?}").to_lowercase())
+        .collect();
     tracing::info!(addr = %addr, roles = %role_names.join(","), "listening");
 
     let grace = Duration::from_secs(opts.shutdown_grace_secs);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(taskflow_api::serve(listener, taskflow_api::router(state), async move {
-        let mut rx = stop_rx;
-        let _ = rx.wait_for(|stop| *stop).await;
-    }));
+    let server = tokio::spawn(taskflow_api::serve(
+        listener,
+        taskflow_api::router(state),
+        async move {
+            let mut rx = stop_rx;
+            let _ = rx.wait_for(|stop| *stop).await;
+        },
+    ));
     shutdown_signal().await;
     tracing::info!("shutting down: draining in-flight requests");
     let _ = stop_tx.send(true);

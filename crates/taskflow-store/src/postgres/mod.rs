@@ -32,7 +32,8 @@ impl PgStore {
 }
 
 mod dialect {
-    pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("migrations/0001_init.sql"))];
+    pub(super) const MIGRATIONS: &[(i64, &str, &str)] =
+        &[(1, "init", include_str!("migrations/0001_init.sql"))];
     /// Two instances starting together migrate one after the other.
     pub(super) const MIGRATION_LOCK: Option<&str> = Some("SELECT pg_advisory_xact_lock(7294561)");
     pub(super) const FTS_CONDITION: &str = "t.search @@ plainto_tsquery('simple', ?)";
@@ -61,7 +62,10 @@ mod dialect {
     mod tests {
         #[test]
         fn placeholders_are_numbered_in_order() {
-            assert_eq!(super::sql("a = ? AND b IN (?, ?)"), "a = $1 AND b IN ($2, $3)");
+            assert_eq!(
+                super::sql("a = ? AND b IN (?, ?)"),
+                "a = $1 AND b IN ($2, $3)"
+            );
         }
     }
 }

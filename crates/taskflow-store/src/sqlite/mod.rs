@@ -3,7 +3,9 @@
 
 use std::{str::FromStr, time::Duration};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 /// Tasks, users and the event log in one SQLite file.
 #[derive(Debug, Clone)]
@@ -47,9 +49,11 @@ impl SqliteStore {
 }
 
 mod dialect {
-    pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("migrations/0001_init.sql"))];
+    pub(super) const MIGRATIONS: &[(i64, &str, &str)] =
+        &[(1, "init", include_str!("migrations/0001_init.sql"))];
     pub(super) const MIGRATION_LOCK: Option<&str> = None;
-    pub(super) const FTS_CONDITION: &str = "t.seq IN (SELECT rowid FROM tasks_fts WHERE tasks_fts MATCH ?)";
+    pub(super) const FTS_CONDITION: &str =
+        "t.seq IN (SELECT rowid FROM tasks_fts WHERE tasks_fts MATCH ?)";
 
     pub(super) fn sql(s: &str) -> String {
         s.to_owned()
@@ -57,7 +61,11 @@ mod dialect {
 
     /// Every word as a quoted FTS5 string: matched literally, all required.
     pub(super) fn fts_query(words: &[String]) -> String {
-        words.iter().map(|w| format!("\"{}\"", w.replace('"', "\"\""))).collect::<Vec<_>>().join(" ")
+        words
+            .iter()
+            .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 

@@ -3,7 +3,12 @@ use std::process::Command;
 use crate::BIN;
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(BIN).args(args).env_remove("TASKFLOW_BIND").envs(env.iter().copied()).output().unwrap();
+    let out = Command::new(BIN)
+        .args(args)
+        .env_remove("TASKFLOW_BIND")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -13,13 +18,25 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
 
 #[test]
 fn every_command_has_help() {
-    for args in [&["--help"][..], &["serve", "--help"], &["run", "--help"], &["migrate", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["run", "--help"],
+        &["migrate", "--help"],
+    ] {
         let (code, out, _) = run(args, &[]);
         assert_eq!(code, 0, "{args:?}");
         assert!(out.contains("Usage"), "{args:?}: {out}");
     }
     let (_, out, _) = run(&["serve", "--help"], &[]);
-    for flag in ["--bind", "--database-url", "--jwt-secret", "TASKFLOW_BIND", "TASKFLOW_DATABASE_URL", "--rate-limit-per-ip"] {
+    for flag in [
+        "--bind",
+        "--database-url",
+        "--jwt-secret",
+        "TASKFLOW_BIND",
+        "TASKFLOW_DATABASE_URL",
+        "--rate-limit-per-ip",
+    ] {
         assert!(out.contains(flag), "serve --help mentions {flag}");
     }
 }
@@ -27,26 +44,68 @@ fn every_command_has_help() {
 fn one_line_exit_2(args: &[&str], env: &[(&str, &str)], mentions: &str) {
     let (code, _, err) = run(args, env);
     assert_eq!(code, 2, "{args:?}: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('{')).collect();
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('{'))
+        .collect();
     assert_eq!(lines.len(), 1, "one line on stderr: {err}");
-    assert!(lines[0].contains(mentions), "{:?} should mention {mentions}", lines[0]);
+    assert!(
+        lines[0].contains(mentions),
+        "{:?} should mention {mentions}",
+        lines[0]
+    );
 }
 
 #[test]
 fn a_bad_setting_exits_2_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite:{}", dir.path().join("t.db").display());
-    one_line_exit_2(&["serve", "--bind", "nowhere", "--database-url", &db], &[], "--bind");
-    one_line_exit_2(&["serve", "--database-url", &db], &[("TASKFLOW_BIND", "999.1.1.1:1")], "--bind");
-    one_line_exit_2(&["serve", "--database-url", "mysql://localhost/x"], &[], "sqlite:PATH");
-    one_line_exit_2(&["serve", "--database-url", "postgres://nobody@127.0.0.1:1/none"], &[], "cannot open database");
-    one_line_exit_2(&["serve", "--database-url", &db, "--token-ttl-hours", "0"], &[], "--token-ttl-hours");
-    one_line_exit_2(&["run", "--roles", "api,teleport", "--database-url", &db], &[], "teleport");
+    one_line_exit_2(
+        &["serve", "--bind", "nowhere", "--database-url", &db],
+        &[],
+        "--bind",
+    );
+    one_line_exit_2(
+        &["serve", "--database-url", &db],
+        &[("TASKFLOW_BIND", "999.1.1.1:1")],
+        "--bind",
+    );
+    one_line_exit_2(
+        &["serve", "--database-url", "mysql://localhost/x"],
+        &[],
+        "sqlite:PATH",
+    );
+    one_line_exit_2(
+        &[
+            "serve",
+            "--database-url",
+            "postgres://nobody@127.0.0.1:1/none",
+        ],
+        &[],
+        "cannot open database",
+    );
+    one_line_exit_2(
+        &["serve", "--database-url", &db, "--token-ttl-hours", "0"],
+        &[],
+        "--token-ttl-hours",
+    );
+    one_line_exit_2(
+        &["run", "--roles", "api,teleport", "--database-url", &db],
+        &[],
+        "teleport",
+    );
 }
 
 #[test]
 fn a_password_in_the_database_url_is_never_printed() {
-    let (code, _, err) = run(&["migrate", "--database-url", "postgres://u:hunter2@127.0.0.1:1/x"], &[]);
+    let (code, _, err) = run(
+        &[
+            "migrate",
+            "--database-url",
+            "postgres://u:hunter2@127.0.0.1:1/x",
+        ],
+        &[],
+    );
     assert_eq!(code, 2);
     assert!(!err.contains("hunter2"), "{err}");
 }
@@ -56,7 +115,14 @@ fn migrate_creates_the_schema_and_is_repeatable() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite:{}", dir.path().join("m.db").display());
     assert_eq!(run(&["migrate", "--database-url", &db], &[]).0, 0);
-    assert_eq!(run(&["migrate", "--database-url", &db], &[("TASKFLOW_LOG_FORMAT", "json")]).0, 0);
+    assert_eq!(
+        run(
+            &["migrate", "--database-url", &db],
+            &[("TASKFLOW_LOG_FORMAT", "json")]
+        )
+        .0,
+        0
+    );
     assert!(dir.path().join("m.db").exists());
 }
 
@@ -66,7 +132,15 @@ async fn the_bind_flag_wins_over_the_environment() {
     let db = format!("sqlite:{}", dir.path().join("b.db").display());
     // The env var names a port that cannot be bound; the flag's port 0 is used instead.
     let mut child = Command::new(BIN)
-        .args(["--log-format", "json", "serve", "--bind", "127.0.0.1:0", "--database-url", &db])
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--database-url",
+            &db,
+        ])
         .env("TASKFLOW_BIND", "256.0.0.1:1")
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -7,9 +7,13 @@ use crate::App;
 
 fn validator(ty: &str) -> jsonschema::Validator {
     let path = format!("{}/../../schemas/{ty}.json", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("no schema for {ty} at {path}: {e}"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("no schema for {ty} at {path}: {e}"));
     let schema: Value = serde_json::from_str(&text).unwrap();
-    jsonschema::options().should_validate_formats(true).build(&schema).unwrap()
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap()
 }
 
 #[tokio::test]
@@ -20,9 +24,12 @@ async fn every_task_event_matches_its_schema_and_describes_the_change() {
                       "reminders": [{"before_minutes": 30}]}))
         .await;
     let path = format!("/api/tasks/{}", t["id"].as_str().unwrap());
-    app.patch(&path, json!({"title": "Pay the rent", "priority": "high"})).await;
-    app.call(Method::POST, &format!("{path}/complete"), None).await;
-    app.call(Method::POST, &format!("{path}/reopen"), None).await;
+    app.patch(&path, json!({"title": "Pay the rent", "priority": "high"}))
+        .await;
+    app.call(Method::POST, &format!("{path}/complete"), None)
+        .await;
+    app.call(Method::POST, &format!("{path}/reopen"), None)
+        .await;
     app.call(Method::DELETE, &path, None).await;
 
     let store = taskflow_store::connect(&app.db.url).await.unwrap();
@@ -41,15 +48,28 @@ async fn every_task_event_matches_its_schema_and_describes_the_change() {
     for e in &events {
         let json = serde_json::to_value(&e.event).unwrap();
         let v = validator(&e.event.ty);
-        let errors: Vec<String> = v.iter_errors(&json).map(|e| format!("{} at {}", e, e.instance_path)).collect();
-        assert!(errors.is_empty(), "{} does not match its schema: {errors:?}\n{json:#}", e.event.ty);
+        let errors: Vec<String> = v
+            .iter_errors(&json)
+            .map(|e| format!("{} at {}", e, e.instance_path))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{} does not match its schema: {errors:?}\n{json:#}",
+            e.event.ty
+        );
         assert_eq!(e.topic, "task-events");
         assert_eq!(json["subject"], t["id"]);
         assert_eq!(json["userid"], app.user["id"]);
         assert_eq!(json["data"]["task_number"], 1);
     }
-    assert_eq!(serde_json::to_value(&events[1].event).unwrap()["data"]["changed"], json!(["title", "priority"]));
-    assert_eq!(serde_json::to_value(&events[1].event).unwrap()["data"]["task_data"]["title"], "Pay the rent");
+    assert_eq!(
+        serde_json::to_value(&events[1].event).unwrap()["data"]["changed"],
+        json!(["title", "priority"])
+    );
+    assert_eq!(
+        serde_json::to_value(&events[1].event).unwrap()["data"]["task_data"]["title"],
+        "Pay the rent"
+    );
     // A schema is not a rubber stamp: a wrong event fails it.
     let mut broken = serde_json::to_value(&events[0].event).unwrap();
     broken["data"]["task_data"]["priority"] = json!("critical");

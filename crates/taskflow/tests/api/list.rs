@@ -3,17 +3,31 @@ use serde_json::{Value, json};
 use crate::App;
 
 fn titles(v: &Value) -> Vec<&str> {
-    v["items"].as_array().unwrap().iter().map(|t| t["title"].as_str().unwrap()).collect()
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["title"].as_str().unwrap())
+        .collect()
 }
 
 async fn seeded() -> Option<App> {
     let app = App::new().await?;
     app.task(json!({"title": "Pay rent", "priority": "urgent", "tags": ["home", "bills"], "due_date": "2030-01-10"})).await;
     app.task(json!({"title": "buy milk", "description": "oat milk from the corner shop", "tags": ["home"], "due_at": "2030-01-09T15:00:00Z"})).await;
-    app.task(json!({"title": "Call mom", "priority": "low"})).await;
-    app.task(json!({"title": "file taxes", "priority": "high", "due_at": "2020-04-15T12:00:00Z"})).await;
-    let done = app.task(json!({"title": "old chore", "due_at": "2020-01-01T12:00:00Z"})).await;
-    app.call(reqwest::Method::POST, &format!("/api/tasks/{}/complete", done["id"].as_str().unwrap()), None).await;
+    app.task(json!({"title": "Call mom", "priority": "low"}))
+        .await;
+    app.task(json!({"title": "file taxes", "priority": "high", "due_at": "2020-04-15T12:00:00Z"}))
+        .await;
+    let done = app
+        .task(json!({"title": "old chore", "due_at": "2020-01-01T12:00:00Z"}))
+        .await;
+    app.call(
+        reqwest::Method::POST,
+        &format!("/api/tasks/{}/complete", done["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
     Some(app)
 }
 
@@ -27,18 +41,39 @@ async fn filters_narrow_the_list() {
     assert_eq!(titles(&get("status=completed").await), ["old chore"]);
     assert_eq!(titles(&get("status=pending").await).len(), 4);
     assert_eq!(titles(&get("status=all").await).len(), 5);
-    assert_eq!(titles(&get("priority=urgent,low").await), ["Pay rent", "Call mom"]);
+    assert_eq!(
+        titles(&get("priority=urgent,low").await),
+        ["Pay rent", "Call mom"]
+    );
     assert_eq!(titles(&get("tag=home&tag=bills").await), ["Pay rent"]);
     assert_eq!(titles(&get("tag=HOME").await), ["buy milk", "Pay rent"]);
     assert_eq!(titles(&get("q=corner%20milk").await), ["buy milk"]);
     assert_eq!(titles(&get("q=Milk").await), ["buy milk"]);
-    assert!(titles(&get("q=milk%20rent").await).is_empty(), "words are ANDed");
-    assert_eq!(titles(&get("overdue=true").await), ["file taxes"], "completed tasks are not overdue");
+    assert!(
+        titles(&get("q=milk%20rent").await).is_empty(),
+        "words are ANDed"
+    );
+    assert_eq!(
+        titles(&get("overdue=true").await),
+        ["file taxes"],
+        "completed tasks are not overdue"
+    );
     // Dates are whole days in the user's timezone (New York).
     assert_eq!(titles(&get("due_after=2030-01-10").await), ["Pay rent"]);
-    assert_eq!(titles(&get("due_before=2030-01-09").await), ["old chore", "file taxes", "buy milk"]);
-    assert_eq!(titles(&get("due_after=2030-01-09T15:00:00Z&due_before=2030-01-09T15:00:00Z").await), ["buy milk"], "bounds are inclusive");
-    assert_eq!(titles(&get("due_after=2030-01-10T04:59:59Z&due_before=2030-01-10T05:00:00Z").await), ["Pay rent"], "an all-day task counts as its whole day");
+    assert_eq!(
+        titles(&get("due_before=2030-01-09").await),
+        ["old chore", "file taxes", "buy milk"]
+    );
+    assert_eq!(
+        titles(&get("due_after=2030-01-09T15:00:00Z&due_before=2030-01-09T15:00:00Z").await),
+        ["buy milk"],
+        "bounds are inclusive"
+    );
+    assert_eq!(
+        titles(&get("due_after=2030-01-10T04:59:59Z&due_before=2030-01-10T05:00:00Z").await),
+        ["Pay rent"],
+        "an all-day task counts as its whole day"
+    );
 }
 
 #[tokio::test]
@@ -46,14 +81,73 @@ async fn sorting_puts_undated_last_and_breaks_ties_by_number() {
     let Some(app) = seeded().await else { return };
     let get = |q: &'static str| {
         let app = &app;
-        async move { titles(&app.get(&format!("/api/tasks?{q}")).await.body).into_iter().map(str::to_owned).collect::<Vec<_>>() }
+        async move {
+            titles(&app.get(&format!("/api/tasks?{q}")).await.body)
+                .into_iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        }
     };
-    assert_eq!(get("").await, ["old chore", "file taxes", "buy milk", "Pay rent", "Call mom"]);
-    assert_eq!(get("sort=due&order=desc").await, ["Pay rent", "buy milk", "file taxes", "old chore", "Call mom"]);
-    assert_eq!(get("sort=priority").await, ["Pay rent", "file taxes", "buy milk", "old chore", "Call mom"]);
-    assert_eq!(get("sort=priority&order=desc").await, ["Call mom", "old chore", "buy milk", "file taxes", "Pay rent"]);
-    assert_eq!(get("sort=title").await, ["buy milk", "Call mom", "file taxes", "old chore", "Pay rent"]);
-    assert_eq!(get("sort=created&order=desc").await, ["old chore", "file taxes", "Call mom", "buy milk", "Pay rent"]);
+    assert_eq!(
+        get("").await,
+        [
+            "old chore",
+            "file taxes",
+            "buy milk",
+            "Pay rent",
+            "Call mom"
+        ]
+    );
+    assert_eq!(
+        get("sort=due&order=desc").await,
+        [
+            "Pay rent",
+            "buy milk",
+            "file taxes",
+            "old chore",
+            "Call mom"
+        ]
+    );
+    assert_eq!(
+        get("sort=priority").await,
+        [
+            "Pay rent",
+            "file taxes",
+            "buy milk",
+            "old chore",
+            "Call mom"
+        ]
+    );
+    assert_eq!(
+        get("sort=priority&order=desc").await,
+        [
+            "Call mom",
+            "old chore",
+            "buy milk",
+            "file taxes",
+            "Pay rent"
+        ]
+    );
+    assert_eq!(
+        get("sort=title").await,
+        [
+            "buy milk",
+            "Call mom",
+            "file taxes",
+            "old chore",
+            "Pay rent"
+        ]
+    );
+    assert_eq!(
+        get("sort=created&order=desc").await,
+        [
+            "old chore",
+            "file taxes",
+            "Call mom",
+            "buy milk",
+            "Pay rent"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -68,10 +162,17 @@ async fn cursors_walk_every_task_once_and_are_stable_under_inserts() {
     loop {
         let page = app.get(&path).await.body;
         pages += 1;
-        seen.extend(page["items"].as_array().unwrap().iter().map(|t| t["number"].as_i64().unwrap()));
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["number"].as_i64().unwrap()),
+        );
         if pages == 1 {
             // An insert that sorts before the cursor does not shift the following pages.
-            app.task(json!({"title": "early", "due_at": "2029-01-01T00:00:00Z"})).await;
+            app.task(json!({"title": "early", "due_at": "2029-01-01T00:00:00Z"}))
+                .await;
         }
         match page["next_cursor"].as_str() {
             Some(c) => path = format!("/api/tasks?limit=5&cursor={c}"),
@@ -82,6 +183,11 @@ async fn cursors_walk_every_task_once_and_are_stable_under_inserts() {
     assert_eq!(seen, (1..=12).rev().collect::<Vec<i64>>());
     let last = app.get("/api/tasks?limit=200").await.body;
     assert!(last["next_cursor"].is_null());
-    let c = app.get("/api/tasks?limit=5").await.body["next_cursor"].as_str().unwrap().to_owned();
-    app.get(&format!("/api/tasks?limit=5&sort=title&cursor={c}")).await.problem(422);
+    let c = app.get("/api/tasks?limit=5").await.body["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.get(&format!("/api/tasks?limit=5&sort=title&cursor={c}"))
+        .await
+        .problem(422);
 }

@@ -19,6 +19,7 @@ use taskflow_testkit::{Backend, TestDb, TestServer};
 pub const BIN: &str = env!("CARGO_BIN_EXE_taskflow");
 
 /// A running server with its database and one signed-up user.
+#[derive(Debug)]
 pub struct App {
     pub server: TestServer,
     pub db: TestDb,
@@ -38,7 +39,11 @@ impl Res {
     /// Asserts a problem+json error with this status and returns the body.
     pub fn problem(&self, status: u16) -> &Value {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
-        let ct = self.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let ct = self
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
         assert_eq!(ct, "application/problem+json", "body: {}", self.body);
         assert_eq!(self.body["status"], status);
         assert!(self.body["title"].as_str().is_some_and(|t| !t.is_empty()));
@@ -49,7 +54,12 @@ impl Res {
     /// The `field`s of a 422's `errors`.
     pub fn error_fields(&self) -> Vec<String> {
         self.problem(422);
-        self.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap().to_owned()).collect()
+        self.body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap().to_owned())
+            .collect()
     }
 }
 
@@ -68,14 +78,26 @@ impl App {
     pub async fn with_args(extra: &[&str]) -> Option<Self> {
         let (server, db) = start(extra).await?;
         let (token, user) = server.signup("ada@example.com", "America/New_York").await;
-        Some(Self { server, db, token, user })
+        Some(Self {
+            server,
+            db,
+            token,
+            user,
+        })
     }
 
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Res {
         self.call_as(&self.token, method, path, body, &[]).await
     }
 
-    pub async fn call_as(&self, token: &str, method: Method, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> Res {
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Res {
         let mut req = self.server.client.request(method, self.server.url(path));
         if !token.is_empty() {
             req = req.bearer_auth(token);
@@ -90,8 +112,16 @@ impl App {
         let status = res.status();
         let headers = res.headers().clone();
         let text = res.text().await.unwrap();
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-        Res { status, headers, body }
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Res {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Res {
@@ -116,7 +146,10 @@ impl App {
     /// (tasks, events) in the database, to show that a refused request changed nothing.
     pub async fn counts(&self) -> (i64, i64) {
         let store = taskflow_store::connect(&self.db.url).await.unwrap();
-        (store.count_tasks().await.unwrap(), store.count_events().await.unwrap())
+        (
+            store.count_tasks().await.unwrap(),
+            store.count_events().await.unwrap(),
+        )
     }
 
     pub fn user_id(&self) -> &str {

@@ -6,7 +6,10 @@ use crate::{App, BIN};
 async fn health_endpoints_answer() {
     let Some(app) = App::new().await else { return };
     let live = app.get("/healthz/live").await;
-    assert_eq!((live.status.as_u16(), live.body["status"].as_str()), (200, Some("ok")));
+    assert_eq!(
+        (live.status.as_u16(), live.body["status"].as_str()),
+        (200, Some("ok"))
+    );
     let ready = app.get("/healthz/ready").await;
     assert_eq!(ready.status, 200);
     assert_eq!(ready.body["checks"]["database"], "ok");
@@ -17,10 +20,28 @@ async fn metrics_count_requests_by_route_and_show_the_outbox() {
     let Some(app) = App::new().await else { return };
     app.task(json!({"title": "a"})).await;
     app.get("/api/tasks?status=bogus").await;
-    let text = app.server.client.get(app.server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains(r#"http_requests_total{route="/api/tasks",method="POST",status="201"} 1"#), "{text}");
-    assert!(text.contains(r#"http_requests_total{route="/api/tasks",method="GET",status="422"} 1"#), "{text}");
-    assert!(text.contains("http_request_duration_seconds_bucket{route=\"/api/tasks\""), "{text}");
+    let text = app
+        .server
+        .client
+        .get(app.server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"http_requests_total{route="/api/tasks",method="POST",status="201"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"http_requests_total{route="/api/tasks",method="GET",status="422"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("http_request_duration_seconds_bucket{route=\"/api/tasks\""),
+        "{text}"
+    );
     assert!(text.contains("taskflow_outbox_events 1"), "{text}");
     assert!(!text.contains(app.user_id()), "no ids in labels");
 }
@@ -29,12 +50,33 @@ async fn metrics_count_requests_by_route_and_show_the_outbox() {
 async fn openapi_and_docs_are_served() {
     let Some(app) = App::new().await else { return };
     let doc = app.get("/openapi.json").await.body;
-    for path in ["/api/tasks", "/api/tasks/{id}", "/api/tasks/{id}/complete", "/api/auth/signup", "/api/me"] {
-        assert!(doc["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
+    for path in [
+        "/api/tasks",
+        "/api/tasks/{id}",
+        "/api/tasks/{id}/complete",
+        "/api/auth/signup",
+        "/api/me",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from the OpenAPI document"
+        );
     }
     assert!(doc["components"]["securitySchemes"].get("bearer").is_some());
-    let html = app.server.client.get(app.server.url("/docs")).send().await.unwrap().text().await.unwrap();
-    assert!(html.contains("/openapi.json") || html.contains("openapi"), "the docs page loads the spec");
+    let html = app
+        .server
+        .client
+        .get(app.server.url("/docs"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("/openapi.json") || html.contains("openapi"),
+        "the docs page loads the spec"
+    );
 }
 
 #[tokio::test]
@@ -42,7 +84,15 @@ async fn every_response_carries_a_request_id_and_keeps_a_given_one() {
     let Some(app) = App::new().await else { return };
     let res = app.get("/api/tasks").await;
     assert!(res.headers.get("x-request-id").is_some());
-    let res = app.call_as(&app.token, reqwest::Method::GET, "/api/nope", None, &[("x-request-id", "abc-123")]).await;
+    let res = app
+        .call_as(
+            &app.token,
+            reqwest::Method::GET,
+            "/api/nope",
+            None,
+            &[("x-request-id", "abc-123")],
+        )
+        .await;
     assert_eq!(res.headers.get("x-request-id").unwrap(), "abc-123");
     assert_eq!(res.body["request_id"], "abc-123");
 }
@@ -50,7 +100,9 @@ async fn every_response_carries_a_request_id_and_keeps_a_given_one() {
 #[tokio::test]
 async fn sigterm_stops_the_server_cleanly() {
     let Some(app) = App::new().await else { return };
-    let App { server, db: _db, .. } = app;
+    let App {
+        server, db: _db, ..
+    } = app;
     let status = server.terminate();
     assert!(status.success(), "exit status {status:?}");
 }
@@ -60,17 +112,52 @@ async fn acknowledged_writes_survive_kill_9() {
     let Some(app) = App::new().await else { return };
     let mut ids = Vec::new();
     for i in 0..20 {
-        ids.push(app.task(json!({"title": format!("t{i}")})).await["id"].as_str().unwrap().to_owned());
+        ids.push(
+            app.task(json!({"title": format!("t{i}")})).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
-    let done = app.call(reqwest::Method::POST, &format!("/api/tasks/{}/complete", ids[3]), None).await;
+    let done = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/tasks/{}/complete", ids[3]),
+            None,
+        )
+        .await;
     assert_eq!(done.status, 200);
-    let App { server, db, token, .. } = app;
+    let App {
+        server, db, token, ..
+    } = app;
     server.kill9();
     let server = taskflow_testkit::TestServer::start(BIN, &db.url, &[]);
-    let list: serde_json::Value = server.client.get(server.url("/api/tasks?limit=200")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let list: serde_json::Value = server
+        .client
+        .get(server.url("/api/tasks?limit=200"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 20);
     let store = taskflow_store::connect(&db.url).await.unwrap();
-    assert_eq!(store.count_events().await.unwrap(), 21, "every acknowledged change kept its event");
-    let t: serde_json::Value = server.client.get(server.url(&format!("/api/tasks/{}", ids[3]))).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        store.count_events().await.unwrap(),
+        21,
+        "every acknowledged change kept its event"
+    );
+    let t: serde_json::Value = server
+        .client
+        .get(server.url(&format!("/api/tasks/{}", ids[3])))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(t["status"], "completed");
 }
