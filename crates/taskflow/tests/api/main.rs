@@ -10,6 +10,7 @@ mod cli;
 mod contract;
 mod list;
 mod ops;
+mod readme;
 mod tasks;
 
 use reqwest::{Method, StatusCode};
