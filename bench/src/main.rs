@@ -1,1 +1,346 @@
-fn main() {}
+//! Benchmarks of taskflow: `seed` fills a database with users and tasks straight through SQL
+//! (fast, for scale), `load` drives the real server over HTTP with N concurrent connections
+//! and reports requests/s, latency percentiles and the server's memory.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
+use serde_json::json;
+use sqlx::AssertSqlSafe;
+
+/// Password of every seeded user.
+const PASSWORD: &str = "benchmark-password";
+const WORDS: &[&str] = &[
+    "pay", "rent", "buy", "milk", "call", "mom", "file", "taxes", "book", "dentist", "renew", "passport", "water",
+    "plants", "clean", "garage", "email", "boss", "review", "report", "fix", "bike", "order", "groceries", "plan",
+    "trip", "read", "chapter", "write", "notes", "backup", "laptop", "walk", "dog", "pick", "kids", "cook", "dinner",
+];
+const TAGS: &[&str] = &["home", "work", "errands", "health", "finance", "family", "urgent-ish", "someday"];
+const PRIORITIES: &[(&str, i64)] = &[("low", 3), ("medium", 2), ("high", 1), ("urgent", 0)];
+
+#[derive(Debug, Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create users `bench-N@example.com` and tasks spread over them, straight through SQL.
+    Seed {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value_t = 10_000)]
+        users: u64,
+        #[arg(long, default_value_t = 1_000_000)]
+        tasks: u64,
+    },
+    /// Drive a running server and report throughput and latency.
+    Load {
+        /// Base URL of the server.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        base: String,
+        #[arg(long, value_enum)]
+        scenario: Scenario,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Seconds of measured load (after a 2 s warm-up).
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// How many seeded users to log in and spread requests over.
+        #[arg(long, default_value_t = 256)]
+        users: u64,
+        /// Seeded users to pick from (bench-0 … bench-N-1).
+        #[arg(long, default_value_t = 10_000)]
+        seeded: u64,
+        /// PID of the server, to report its resident memory.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Scenario {
+    /// POST /api/tasks.
+    Create,
+    /// GET /api/tasks with filters, limit 50.
+    List,
+    /// 80 % list, 20 % create.
+    Mix,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Seed { database_url, users, tasks } => seed(&database_url, users, tasks).await,
+        Command::Load { base, scenario, concurrency, seconds, users, seeded, pid } => {
+            load(&base, scenario, concurrency, seconds, users, seeded, pid).await
+        }
+    }
+}
+
+fn sql(postgres: bool, s: &str) -> String {
+    if !postgres {
+        return s.to_owned();
+    }
+    let mut n = 0;
+    s.chars()
+        .map(|c| {
+            if c == '?' {
+                n += 1;
+                format!("${n}")
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+async fn seed(url: &str, users: u64, tasks: u64) -> Result<()> {
+    let store = taskflow_store::connect(url).await.context("opening the database")?;
+    store.migrate().await?;
+    drop(store);
+    let hash = {
+        use argon2::{PasswordHasher, password_hash::SaltString};
+        let salt = SaltString::encode_b64(b"benchmark-salt!!").unwrap();
+        argon2::Argon2::default().hash_password(PASSWORD.as_bytes(), &salt).unwrap().to_string()
+    };
+    let postgres = url.starts_with("postgres");
+    let started = Instant::now();
+    if postgres {
+        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(url).await?;
+        pg_seed::seed_with(&pool, true, users, tasks, &hash).await?;
+        sqlx::query("ANALYZE").execute(&pool).await?;
+    } else {
+        let opts: sqlx::sqlite::SqliteConnectOptions = url.parse()?;
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal).synchronous(sqlx::sqlite::SqliteSynchronous::Off))
+            .await?;
+        sqlite_seed::seed_with(&pool, false, users, tasks, &hash).await?;
+        sqlx::query("ANALYZE").execute(&pool).await?;
+    }
+    eprintln!("seeded {users} users and {tasks} tasks in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+macro_rules! seed_impl {
+    ($name:ident, $db:ty) => {
+        pub(super) async fn $name(pool: &sqlx::Pool<$db>, postgres: bool, users: u64, tasks: u64, hash: &str) -> Result<()> {
+            let now = 1_795_000_000_000_000_i64;
+            let mut rng = StdRng::seed_from_u64(42);
+            let ids: Vec<String> = (0..users).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+            let per_user = tasks / users.max(1);
+            for chunk in ids.chunks(500).enumerate() {
+                let (ci, chunk) = chunk;
+                let rows = vec!["(?, ?, ?, 'UTC', ?, ?, ?)"; chunk.len()].join(", ");
+                let mut q = sqlx::query(AssertSqlSafe(sql(postgres, &format!(
+                    "INSERT INTO users (id, email, name, timezone, password_hash, task_seq, created_at) VALUES {rows}"
+                ))));
+                for (i, id) in chunk.iter().enumerate() {
+                    let n = ci * 500 + i;
+                    q = q.bind(id.clone()).bind(format!("bench-{n}@example.com")).bind(format!("Bench {n}"))
+                        .bind(hash.to_owned()).bind(per_user as i64).bind(now);
+                }
+                q.execute(pool).await?;
+            }
+            const BATCH: usize = 400;
+            let mut rows_tasks = Vec::with_capacity(BATCH);
+            let mut done = 0u64;
+            for (u, uid) in ids.iter().enumerate() {
+                for number in 1..=per_user as i64 {
+                    let words: Vec<&str> = (0..rng.random_range(2..5)).map(|_| *WORDS.choose(&mut rng).unwrap()).collect();
+                    let title = words.join(" ");
+                    let (priority, pos) = *PRIORITIES.choose(&mut rng).unwrap();
+                    let tag = *TAGS.choose(&mut rng).unwrap();
+                    let due = if rng.random_bool(0.8) { Some(now + rng.random_range(-60..60) * 86_400_000_000) } else { None };
+                    let status = if rng.random_bool(0.3) { "completed" } else { "pending" };
+                    rows_tasks.push((uuid::Uuid::now_v7().to_string(), uid.clone(), number, title, priority, pos, tag, due, status, u));
+                    if rows_tasks.len() == BATCH {
+                        flush(pool, postgres, &mut rows_tasks, now).await?;
+                        done += BATCH as u64;
+                        if done % 100_000 == 0 {
+                            eprintln!("  {done} tasks");
+                        }
+                    }
+                }
+            }
+            flush(pool, postgres, &mut rows_tasks, now).await?;
+            Ok(())
+        }
+    };
+}
+
+type TaskSeed = (String, String, i64, String, &'static str, i64, &'static str, Option<i64>, &'static str, usize);
+
+macro_rules! flush_impl {
+    ($name:ident, $db:ty) => {
+        async fn $name(pool: &sqlx::Pool<$db>, postgres: bool, rows: &mut Vec<TaskSeed>, now: i64) -> Result<()> {
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let mut tx = pool.begin().await?;
+            let marks = vec!["(?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?, 'due', ?, ?, ?, 1)"; rows.len()].join(", ");
+            let mut q = sqlx::query(AssertSqlSafe(sql(postgres, &format!(
+                "INSERT INTO tasks (id, user_id, number, title, title_key, description, status, priority, priority_pos, \
+                 tags, due_at, due_sort, due_last, recurrence_anchor, created_at, updated_at, completed_at, version) VALUES {marks}"
+            ))));
+            for (id, uid, number, title, priority, pos, tag, due, status, _) in rows.iter() {
+                q = q.bind(id.clone()).bind(uid.clone()).bind(*number).bind(title.clone()).bind(title.to_lowercase())
+                    .bind(*status).bind(*priority).bind(*pos).bind(format!("[\"{tag}\"]"))
+                    .bind(*due).bind(*due).bind(*due).bind(now).bind(now)
+                    .bind(if *status == "completed" { Some(now) } else { None });
+            }
+            q.execute(&mut *tx).await?;
+            let marks = vec!["(?, ?, ?)"; rows.len()].join(", ");
+            let mut q = sqlx::query(AssertSqlSafe(sql(postgres, &format!("INSERT INTO task_tags (task_id, user_id, tag) VALUES {marks}"))));
+            for (id, uid, _, _, _, _, tag, _, _, _) in rows.iter() {
+                q = q.bind(id.clone()).bind(uid.clone()).bind(*tag);
+            }
+            q.execute(&mut *tx).await?;
+            tx.commit().await?;
+            rows.clear();
+            Ok(())
+        }
+    };
+}
+
+mod sqlite_seed {
+    use super::*;
+    seed_impl!(seed_with, sqlx::Sqlite);
+    flush_impl!(flush, sqlx::Sqlite);
+}
+mod pg_seed {
+    use super::*;
+    seed_impl!(seed_with, sqlx::Postgres);
+    flush_impl!(flush, sqlx::Postgres);
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+async fn load(base: &str, scenario: Scenario, concurrency: usize, seconds: u64, users: u64, seeded: u64, pid: Option<u32>) -> Result<()> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    let idle_rss = pid.and_then(rss_kib);
+    // Log users in, a few at a time (argon2 is deliberately slow).
+    let mut tokens = Vec::new();
+    let mut rng = StdRng::seed_from_u64(7);
+    let picks: Vec<u64> = (0..users).map(|_| rng.random_range(0..seeded)).collect();
+    for chunk in picks.chunks(8) {
+        let mut logins = tokio::task::JoinSet::new();
+        for &n in chunk {
+            let client = client.clone();
+            let base = base.to_owned();
+            logins.spawn(async move {
+                let res = client
+                    .post(format!("{base}/api/auth/login"))
+                    .json(&json!({"email": format!("bench-{n}@example.com"), "password": PASSWORD}))
+                    .send()
+                    .await?;
+                anyhow::ensure!(res.status() == 200, "login of bench-{n} failed: {}", res.status());
+                let body: serde_json::Value = res.json().await?;
+                Ok::<_, anyhow::Error>(body["token"].as_str().unwrap_or_default().to_owned())
+            });
+        }
+        for t in logins.join_all().await {
+            tokens.push(t?);
+        }
+    }
+    let tokens = Arc::new(tokens);
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for w in 0..concurrency {
+        let (client, base, tokens, measuring, stop, errors) =
+            (client.clone(), base.to_owned(), tokens.clone(), measuring.clone(), stop.clone(), errors.clone());
+        workers.push(tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(w as u64);
+            let mut lat = Vec::with_capacity(200_000);
+            while !stop.load(Ordering::Relaxed) {
+                let token = tokens.choose(&mut rng).unwrap();
+                let write = match scenario {
+                    Scenario::Create => true,
+                    Scenario::List => false,
+                    Scenario::Mix => rng.random_bool(0.2),
+                };
+                let req = if write {
+                    let title = format!("{} {}", WORDS.choose(&mut rng).unwrap(), WORDS.choose(&mut rng).unwrap());
+                    client.post(format!("{base}/api/tasks")).bearer_auth(token).json(&json!({
+                        "title": title, "priority": "high", "tags": ["bench"], "due_at": "2030-01-01T09:00:00Z"
+                    }))
+                } else {
+                    let filter = ["status=pending", "status=pending&priority=high,urgent", "tag=home", "sort=priority&status=all"]
+                        .choose(&mut rng)
+                        .unwrap();
+                    client.get(format!("{base}/api/tasks?{filter}&limit=50")).bearer_auth(token)
+                };
+                let t0 = Instant::now();
+                let ok = match req.send().await {
+                    Ok(res) => {
+                        let ok = res.status().is_success();
+                        let _ = res.bytes().await;
+                        ok
+                    }
+                    Err(_) => false,
+                };
+                if measuring.load(Ordering::Relaxed) {
+                    if ok {
+                        lat.push(t0.elapsed().as_micros() as u32);
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            lat
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    let mut peak_rss = 0;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Some(r) = pid.and_then(rss_kib) {
+            peak_rss = peak_rss.max(r);
+        }
+    }
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await?);
+    }
+    all.sort_unstable();
+    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1000.0;
+    println!(
+        "{}",
+        json!({
+            "scenario": format!("{scenario:?}").to_lowercase(),
+            "concurrency": concurrency,
+            "seconds": elapsed,
+            "requests": all.len(),
+            "errors": errors.load(Ordering::Relaxed),
+            "rps": (all.len() as f64 / elapsed).round(),
+            "p50_ms": pct(0.50),
+            "p99_ms": pct(0.99),
+            "max_ms": all.last().copied().unwrap_or(0) as f64 / 1000.0,
+            "rss_idle_mib": idle_rss.map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0),
+            "rss_peak_mib": pid.map(|_| (peak_rss as f64 / 1024.0 * 10.0).round() / 10.0),
+        })
+    );
+    Ok(())
+}

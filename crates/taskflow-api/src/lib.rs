@@ -124,13 +124,19 @@ pub async fn serve(
     .await
 }
 
-/// Periodically forgets idle rate-limit keys.
-pub fn spawn_housekeeping(limits: Arc<Limits>) -> tokio::task::JoinHandle<()> {
+/// Periodic upkeep: drains recorded histogram samples into their buckets (without it they
+/// pile up in memory between scrapes) and forgets idle rate-limit keys.
+pub fn spawn_housekeeping(limits: Arc<Limits>, metrics: PrometheusHandle) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let mut n: u64 = 0;
         loop {
             tick.tick().await;
-            limits.shrink();
+            metrics.run_upkeep();
+            n += 1;
+            if n % 12 == 0 {
+                limits.shrink();
+            }
         }
     })
 }

@@ -75,12 +75,9 @@ pub async fn run(opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
             burst: opts.rate_limit_per_user.saturating_mul(burst),
         },
     );
-    let housekeeping = taskflow_api::spawn_housekeeping(limits.clone());
-    let state = AppState {
-        app,
-        limits,
-        metrics: taskflow_api::prometheus(),
-    };
+    let metrics = taskflow_api::prometheus();
+    let housekeeping = taskflow_api::spawn_housekeeping(limits.clone(), metrics.clone());
+    let state = AppState { app, limits, metrics };
 
     let addr = listener
         .local_addr()
