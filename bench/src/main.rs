@@ -21,11 +21,55 @@ use sqlx::AssertSqlSafe;
 /// Password of every seeded user.
 const PASSWORD: &str = "benchmark-password";
 const WORDS: &[&str] = &[
-    "pay", "rent", "buy", "milk", "call", "mom", "file", "taxes", "book", "dentist", "renew", "passport", "water",
-    "plants", "clean", "garage", "email", "boss", "review", "report", "fix", "bike", "order", "groceries", "plan",
-    "trip", "read", "chapter", "write", "notes", "backup", "laptop", "walk", "dog", "pick", "kids", "cook", "dinner",
+    "pay",
+    "rent",
+    "buy",
+    "milk",
+    "call",
+    "mom",
+    "file",
+    "taxes",
+    "book",
+    "dentist",
+    "renew",
+    "passport",
+    "water",
+    "plants",
+    "clean",
+    "garage",
+    "email",
+    "boss",
+    "review",
+    "report",
+    "fix",
+    "bike",
+    "order",
+    "groceries",
+    "plan",
+    "trip",
+    "read",
+    "chapter",
+    "write",
+    "notes",
+    "backup",
+    "laptop",
+    "walk",
+    "dog",
+    "pick",
+    "kids",
+    "cook",
+    "dinner",
 ];
-const TAGS: &[&str] = &["home", "work", "errands", "health", "finance", "family", "urgent-ish", "someday"];
+const TAGS: &[&str] = &[
+    "home",
+    "work",
+    "errands",
+    "health",
+    "finance",
+    "family",
+    "urgent-ish",
+    "someday",
+];
 const PRIORITIES: &[(&str, i64)] = &[("low", 3), ("medium", 2), ("high", 1), ("urgent", 0)];
 
 #[derive(Debug, Parser)]
@@ -82,10 +126,20 @@ enum Scenario {
 #[tokio::main]
 async fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Seed { database_url, users, tasks } => seed(&database_url, users, tasks).await,
-        Command::Load { base, scenario, concurrency, seconds, users, seeded, pid } => {
-            load(&base, scenario, concurrency, seconds, users, seeded, pid).await
-        }
+        Command::Seed {
+            database_url,
+            users,
+            tasks,
+        } => seed(&database_url, users, tasks).await,
+        Command::Load {
+            base,
+            scenario,
+            concurrency,
+            seconds,
+            users,
+            seeded,
+            pid,
+        } => load(&base, scenario, concurrency, seconds, users, seeded, pid).await,
     }
 }
 
@@ -107,30 +161,44 @@ fn sql(postgres: bool, s: &str) -> String {
 }
 
 async fn seed(url: &str, users: u64, tasks: u64) -> Result<()> {
-    let store = taskflow_store::connect(url).await.context("opening the database")?;
+    let store = taskflow_store::connect(url)
+        .await
+        .context("opening the database")?;
     store.migrate().await?;
     drop(store);
     let hash = {
         use argon2::{PasswordHasher, password_hash::SaltString};
         let salt = SaltString::encode_b64(b"benchmark-salt!!").unwrap();
-        argon2::Argon2::default().hash_password(PASSWORD.as_bytes(), &salt).unwrap().to_string()
+        argon2::Argon2::default()
+            .hash_password(PASSWORD.as_bytes(), &salt)
+            .unwrap()
+            .to_string()
     };
     let postgres = url.starts_with("postgres");
     let started = Instant::now();
     if postgres {
-        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(url).await?;
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(url)
+            .await?;
         pg_seed::seed_with(&pool, true, users, tasks, &hash).await?;
         sqlx::query("ANALYZE").execute(&pool).await?;
     } else {
         let opts: sqlx::sqlite::SqliteConnectOptions = url.parse()?;
         let pool = sqlx::sqlite::SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(opts.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal).synchronous(sqlx::sqlite::SqliteSynchronous::Off))
+            .connect_with(
+                opts.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sqlx::sqlite::SqliteSynchronous::Off),
+            )
             .await?;
         sqlite_seed::seed_with(&pool, false, users, tasks, &hash).await?;
         sqlx::query("ANALYZE").execute(&pool).await?;
     }
-    eprintln!("seeded {users} users and {tasks} tasks in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "seeded {users} users and {tasks} tasks in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -181,7 +249,18 @@ macro_rules! seed_impl {
     };
 }
 
-type TaskSeed = (String, String, i64, String, &'static str, i64, &'static str, Option<i64>, &'static str, usize);
+type TaskSeed = (
+    String,
+    String,
+    i64,
+    String,
+    &'static str,
+    i64,
+    &'static str,
+    Option<i64>,
+    &'static str,
+    usize,
+);
 
 macro_rules! flush_impl {
     ($name:ident, $db:ty) => {
@@ -228,11 +307,27 @@ mod pg_seed {
 
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
-async fn load(base: &str, scenario: Scenario, concurrency: usize, seconds: u64, users: u64, seeded: u64, pid: Option<u32>) -> Result<()> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+async fn load(
+    base: &str,
+    scenario: Scenario,
+    concurrency: usize,
+    seconds: u64,
+    users: u64,
+    seeded: u64,
+    pid: Option<u32>,
+) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
     let idle_rss = pid.and_then(rss_kib);
     // Log users in, a few at a time (argon2 is deliberately slow).
     let mut tokens = Vec::new();
@@ -249,7 +344,11 @@ async fn load(base: &str, scenario: Scenario, concurrency: usize, seconds: u64, 
                     .json(&json!({"email": format!("bench-{n}@example.com"), "password": PASSWORD}))
                     .send()
                     .await?;
-                anyhow::ensure!(res.status() == 200, "login of bench-{n} failed: {}", res.status());
+                anyhow::ensure!(
+                    res.status() == 200,
+                    "login of bench-{n} failed: {}",
+                    res.status()
+                );
                 let body: serde_json::Value = res.json().await?;
                 Ok::<_, anyhow::Error>(body["token"].as_str().unwrap_or_default().to_owned())
             });
@@ -264,8 +363,14 @@ async fn load(base: &str, scenario: Scenario, concurrency: usize, seconds: u64, 
     let errors = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
     for w in 0..concurrency {
-        let (client, base, tokens, measuring, stop, errors) =
-            (client.clone(), base.to_owned(), tokens.clone(), measuring.clone(), stop.clone(), errors.clone());
+        let (client, base, tokens, measuring, stop, errors) = (
+            client.clone(),
+            base.to_owned(),
+            tokens.clone(),
+            measuring.clone(),
+            stop.clone(),
+            errors.clone(),
+        );
         workers.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(w as u64);
             let mut lat = Vec::with_capacity(200_000);
@@ -325,7 +430,12 @@ async fn load(base: &str, scenario: Scenario, concurrency: usize, seconds: u64, 
         all.extend(w.await?);
     }
     all.sort_unstable();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1000.0;
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
     println!(
         "{}",
         json!({

@@ -126,7 +126,10 @@ pub async fn serve(
 
 /// Periodic upkeep: drains recorded histogram samples into their buckets (without it they
 /// pile up in memory between scrapes) and forgets idle rate-limit keys.
-pub fn spawn_housekeeping(limits: Arc<Limits>, metrics: PrometheusHandle) -> tokio::task::JoinHandle<()> {
+pub fn spawn_housekeeping(
+    limits: Arc<Limits>,
+    metrics: PrometheusHandle,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         let mut n: u64 = 0;

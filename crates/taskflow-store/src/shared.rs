@@ -186,8 +186,32 @@ macro_rules! impl_store {
         type Tx<'c> = sqlx::Transaction<'c, $db>;
         type DbRow = <$db as sqlx::Database>::Row;
 
-        fn q(sql: &str) -> sqlx::query::Query<'static, $db, <$db as sqlx::Database>::Arguments> {
+        fn q(sql: &str) -> Query {
             sqlx::query(AssertSqlSafe(dialect::sql(sql)))
+        }
+
+        type Query = sqlx::query::Query<'static, $db, <$db as sqlx::Database>::Arguments>;
+
+        /// Binds a task's column values in the order `INSERT_TASK` and `UPDATE_TASK` share.
+        fn bind_values(q: Query, v: TaskValues) -> Query {
+            q.bind(v.title)
+                .bind(v.title_key)
+                .bind(v.description)
+                .bind(v.status)
+                .bind(v.priority)
+                .bind(v.priority_pos)
+                .bind(v.tags)
+                .bind(v.due_at)
+                .bind(v.due_date)
+                .bind(v.due_sort)
+                .bind(v.due_last)
+                .bind(v.recurrence)
+                .bind(v.recurrence_anchor)
+                .bind(v.series_id)
+                .bind(v.created_at)
+                .bind(v.updated_at)
+                .bind(v.completed_at)
+                .bind(v.version)
         }
 
         fn unique_violation(e: &sqlx::Error) -> bool {
@@ -409,28 +433,7 @@ macro_rules! impl_store {
                 let mut task = task.clone();
                 task.number = number;
                 let v = TaskValues::of(&task, tz);
-                q(INSERT_TASK)
-                    .bind(task.id.to_string())
-                    .bind(task.user_id.to_string())
-                    .bind(number)
-                    .bind(v.title)
-                    .bind(v.title_key)
-                    .bind(v.description)
-                    .bind(v.status)
-                    .bind(v.priority)
-                    .bind(v.priority_pos)
-                    .bind(v.tags)
-                    .bind(v.due_at)
-                    .bind(v.due_date)
-                    .bind(v.due_sort)
-                    .bind(v.due_last)
-                    .bind(v.recurrence)
-                    .bind(v.recurrence_anchor)
-                    .bind(v.series_id)
-                    .bind(v.created_at)
-                    .bind(v.updated_at)
-                    .bind(v.completed_at)
-                    .bind(v.version)
+                bind_values(q(INSERT_TASK).bind(task.id.to_string()).bind(task.user_id.to_string()).bind(number), v)
                     .execute(&mut *tx)
                     .await?;
                 write_children(&mut tx, &task, false).await?;
@@ -456,25 +459,7 @@ macro_rules! impl_store {
                 let user = task.user_id.to_string();
                 let v = TaskValues::of(task, tz);
                 let mut tx = self.writer().begin().await?;
-                let done = q(UPDATE_TASK)
-                    .bind(v.title)
-                    .bind(v.title_key)
-                    .bind(v.description)
-                    .bind(v.status)
-                    .bind(v.priority)
-                    .bind(v.priority_pos)
-                    .bind(v.tags)
-                    .bind(v.due_at)
-                    .bind(v.due_date)
-                    .bind(v.due_sort)
-                    .bind(v.due_last)
-                    .bind(v.recurrence)
-                    .bind(v.recurrence_anchor)
-                    .bind(v.series_id)
-                    .bind(v.created_at)
-                    .bind(v.updated_at)
-                    .bind(v.completed_at)
-                    .bind(v.version)
+                let done = bind_values(q(UPDATE_TASK), v)
                     .bind(id.clone())
                     .bind(user.clone())
                     .bind(expected_version)

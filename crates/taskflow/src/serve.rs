@@ -77,7 +77,11 @@ pub async fn run(opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
     );
     let metrics = taskflow_api::prometheus();
     let housekeeping = taskflow_api::spawn_housekeeping(limits.clone(), metrics.clone());
-    let state = AppState { app, limits, metrics };
+    let state = AppState {
+        app,
+        limits,
+        metrics,
+    };
 
     let addr = listener
         .local_addr()

@@ -7,17 +7,44 @@ use crate::App;
 #[tokio::test]
 async fn the_readme_tour_runs_as_written() {
     let Some(app) = App::new().await else { return };
-    let readme = std::fs::read_to_string(format!("{}/../../README.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let readme =
+        std::fs::read_to_string(format!("{}/../../README.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
     let start = readme.find("## A short tour").unwrap();
     let block = &readme[start..];
-    let code = block.split("```sh\n").nth(1).unwrap().split("\n```").next().unwrap();
-    let script = format!("set -euo pipefail\n{}", code.replace("http://localhost:8080", &app.server.base))
-        .replace("ada@example.com", "tour@example.com");
-    let out = Command::new("bash").arg("-c").arg(&script).output().unwrap();
+    let code = block
+        .split("```sh\n")
+        .nth(1)
+        .unwrap()
+        .split("\n```")
+        .next()
+        .unwrap();
+    let script = format!(
+        "set -euo pipefail\n{}",
+        code.replace("http://localhost:8080", &app.server.base)
+    )
+    .replace("ada@example.com", "tour@example.com");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "the tour failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "the tour failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains(r#""title":"Pay rent""#), "{stdout}");
-    assert!(stdout.contains(r#""status":"completed""#), "task #2 was completed: {stdout}");
-    assert!(stdout.contains(r#""status":422"#), "the bad input was refused: {stdout}");
-    assert!(stdout.contains("taskflow_outbox_events 4"), "created, created, updated, completed: {stdout}");
+    assert!(
+        stdout.contains(r#""status":"completed""#),
+        "task #2 was completed: {stdout}"
+    );
+    assert!(
+        stdout.contains(r#""status":422"#),
+        "the bad input was refused: {stdout}"
+    );
+    assert!(
+        stdout.contains("taskflow_outbox_events 4"),
+        "created, created, updated, completed: {stdout}"
+    );
 }
