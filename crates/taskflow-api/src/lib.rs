@@ -137,7 +137,7 @@ pub fn spawn_housekeeping(
             tick.tick().await;
             metrics.run_upkeep();
             n += 1;
-            if n % 12 == 0 {
+            if n.is_multiple_of(12) {
                 limits.shrink();
             }
         }

@@ -72,6 +72,8 @@ pub trait UserStore: Send + Sync {
     async fn insert_user(&self, user: &User, password_hash: &str) -> Result<()>;
     async fn user_by_email(&self, email: &Email) -> Result<Option<UserWithHash>>;
     async fn user(&self, id: UserId) -> Result<Option<User>>;
+    /// Changes name and timezone; all-day tasks then sort and fall due by their day in the
+    /// new timezone.
     async fn update_user(&self, user: &User) -> Result<()>;
 }
 

@@ -409,13 +409,36 @@ macro_rules! impl_store {
 
             #[tracing::instrument(skip_all, fields(user_id = %user.id), err)]
             async fn update_user(&self, user: &User) -> Result<()> {
+                let id = user.id.to_string();
+                let mut tx = self.writer().begin().await?;
                 let done = q("UPDATE users SET name = ?, timezone = ? WHERE id = ?")
                     .bind(user.name.as_str().to_owned())
                     .bind(user.timezone.name())
-                    .bind(user.id.to_string())
-                    .execute(self.writer())
+                    .bind(id.clone())
+                    .execute(&mut *tx)
                     .await?;
-                if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                // An all-day task sorts and falls due by its day in the user's timezone.
+                let all_day = q("SELECT id, due_date FROM tasks WHERE user_id = ? AND due_date IS NOT NULL")
+                    .bind(id.clone())
+                    .fetch_all(&mut *tx)
+                    .await?;
+                for row in all_day {
+                    let task_id: String = row.try_get(0)?;
+                    let date: String = row.try_get(1)?;
+                    let due = taskflow_core::Due::Date(date.parse().map_err(|e| StoreError::Corrupt(format!("due_date: {e}")))?);
+                    q("UPDATE tasks SET due_sort = ?, due_last = ? WHERE id = ? AND user_id = ?")
+                        .bind(micros(due.sort_instant(user.timezone)))
+                        .bind(micros(due.overdue_after(user.timezone)) - 1)
+                        .bind(task_id)
+                        .bind(id.clone())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
             }
         }
 

@@ -266,6 +266,54 @@ async fn story(store: Arc<dyn Store>) {
         "an all-day task is not overdue on its own day"
     );
 
+    // A new timezone moves the day an all-day task stands for.
+    let ada_nz = User {
+        timezone: Timezone::parse("Pacific/Auckland").unwrap(),
+        ..ada.clone()
+    };
+    store.update_user(&ada_nz).await.unwrap();
+    assert_eq!(
+        store.user(ada.id).await.unwrap().unwrap().timezone.name(),
+        "Pacific/Auckland"
+    );
+    // Auckland (UTC+13 in December): 2026-12-01 runs from 2026-11-30T11:00Z to 2026-12-01T11:00Z.
+    assert_eq!(
+        titles(
+            store,
+            &ada,
+            q(|q| q.due_after = Some(t("2026-12-01T10:00:00Z")))
+        )
+        .await,
+        ["Pay rent"]
+    );
+    assert!(
+        titles(
+            store,
+            &ada,
+            q(|q| q.due_after = Some(t("2026-12-01T11:00:00Z")))
+        )
+        .await
+        .is_empty()
+    );
+    assert_eq!(
+        titles(
+            store,
+            &ada,
+            q(|q| q.due_before = Some(t("2026-11-30T11:00:00Z")))
+        )
+        .await,
+        ["buy Milk", "Pay rent"]
+    );
+    assert!(matches!(
+        store
+            .update_user(&User {
+                id: UserId::new(),
+                ..ada.clone()
+            })
+            .await,
+        Err(StoreError::NotFound)
+    ));
+
     // Sorting: undated last in both orders; priority urgent first; title case-insensitive.
     assert_eq!(
         titles(store, &ada, q(|_| {})).await,
