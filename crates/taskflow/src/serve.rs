@@ -43,13 +43,14 @@ pub async fn migrate(db: DbOpts) -> ExitCode {
 }
 
 pub async fn run(opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
-    let store = match open(&opts.db).await {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+    // Bind first: a taken address fails before any other work.
     let listener = match tokio::net::TcpListener::bind(opts.bind).await {
         Ok(l) => l,
         Err(e) => return fail(format_args!("cannot listen on {}: {e}", opts.bind)),
+    };
+    let store = match open(&opts.db).await {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let token_config = TokenConfig {
         secret: opts.jwt_secret.clone(),

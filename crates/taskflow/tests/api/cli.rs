@@ -97,6 +97,19 @@ fn a_bad_setting_exits_2_with_one_line() {
 }
 
 #[test]
+fn a_taken_address_exits_2_with_one_line_and_nothing_else() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("t.db").display());
+    let (code, _, err) = run(&["serve", "--bind", &addr, "--database-url", &db], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.lines().count(), 1, "only the error, no start-up logs: {err}");
+    assert!(err.contains("cannot listen on") && err.contains(&addr), "{err}");
+    assert!(!dir.path().join("t.db").exists(), "nothing was created");
+}
+
+#[test]
 fn a_password_in_the_database_url_is_never_printed() {
     let (code, _, err) = run(
         &[
