@@ -347,9 +347,13 @@ macro_rules! impl_store {
             }
         }
 
-        /// Why a guarded write touched no row: the task is gone, or it moved on.
-        async fn missing_or_conflict(tx: &mut Tx<'_>, user: &str, id: &str) -> StoreError {
-            match q("SELECT 1 FROM tasks WHERE id = ? AND user_id = ?")
+        /// Runs a write guarded by `version = ?`; when it touches no row, says why: the task is
+        /// gone (or another user's), or it moved on.
+        async fn guarded(tx: &mut Tx<'_>, write: Query, user: &str, id: &str) -> Result<()> {
+            if write.execute(&mut **tx).await?.rows_affected() > 0 {
+                return Ok(());
+            }
+            Err(match q("SELECT 1 FROM tasks WHERE id = ? AND user_id = ?")
                 .bind(id.to_owned())
                 .bind(user.to_owned())
                 .fetch_optional(&mut **tx)
@@ -358,7 +362,7 @@ macro_rules! impl_store {
                 Ok(Some(_)) => StoreError::VersionConflict,
                 Ok(None) => StoreError::NotFound,
                 Err(e) => e.into(),
-            }
+            })
         }
 
         async fn one_task(pool: &sqlx::Pool<$db>, sql: &str, user: UserId, key: Param) -> Result<Option<Task>> {
@@ -374,7 +378,7 @@ macro_rules! impl_store {
 
         #[async_trait]
         impl UserStore for $store {
-            #[tracing::instrument(skip_all, fields(user_id = %user.id), err)]
+            #[tracing::instrument(skip_all, fields(user_id = %user.id), err(level = "debug"))]
             async fn insert_user(&self, user: &User, password_hash: &str) -> Result<()> {
                 let res = q("INSERT INTO users (id, email, name, timezone, password_hash, created_at) \
                              VALUES (?, ?, ?, ?, ?, ?)")
@@ -407,7 +411,7 @@ macro_rules! impl_store {
                 row.map(|r| user_row(&r)).transpose()
             }
 
-            #[tracing::instrument(skip_all, fields(user_id = %user.id), err)]
+            #[tracing::instrument(skip_all, fields(user_id = %user.id), err(level = "debug"))]
             async fn update_user(&self, user: &User) -> Result<()> {
                 let id = user.id.to_string();
                 let mut tx = self.writer().begin().await?;
@@ -444,7 +448,7 @@ macro_rules! impl_store {
 
         #[async_trait]
         impl TaskStore for $store {
-            #[tracing::instrument(skip_all, fields(user_id = %task.user_id, task_id = %task.id), err)]
+            #[tracing::instrument(skip_all, fields(user_id = %task.user_id, task_id = %task.id), err(level = "debug"))]
             async fn insert_task(&self, task: &Task, tz: Timezone, event: EventFor<'_>) -> Result<(Task, i64)> {
                 let mut tx = self.writer().begin().await?;
                 let number: i64 = q("UPDATE users SET task_seq = task_seq + 1 WHERE id = ? RETURNING task_seq")
@@ -476,46 +480,35 @@ macro_rules! impl_store {
                 one_task(self.reader(), &sql, user, Param::I64(number)).await
             }
 
-            #[tracing::instrument(skip_all, fields(user_id = %task.user_id, task_id = %task.id), err)]
+            #[tracing::instrument(skip_all, fields(user_id = %task.user_id, task_id = %task.id), err(level = "debug"))]
             async fn update_task(&self, task: &Task, expected_version: i64, tz: Timezone, event: &CloudEvent) -> Result<i64> {
                 let id = task.id.to_string();
                 let user = task.user_id.to_string();
                 let v = TaskValues::of(task, tz);
                 let mut tx = self.writer().begin().await?;
-                let done = bind_values(q(UPDATE_TASK), v)
-                    .bind(id.clone())
-                    .bind(user.clone())
-                    .bind(expected_version)
-                    .execute(&mut *tx)
-                    .await?;
-                if done.rows_affected() == 0 {
-                    return Err(missing_or_conflict(&mut tx, &user, &id).await);
-                }
+                let write = bind_values(q(UPDATE_TASK), v).bind(id.clone()).bind(user.clone()).bind(expected_version);
+                guarded(&mut tx, write, &user, &id).await?;
                 write_children(&mut tx, task, true).await?;
                 let position = append_event(&mut tx, event, topic_of(event)).await?;
                 tx.commit().await?;
                 Ok(position)
             }
 
-            #[tracing::instrument(skip_all, fields(user_id = %user, task_id = %id), err)]
+            #[tracing::instrument(skip_all, fields(user_id = %user, task_id = %id), err(level = "debug"))]
             async fn delete_task(&self, user: UserId, id: TaskId, expected_version: i64, event: &CloudEvent) -> Result<i64> {
                 let (id, user) = (id.to_string(), user.to_string());
                 let mut tx = self.writer().begin().await?;
-                let done = q("DELETE FROM tasks WHERE id = ? AND user_id = ? AND version = ?")
+                let write = q("DELETE FROM tasks WHERE id = ? AND user_id = ? AND version = ?")
                     .bind(id.clone())
                     .bind(user.clone())
-                    .bind(expected_version)
-                    .execute(&mut *tx)
-                    .await?;
-                if done.rows_affected() == 0 {
-                    return Err(missing_or_conflict(&mut tx, &user, &id).await);
-                }
+                    .bind(expected_version);
+                guarded(&mut tx, write, &user, &id).await?;
                 let position = append_event(&mut tx, event, topic_of(event)).await?;
                 tx.commit().await?;
                 Ok(position)
             }
 
-            #[tracing::instrument(skip_all, fields(user_id = %user), err)]
+            #[tracing::instrument(skip_all, fields(user_id = %user), err(level = "debug"))]
             async fn list_tasks(&self, user: UserId, query: &TaskQuery) -> Result<Page> {
                 let (sql, params) = build_list(TASK_COLUMNS, user, query, || dialect::FTS_CONDITION, dialect::fts_query);
                 let mut qb = q(&sql);

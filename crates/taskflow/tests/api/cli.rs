@@ -104,8 +104,15 @@ fn a_taken_address_exits_2_with_one_line_and_nothing_else() {
     let db = format!("sqlite:{}", dir.path().join("t.db").display());
     let (code, _, err) = run(&["serve", "--bind", &addr, "--database-url", &db], &[]);
     assert_eq!(code, 2, "{err}");
-    assert_eq!(err.lines().count(), 1, "only the error, no start-up logs: {err}");
-    assert!(err.contains("cannot listen on") && err.contains(&addr), "{err}");
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "only the error, no start-up logs: {err}"
+    );
+    assert!(
+        err.contains("cannot listen on") && err.contains(&addr),
+        "{err}"
+    );
     assert!(!dir.path().join("t.db").exists(), "nothing was created");
 }
 
