@@ -4,11 +4,13 @@
 
 use axum::{
     Router,
-    extract::{Path, RawQuery, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    extract::{FromRequestParts, Path, RawQuery, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use std::collections::HashMap;
+
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use taskflow_app::TaskRef;
@@ -36,25 +38,25 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(reopen_task))
 }
 
-/// The compatibility routes: same answers, ids are per-user numbers, `user_id` must be the
-/// token's user (else 403).
+/// The compatibility routes: the same handlers, addressed by per-user task number; the
+/// `{user_id}` must be the token's user (else 403).
 pub fn compat_router() -> Router<AppState> {
     Router::new()
-        .route("/api/{user_id}/tasks", get(compat_list).post(compat_create))
+        .route("/api/{user_id}/tasks", get(list_tasks).post(create_task))
         .route(
             "/api/{user_id}/tasks/{number}",
-            get(compat_get)
-                .patch(compat_patch)
-                .put(compat_patch)
-                .delete(compat_delete),
+            get(get_task)
+                .patch(patch_task)
+                .put(patch_task)
+                .delete(delete_task),
         )
         .route(
             "/api/{user_id}/tasks/{number}/complete",
-            post(compat_complete).patch(compat_complete),
+            post(complete_task).patch(complete_task),
         )
         .route(
             "/api/{user_id}/tasks/{number}/reopen",
-            post(compat_reopen).patch(compat_reopen),
+            post(reopen_task).patch(reopen_task),
         )
 }
 
@@ -505,9 +507,65 @@ fn with_etag(status: StatusCode, task: Task) -> Response {
     (status, headers, axum::Json(task)).into_response()
 }
 
-fn task_id(raw: &str) -> Result<TaskRef, ApiError> {
-    raw.parse::<Uuid>()
-        .map(|u| TaskRef::Id(TaskId(u)))
+/// The signed-in user, checked against the `{user_id}` of a compatibility route (403 when it
+/// is someone else).
+#[derive(Debug)]
+pub struct Owner(User);
+
+impl FromRequestParts<AppState> for Owner {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let CurrentUser(user) = CurrentUser::from_request_parts(parts, state).await?;
+        let params = path_params(parts, state).await?;
+        if let Some(raw) = params.get("user_id") {
+            match raw.parse::<Uuid>() {
+                Ok(id) if id == user.id.0 => {}
+                _ => {
+                    return Err(ApiError::Forbidden(
+                        "the user id in the path is not the signed-in user",
+                    ));
+                }
+            }
+        }
+        Ok(Owner(user))
+    }
+}
+
+/// The task a path names: `{id}` (a task id) on `/api/tasks/…`, `{number}` (the per-user
+/// number) on the compatibility routes. Anything else is 404, as a task that does not exist.
+#[derive(Debug)]
+pub struct Target(User, TaskRef);
+
+impl FromRequestParts<AppState> for Target {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Owner(user) = Owner::from_request_parts(parts, state).await?;
+        let params = path_params(parts, state).await?;
+        let missing = || ApiError::NotFound("no such task");
+        let r = match (params.get("id"), params.get("number")) {
+            (Some(id), _) => TaskRef::Id(TaskId(id.parse().map_err(|_| missing())?)),
+            (None, Some(n)) => TaskRef::Number(n.parse().map_err(|_| missing())?),
+            (None, None) => return Err(missing()),
+        };
+        Ok(Target(user, r))
+    }
+}
+
+async fn path_params(
+    parts: &mut Parts,
+    state: &AppState,
+) -> Result<HashMap<String, String>, ApiError> {
+    Path::<HashMap<String, String>>::from_request_parts(parts, state)
+        .await
+        .map(|Path(p)| p)
         .map_err(|_| ApiError::NotFound("no such task"))
 }
 
@@ -516,15 +574,11 @@ fn task_id(raw: &str) -> Result<TaskRef, ApiError> {
     responses((status = 200, body = TaskPage), (status = 422, body = Problem)), security(("bearer" = [])))]
 async fn list_tasks(
     State(s): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    Owner(user): Owner,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    list(&s, &user, raw.as_deref()).await
-}
-
-async fn list(s: &AppState, user: &User, raw: Option<&str>) -> Result<Response, ApiError> {
-    let query = parse_list_query(raw, user, s.app.clock().now())?;
-    let page = s.app.list_tasks(user, &query).await?;
+    let query = parse_list_query(raw.as_deref(), &user, s.app.clock().now())?;
+    let page = s.app.list_tasks(&user, &query).await?;
     Ok(axum::Json(TaskPage {
         items: page.items,
         next_cursor: page.next_cursor,
@@ -537,7 +591,7 @@ async fn list(s: &AppState, user: &User, raw: Option<&str>) -> Result<Response, 
     responses((status = 201, body = TaskDoc), (status = 400, body = Problem), (status = 422, body = Problem)), security(("bearer" = [])))]
 async fn create_task(
     State(s): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    Owner(user): Owner,
     Json(body): Json<CreateTask>,
 ) -> Result<Response, ApiError> {
     let task = s.app.create_task(&user, TaskDraft::try_from(body)?).await?;
@@ -549,13 +603,9 @@ async fn create_task(
     responses((status = 200, body = TaskDoc), (status = 404, body = Problem)), security(("bearer" = [])))]
 async fn get_task(
     State(s): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    Target(user, r): Target,
 ) -> Result<Response, ApiError> {
-    Ok(with_etag(
-        StatusCode::OK,
-        s.app.task(&user, task_id(&id)?).await?,
-    ))
+    Ok(with_etag(StatusCode::OK, s.app.task(&user, r).await?))
 }
 
 /// Change a task; `null` clears a field; `If-Match: "<version>"` guards against lost updates.
@@ -564,12 +614,10 @@ async fn get_task(
     security(("bearer" = [])))]
 async fn patch_task(
     State(s): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    Target(user, r): Target,
     IfMatch(version): IfMatch,
     Json(body): Json<PatchTask>,
 ) -> Result<Response, ApiError> {
-    let r = task_id(&id)?;
     let patch = TaskPatch::try_from(body)?;
     Ok(with_etag(
         StatusCode::OK,
@@ -582,11 +630,10 @@ async fn patch_task(
     responses((status = 204), (status = 404, body = Problem), (status = 412, body = Problem)), security(("bearer" = [])))]
 async fn delete_task(
     State(s): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    Target(user, r): Target,
     IfMatch(version): IfMatch,
 ) -> Result<StatusCode, ApiError> {
-    s.app.delete_task(&user, task_id(&id)?, version).await?;
+    s.app.delete_task(&user, r, version).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -595,12 +642,11 @@ async fn delete_task(
     responses((status = 200, body = TaskDoc), (status = 404, body = Problem)), security(("bearer" = [])))]
 async fn complete_task(
     State(s): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    Target(user, r): Target,
 ) -> Result<Response, ApiError> {
     Ok(with_etag(
         StatusCode::OK,
-        s.app.complete_task(&user, task_id(&id)?).await?,
+        s.app.complete_task(&user, r).await?,
     ))
 }
 
@@ -609,114 +655,10 @@ async fn complete_task(
     responses((status = 200, body = TaskDoc), (status = 404, body = Problem)), security(("bearer" = [])))]
 async fn reopen_task(
     State(s): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    Target(user, r): Target,
 ) -> Result<Response, ApiError> {
     Ok(with_etag(
         StatusCode::OK,
-        s.app.reopen_task(&user, task_id(&id)?).await?,
-    ))
-}
-
-/// The `user_id` of a compatibility route must be the token's user.
-fn same_user(user: &User, raw: &str) -> Result<(), ApiError> {
-    match raw.parse::<Uuid>() {
-        Ok(id) if id == user.id.0 => Ok(()),
-        _ => Err(ApiError::Forbidden(
-            "the user id in the path is not the signed-in user",
-        )),
-    }
-}
-
-fn number(raw: &str) -> Result<TaskRef, ApiError> {
-    raw.parse::<i64>()
-        .map(TaskRef::Number)
-        .map_err(|_| ApiError::NotFound("no such task"))
-}
-
-async fn compat_list(
-    State(s): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    Path(uid): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    same_user(&user, &uid)?;
-    list(&s, &user, raw.as_deref()).await
-}
-
-async fn compat_create(
-    State(s): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    Path(uid): Path<String>,
-    Json(body): Json<CreateTask>,
-) -> Result<Response, ApiError> {
-    same_user(&user, &uid)?;
-    Ok(with_etag(
-        StatusCode::CREATED,
-        s.app.create_task(&user, TaskDraft::try_from(body)?).await?,
-    ))
-}
-
-async fn compat_get(
-    State(s): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    Path((uid, n)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    same_user(&user, &uid)?;
-    Ok(with_etag(
-        StatusCode::OK,
-        s.app.task(&user, number(&n)?).await?,
-    ))
-}
-
-async fn compat_patch(
-    State(s): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    Path((uid, n)): Path<(String, String)>,
-    IfMatch(version): IfMatch,
-    Json(body): Json<PatchTask>,
-) -> Result<Response, ApiError> {
-    same_user(&user, &uid)?;
-    let r = number(&n)?;
-    Ok(with_etag(
-        StatusCode::OK,
-        s.app
-            .update_task(&user, r, TaskPatch::try_from(body)?, version)
-            .await?,
-    ))
-}
-
-async fn compat_delete(
-    State(s): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    Path((uid, n)): Path<(String, String)>,
-    IfMatch(version): IfMatch,
-) -> Result<StatusCode, ApiError> {
-    same_user(&user, &uid)?;
-    s.app.delete_task(&user, number(&n)?, version).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn compat_complete(
-    State(s): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    Path((uid, n)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    same_user(&user, &uid)?;
-    Ok(with_etag(
-        StatusCode::OK,
-        s.app.complete_task(&user, number(&n)?).await?,
-    ))
-}
-
-async fn compat_reopen(
-    State(s): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    Path((uid, n)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    same_user(&user, &uid)?;
-    Ok(with_etag(
-        StatusCode::OK,
-        s.app.reopen_task(&user, number(&n)?).await?,
+        s.app.reopen_task(&user, r).await?,
     ))
 }
