@@ -145,3 +145,41 @@ async fn the_signing_secret_survives_a_restart() {
     );
     drop(db);
 }
+
+#[tokio::test]
+async fn a_configured_signing_secret_is_used_instead_of_the_stored_one() {
+    let Some((server, db)) = crate::start(&["--jwt-secret", "first-secret-of-enough-length"]).await
+    else {
+        return;
+    };
+    let (token, _) = server.signup("sec@example.com", "UTC").await;
+    server.terminate();
+    let me = |server: &taskflow_testkit::TestServer| {
+        let req = server.client.get(server.url("/api/me")).bearer_auth(&token);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let other = taskflow_testkit::TestServer::start(
+        crate::BIN,
+        &db.url,
+        &["--jwt-secret", "another-secret-entirely"],
+    );
+    assert_eq!(
+        me(&other).await,
+        401,
+        "a token signed with another secret is refused"
+    );
+    other.terminate();
+    let stored = taskflow_testkit::TestServer::start(crate::BIN, &db.url, &[]);
+    assert_eq!(
+        me(&stored).await,
+        401,
+        "nor does the generated secret accept it"
+    );
+    stored.terminate();
+    let same = taskflow_testkit::TestServer::start(
+        crate::BIN,
+        &db.url,
+        &["--jwt-secret", "first-secret-of-enough-length"],
+    );
+    assert_eq!(me(&same).await, 200);
+}
