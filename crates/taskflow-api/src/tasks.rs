@@ -519,20 +519,28 @@ impl FromRequestParts<AppState> for Owner {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let CurrentUser(user) = CurrentUser::from_request_parts(parts, state).await?;
-        let params = path_params(parts, state).await?;
-        if let Some(raw) = params.get("user_id") {
-            match raw.parse::<Uuid>() {
-                Ok(id) if id == user.id.0 => {}
-                _ => {
-                    return Err(ApiError::Forbidden(
-                        "the user id in the path is not the signed-in user",
-                    ));
-                }
+        owner(parts, state).await.map(|(user, _)| Owner(user))
+    }
+}
+
+/// The signed-in user, checked against a `{user_id}` in the path, and the path's parameters.
+async fn owner(
+    parts: &mut Parts,
+    state: &AppState,
+) -> Result<(User, HashMap<String, String>), ApiError> {
+    let CurrentUser(user) = CurrentUser::from_request_parts(parts, state).await?;
+    let params = path_params(parts, state).await?;
+    if let Some(raw) = params.get("user_id") {
+        match raw.parse::<Uuid>() {
+            Ok(id) if id == user.id.0 => {}
+            _ => {
+                return Err(ApiError::Forbidden(
+                    "the user id in the path is not the signed-in user",
+                ));
             }
         }
-        Ok(Owner(user))
     }
+    Ok((user, params))
 }
 
 /// The task a path names: `{id}` (a task id) on `/api/tasks/…`, `{number}` (the per-user
@@ -547,8 +555,7 @@ impl FromRequestParts<AppState> for Target {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let Owner(user) = Owner::from_request_parts(parts, state).await?;
-        let params = path_params(parts, state).await?;
+        let (user, params) = owner(parts, state).await?;
         let missing = || ApiError::NotFound("no such task");
         let r = match (params.get("id"), params.get("number")) {
             (Some(id), _) => TaskRef::Id(TaskId(id.parse().map_err(|_| missing())?)),

@@ -24,8 +24,7 @@ impl App {
         let event =
             |t: &Task| CloudEvent::for_task(EventKind::TaskCreated, t, &[], API_SOURCE, None, now);
         let (task, position) = self.store.insert_task(&task, user.timezone, &event).await?;
-        self.bus.committed(position);
-        metrics::counter!("taskflow_events_written_total", "type" => EventKind::TaskCreated.short()).increment(1);
+        self.committed(EventKind::TaskCreated, position);
         Ok(task)
     }
 
@@ -118,8 +117,7 @@ impl App {
                 .await
             {
                 Ok(position) => {
-                    self.bus.committed(position);
-                    metrics::counter!("taskflow_events_written_total", "type" => EventKind::TaskDeleted.short()).increment(1);
+                    self.committed(EventKind::TaskDeleted, position);
                     return Ok(());
                 }
                 Err(StoreError::VersionConflict) if if_match.is_none() => continue,
@@ -164,9 +162,7 @@ impl App {
                 .await
             {
                 Ok(position) => {
-                    self.bus.committed(position);
-                    metrics::counter!("taskflow_events_written_total", "type" => kind.short())
-                        .increment(1);
+                    self.committed(kind, position);
                     return Ok(task);
                 }
                 Err(StoreError::VersionConflict) if if_match.is_none() => continue,
@@ -177,6 +173,12 @@ impl App {
             }
         }
         Err(AppError::Contended)
+    }
+
+    /// After a commit: wake the bus's readers and count the event.
+    fn committed(&self, kind: EventKind, position: i64) {
+        self.bus.committed(position);
+        metrics::counter!("taskflow_events_written_total", "type" => kind.short()).increment(1);
     }
 
     async fn stale(&self, user: &User, r: TaskRef, if_match: Option<i64>) -> AppError {
