@@ -61,13 +61,29 @@ impl FromRequestParts<AppState> for CurrentUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts).ok_or(AppError::Unauthorized(
-            "sign in first: send `Authorization: Bearer <token>` (from /api/auth/login)",
-        ))?;
+        let token = bearer(parts)
+            .or_else(|| query_token(parts))
+            .ok_or(AppError::Unauthorized(
+                "sign in first: send `Authorization: Bearer <token>` (from /api/auth/login)",
+            ))?;
         let user = state.app.authenticate(token).await?;
         state.limits.check_user(user.id)?;
         Ok(CurrentUser(user))
     }
+}
+
+/// Browsers cannot set headers on `EventSource` and `WebSocket`: the live streams also take
+/// the token as `?access_token=`. No other route does, so tokens stay out of URLs elsewhere.
+fn query_token(parts: &Parts) -> Option<&str> {
+    if !matches!(parts.uri.path(), "/api/events" | "/api/ws") {
+        return None;
+    }
+    parts
+        .uri
+        .query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("access_token="))
+        .filter(|t| !t.is_empty())
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {

@@ -13,6 +13,8 @@ use axum::{
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 
+use taskflow_bus::RoleState;
+
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -34,6 +36,12 @@ pub fn prometheus() -> PrometheusHandle {
                         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                     ],
                 )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("taskflow_reminder_lateness_seconds".into()),
+                        &[0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 60.0, 3600.0],
+                    )
+                })
                 .map(PrometheusBuilder::build_recorder)
                 .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
             let handle = recorder.handle();
@@ -48,21 +56,47 @@ async fn live() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
 }
 
-/// Ready when the database answers.
+/// Ready when the database answers and every role of this process is ready; the body
+/// names each check.
 async fn ready(State(s): State<AppState>) -> Response {
+    let mut checks = serde_json::Map::new();
+    let mut ok = true;
     match s.app.store().ping().await {
         Ok(()) => {
-            axum::Json(json!({"status": "ready", "checks": {"database": "ok"}})).into_response()
+            checks.insert("database".into(), json!("ok"));
         }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!({"status": "not ready", "checks": {"database": "unreachable"}})),
-            )
-                .into_response()
+            checks.insert("database".into(), json!("unreachable"));
+            ok = false;
         }
     }
+    let mut roles = serde_json::Map::new();
+    for (role, state) in s.readiness.roles() {
+        let text = match state {
+            RoleState::Ready => "ready".to_owned(),
+            RoleState::Starting => {
+                ok = false;
+                "starting".to_owned()
+            }
+            RoleState::Failing(why) => {
+                ok = false;
+                format!("failing: {why}")
+            }
+        };
+        roles.insert(role.into(), json!(text));
+    }
+    let body = json!({
+        "status": if ok { "ready" } else { "not ready" },
+        "checks": checks,
+        "roles": roles,
+    });
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
 }
 
 async fn metrics_text(State(s): State<AppState>) -> Response {

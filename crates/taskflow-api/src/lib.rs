@@ -2,6 +2,7 @@
 //! OpenAPI; this module merges them and adds the cross-cutting layers: request ids, tracing,
 //! metrics, rate limits, body limit, and problem+json for every error.
 
+mod events;
 mod extract;
 mod health;
 mod limits;
@@ -45,6 +46,10 @@ pub struct AppState {
     pub app: App,
     pub limits: Arc<Limits>,
     pub metrics: PrometheusHandle,
+    /// The live fan-out, when this instance runs the `sync` role.
+    pub hub: Option<Arc<taskflow_services::Hub>>,
+    /// The roles of this process, for `/healthz/ready`.
+    pub readiness: taskflow_bus::Readiness,
 }
 
 #[derive(OpenApi)]
@@ -82,6 +87,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(users::router())
         .merge(tasks::router())
+        .merge(events::router())
 }
 
 /// The whole HTTP application.
@@ -107,6 +113,20 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Health, readiness and metrics only: what an instance without the `api` role serves.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .merge(health::router())
+        .fallback(|| async {
+            ApiError::NotFound(
+                "this instance does not run the `api` role; only /healthz and /metrics are served",
+            )
+            .into_response()
+        })
+        .layer(middleware::from_fn(problem::render_problems))
         .with_state(state)
 }
 

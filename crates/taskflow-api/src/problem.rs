@@ -64,6 +64,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A feature this instance does not run (its role is off).
+    #[error("{0}")]
+    Unavailable(&'static str),
 }
 
 impl From<ValidationErrors> for ApiError {
@@ -94,6 +97,7 @@ impl ApiError {
                 p
             }
             ApiError::App(AppError::NotFound) => Problem::new(S::NOT_FOUND, "no such task"),
+            ApiError::Unavailable(m) => Problem::new(S::SERVICE_UNAVAILABLE, *m),
             ApiError::App(e @ AppError::PreconditionFailed { .. }) => {
                 Problem::new(S::PRECONDITION_FAILED, e.to_string())
             }

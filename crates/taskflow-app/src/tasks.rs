@@ -1,8 +1,10 @@
 //! Task use cases: create, read, list, update, complete, reopen, delete. Every change writes
 //! the task and its event in one transaction.
 
-use taskflow_core::{CloudEvent, EventKind, Task, TaskDraft, TaskId, TaskPatch, TaskStatus, User};
-use taskflow_store::{Page, StoreError, TaskQuery};
+use taskflow_core::{
+    CloudEvent, EventKind, Task, TaskDraft, TaskId, TaskPatch, TaskStatus, User, recur,
+};
+use taskflow_store::{Handled, Page, StoreError, TaskQuery};
 
 use crate::{API_SOURCE, App, AppError};
 
@@ -23,8 +25,11 @@ impl App {
         let task = Task::create(user.id, draft, user.timezone, now)?;
         let event =
             |t: &Task| CloudEvent::for_task(EventKind::TaskCreated, t, &[], API_SOURCE, None, now);
-        let (task, position) = self.store.insert_task(&task, user.timezone, &event).await?;
-        self.committed(EventKind::TaskCreated, position);
+        let (task, position) = self
+            .store
+            .insert_task(&task, user.timezone, &event, None)
+            .await?;
+        self.committed(EventKind::TaskCreated.short(), position);
         Ok(task)
     }
 
@@ -117,7 +122,7 @@ impl App {
                 .await
             {
                 Ok(position) => {
-                    self.committed(EventKind::TaskDeleted, position);
+                    self.committed(EventKind::TaskDeleted.short(), position);
                     return Ok(());
                 }
                 Err(StoreError::VersionConflict) if if_match.is_none() => continue,
@@ -162,7 +167,7 @@ impl App {
                 .await
             {
                 Ok(position) => {
-                    self.committed(kind, position);
+                    self.committed(kind.short(), position);
                     return Ok(task);
                 }
                 Err(StoreError::VersionConflict) if if_match.is_none() => continue,
@@ -175,10 +180,66 @@ impl App {
         Err(AppError::Contended)
     }
 
-    /// After a commit: wake the bus's readers and count the event.
-    fn committed(&self, kind: EventKind, position: i64) {
+    /// After a commit: wake the bus's readers and count the event (`kind` as a label).
+    pub fn committed(&self, kind: &'static str, position: i64) {
         self.bus.committed(position);
-        metrics::counter!("taskflow_events_written_total", "type" => kind.short()).increment(1);
+        metrics::counter!("taskflow_events_written_total", "type" => kind).increment(1);
+    }
+
+    /// On `task.completed` of a recurring task: creates the next occurrence through the same
+    /// path as any new task, so it emits `task.created` itself. Exactly once per occurrence:
+    /// the consumer's record of `event` and the series' (series, occurrence) key are written
+    /// with the task, so a redelivered event or a racing instance changes nothing.
+    /// Returns the new task, or `None` when there is none to create (not recurring, the series
+    /// ended, or it exists already).
+    #[tracing::instrument(skip_all, fields(event_id = %event.id), err(level = "debug"))]
+    pub async fn create_next_occurrence(
+        &self,
+        event: &CloudEvent,
+        consumer: &str,
+        source: &str,
+    ) -> Result<Option<Task>, AppError> {
+        if event.task_kind() != Some(EventKind::TaskCompleted) {
+            return Ok(None);
+        }
+        let user_id = event
+            .user_id()
+            .ok_or_else(|| AppError::Internal(format!("event {} has no valid userid", event.id)))?;
+        let completed = Task::from_json(user_id, &event.data["task_data"])?;
+        if completed.recurrence.is_none() || completed.status != TaskStatus::Completed {
+            return Ok(None);
+        }
+        let Some(user) = self.store.user(user_id).await? else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        let completed_at = completed.completed_at.unwrap_or(event.time);
+        let Some(draft) = recur::next_occurrence(&completed, user.timezone, completed_at, now)
+        else {
+            tracing::debug!(task_id = %completed.id, "the series has ended");
+            return Ok(None);
+        };
+        let task = Task::next_in_series(&completed, draft, user.timezone, now)?;
+        let trace = event.traceparent.clone();
+        let created = |t: &Task| {
+            CloudEvent::for_task(EventKind::TaskCreated, t, &[], source, trace.clone(), now)
+        };
+        let handled = Handled {
+            consumer,
+            event_id: &event.id,
+        };
+        match self
+            .store
+            .insert_task(&task, user.timezone, &created, Some(handled))
+            .await
+        {
+            Ok((task, position)) => {
+                self.committed(EventKind::TaskCreated.short(), position);
+                Ok(Some(task))
+            }
+            Err(StoreError::Duplicate(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn stale(&self, user: &User, r: TaskRef, if_match: Option<i64>) -> AppError {

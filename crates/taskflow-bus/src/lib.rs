@@ -2,15 +2,21 @@
 //! case appends its event in the same transaction as its change, and [`EmbeddedBus`] tells
 //! in-process readers, within microseconds, that the log grew.
 
+mod consumer;
+mod readiness;
+
 use std::sync::Arc;
 
-use taskflow_store::{EventLog, Result, StoredEvent};
+use taskflow_store::{Result, Store, StoredEvent};
 use tokio::sync::watch;
+
+pub use consumer::{Consumer, ConsumerConfig, Handler, HandlerError};
+pub use readiness::{Readiness, RoleState};
 
 /// The embedded event log and its wake-ups.
 #[derive(Clone)]
 pub struct EmbeddedBus {
-    log: Arc<dyn EventLog>,
+    log: Arc<dyn Store>,
     head: watch::Sender<i64>,
 }
 
@@ -24,7 +30,7 @@ impl std::fmt::Debug for EmbeddedBus {
 
 impl EmbeddedBus {
     /// A bus over `log`, starting from its current head.
-    pub async fn open(log: Arc<dyn EventLog>) -> Result<Self> {
+    pub async fn open(log: Arc<dyn Store>) -> Result<Self> {
         let head = log.last_position().await?;
         Ok(Self {
             log,
@@ -52,6 +58,11 @@ impl EmbeddedBus {
     /// A receiver that wakes when the head moves.
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.head.subscribe()
+    }
+
+    /// The store the log lives in.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.log
     }
 
     /// Up to `limit` events after `position`, oldest first.

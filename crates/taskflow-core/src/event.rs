@@ -120,23 +120,94 @@ impl CloudEvent {
             user_id: task.user_id.to_string(),
             timestamp: now,
         };
+        Self::new(
+            kind.cloud_type(),
+            source,
+            task.user_id,
+            Some(task.id.to_string()),
+            traceparent,
+            now,
+            serde_json::to_value(data).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// An event of `ty` with a fresh (time-ordered) id.
+    pub fn new(
+        ty: &str,
+        source: &str,
+        user: UserId,
+        subject: Option<String>,
+        traceparent: Option<String>,
+        time: DateTime<Utc>,
+        data: serde_json::Value,
+    ) -> Self {
         Self {
             specversion: "1.0".into(),
             id: Uuid::now_v7().to_string(),
             source: source.into(),
-            ty: kind.cloud_type().into(),
-            subject: Some(task.id.to_string()),
-            time: now,
+            ty: ty.into(),
+            subject,
+            time,
             datacontenttype: "application/json".into(),
-            userid: task.user_id.to_string(),
+            userid: user.to_string(),
             traceparent,
-            data: serde_json::to_value(data).unwrap_or(serde_json::Value::Null),
+            data,
         }
+    }
+
+    /// The topic this event belongs on, from its type.
+    pub fn topic(&self) -> Topic {
+        if self.ty.starts_with("com.taskflow.reminder.") {
+            Topic::Reminders
+        } else if self.ty.starts_with("com.taskflow.notification.") {
+            Topic::TaskUpdates
+        } else {
+            Topic::TaskEvents
+        }
+    }
+
+    /// The task event's kind, when this is one.
+    pub fn task_kind(&self) -> Option<EventKind> {
+        EventKind::ALL
+            .into_iter()
+            .find(|k| k.cloud_type() == self.ty)
     }
 
     pub fn user_id(&self) -> Option<UserId> {
         self.userid.parse().ok().map(UserId)
     }
+}
+
+/// `com.taskflow.reminder.triggered.v1`: a reminder came due.
+pub const REMINDER_TRIGGERED: &str = "com.taskflow.reminder.triggered.v1";
+/// `com.taskflow.notification.created.v1`: a notification was stored for the user.
+pub const NOTIFICATION_CREATED: &str = "com.taskflow.notification.created.v1";
+
+/// The `data` of `reminder.triggered`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReminderData {
+    pub reminder_id: String,
+    pub task_id: String,
+    pub task_number: i64,
+    pub title: String,
+    pub due_at: Option<DateTime<Utc>>,
+    pub remind_at: DateTime<Utc>,
+    pub user_id: String,
+    /// How long after `remind_at` it fired.
+    pub late_by_ms: i64,
+    /// Fired after the service was down at `remind_at` (more than a few seconds late).
+    pub late: bool,
+}
+
+/// The `data` of `notification.created`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationData {
+    pub notification_id: String,
+    pub task_id: Option<String>,
+    pub title: String,
+    pub body: String,
+    pub user_id: String,
+    pub created_at: DateTime<Utc>,
 }
 
 #[cfg(test)]

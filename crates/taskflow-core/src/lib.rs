@@ -5,12 +5,16 @@
 pub mod clock;
 pub mod error;
 pub mod event;
+pub mod recur;
 pub mod task;
 pub mod user;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{FieldError, ValidationErrors};
-pub use event::{CloudEvent, EventKind, TaskEventData, Topic};
+pub use event::{
+    CloudEvent, EventKind, NOTIFICATION_CREATED, NotificationData, REMINDER_TRIGGERED,
+    ReminderData, TaskEventData, Topic,
+};
 pub use task::{
     Description, Due, Priority, Recurrence, RecurrenceAnchor, Reminder, ReminderSpec,
     ReminderStatus, Tag, Tags, Task, TaskDraft, TaskId, TaskPatch, TaskStatus, TaskTitle,

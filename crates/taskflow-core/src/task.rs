@@ -358,7 +358,22 @@ impl Recurrence {
         if upper.contains("COUNT=") && upper.contains("UNTIL=") {
             return err("COUNT and UNTIL must not be used together".into());
         }
-        let parsed: rrule::RRule<rrule::Unvalidated> = match upper.parse() {
+        // UNTIL is applied by `recur` in the user's timezone; rrule would demand it in the
+        // validation start's zone, so it is checked here and left out of the validation.
+        let mut checked = Vec::new();
+        for part in upper.split(';') {
+            match part.strip_prefix("UNTIL=") {
+                Some(v) if crate::recur::until_is_valid(v) => {}
+                Some(_) => {
+                    return err(
+                        "UNTIL must be a date (20261231) or a time (20261231T170000 or 20261231T170000Z)"
+                            .into(),
+                    );
+                }
+                None => checked.push(part),
+            }
+        }
+        let parsed: rrule::RRule<rrule::Unvalidated> = match checked.join(";").parse() {
             Ok(r) => r,
             Err(e) => return err(format!("is not a valid RRULE: {e}")),
         };
@@ -524,6 +539,8 @@ pub struct Task {
     pub recurrence: Option<Recurrence>,
     pub recurrence_anchor: RecurrenceAnchor,
     pub series_id: Option<TaskId>,
+    /// The place of this task in its series, from 1; COUNT is counted against it.
+    pub occurrence: i64,
     pub reminders: Vec<Reminder>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -557,12 +574,27 @@ impl Task {
             series_id: draft.recurrence.as_ref().map(|_| id),
             recurrence: draft.recurrence,
             recurrence_anchor: draft.recurrence_anchor,
+            occurrence: 1,
             reminders,
             created_at: now,
             updated_at: now,
             completed_at: None,
             version: 1,
         })
+    }
+
+    /// The occurrence after `previous` in its series, from the draft
+    /// [`crate::recur::next_occurrence`] made: same series, next occurrence number.
+    pub fn next_in_series(
+        previous: &Task,
+        draft: TaskDraft,
+        tz: Timezone,
+        now: DateTime<Utc>,
+    ) -> Result<Self, ValidationErrors> {
+        let mut task = Self::create(previous.user_id, draft, tz, now)?;
+        task.series_id = Some(previous.series_id.unwrap_or(previous.id));
+        task.occurrence = previous.occurrence + 1;
+        Ok(task)
     }
 
     /// Applies a change and returns the names of the fields that changed (empty: nothing did,
@@ -725,7 +757,7 @@ fn same_schedule(a: &[Reminder], b: &[Reminder]) -> bool {
 
 impl Serialize for Task {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("Task", 17)?;
+        let mut st = s.serialize_struct("Task", 18)?;
         st.serialize_field("id", &self.id)?;
         st.serialize_field("number", &self.number)?;
         st.serialize_field("title", &self.title)?;
@@ -743,12 +775,104 @@ impl Serialize for Task {
         st.serialize_field("recurrence", &self.recurrence)?;
         st.serialize_field("recurrence_anchor", &self.recurrence_anchor)?;
         st.serialize_field("series_id", &self.series_id)?;
+        st.serialize_field("occurrence", &self.occurrence)?;
         st.serialize_field("reminders", &self.reminders)?;
         st.serialize_field("created_at", &self.created_at)?;
         st.serialize_field("updated_at", &self.updated_at)?;
         st.serialize_field("completed_at", &self.completed_at)?;
         st.serialize_field("version", &self.version)?;
         st.end()
+    }
+}
+
+/// The wire shape of a task, read back (from an event's `task_data`).
+#[derive(serde::Deserialize)]
+struct TaskJson {
+    id: Uuid,
+    user_id: Option<Uuid>,
+    number: i64,
+    title: String,
+    #[serde(default)]
+    description: String,
+    status: String,
+    priority: String,
+    #[serde(default)]
+    tags: Vec<String>,
+    due_at: Option<DateTime<Utc>>,
+    due_date: Option<NaiveDate>,
+    recurrence: Option<String>,
+    recurrence_anchor: String,
+    series_id: Option<Uuid>,
+    #[serde(default = "first_occurrence")]
+    occurrence: i64,
+    #[serde(default)]
+    reminders: Vec<ReminderJson>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    completed_at: Option<DateTime<Utc>>,
+    version: i64,
+}
+
+fn first_occurrence() -> i64 {
+    1
+}
+
+#[derive(serde::Deserialize)]
+struct ReminderJson {
+    id: Uuid,
+    fire_at: DateTime<Utc>,
+    before_minutes: Option<u32>,
+    status: String,
+}
+
+impl Task {
+    /// A task from its wire shape (as in an event's `task_data`), validated like any input.
+    /// The wire shape does not carry the owner, so it is given.
+    pub fn from_json(user_id: UserId, value: &serde_json::Value) -> Result<Self, ValidationErrors> {
+        let j: TaskJson = serde_json::from_value(value.clone())
+            .map_err(|e| ValidationErrors::one("task", e.to_string()))?;
+        if j.user_id.is_some_and(|u| u != user_id.0) {
+            return Err(ValidationErrors::one(
+                "user_id",
+                "does not match the event's user",
+            ));
+        }
+        let reminders = j
+            .reminders
+            .into_iter()
+            .map(|r| {
+                Ok(Reminder {
+                    id: r.id,
+                    fire_at: r.fire_at,
+                    before_minutes: r.before_minutes,
+                    status: ReminderStatus::parse(&r.status)?,
+                })
+            })
+            .collect::<Result<_, ValidationErrors>>()?;
+        Ok(Self {
+            id: TaskId(j.id),
+            user_id,
+            number: j.number,
+            title: TaskTitle::parse(&j.title)?,
+            description: Description::parse(&j.description)?,
+            status: TaskStatus::parse(&j.status)?,
+            priority: Priority::parse(&j.priority)?,
+            tags: Tags::parse(&j.tags)?,
+            due: match (j.due_at, j.due_date) {
+                (Some(t), _) => Some(Due::At(t)),
+                (None, Some(d)) => Some(Due::Date(d)),
+                (None, None) => None,
+            },
+            recurrence: j.recurrence.as_deref().map(Recurrence::parse).transpose()?,
+            recurrence_anchor: RecurrenceAnchor::parse(&j.recurrence_anchor)?,
+            series_id: j.series_id.map(TaskId),
+            occurrence: j.occurrence,
+            reminders,
+            created_at: j.created_at,
+            updated_at: j.updated_at,
+            completed_at: j.completed_at,
+            version: j.version,
+        })
     }
 }
 
@@ -1111,5 +1235,27 @@ mod tests {
                 let _ = Recurrence::parse(&s);
             }
         }
+    }
+
+    #[test]
+    fn a_task_reads_back_from_its_wire_shape() {
+        let now = t("2026-11-20T10:00:00Z");
+        let draft = TaskDraft {
+            title: Some(TaskTitle::parse("Pay rent").expect("valid")),
+            tags: Tags::parse(&["home"]).expect("valid"),
+            due: Some(Due::At(t("2026-12-01T09:00:00Z"))),
+            recurrence: Some(Recurrence::parse("FREQ=MONTHLY").expect("valid")),
+            reminders: vec![ReminderSpec::Before { minutes: 30 }],
+            ..TaskDraft::default()
+        };
+        let mut task = Task::create(UserId::new(), draft, tz("UTC"), now).expect("valid");
+        task.number = 4;
+        assert_eq!(
+            Task::from_json(task.user_id, &task.to_json()),
+            Ok(task.clone())
+        );
+        let mut bad = task.to_json();
+        bad["title"] = serde_json::json!("");
+        assert!(Task::from_json(task.user_id, &bad).is_err());
     }
 }

@@ -66,6 +66,67 @@ pub struct StoredEvent {
 /// Builds the event of a newly inserted task once storage has given it its number.
 pub type EventFor<'a> = &'a (dyn Fn(&Task) -> CloudEvent + Send + Sync);
 
+/// A consumer's record that it handled an event, written in the same transaction as the
+/// handler's effect, so an event redelivered later is recognised and changes nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct Handled<'a> {
+    pub consumer: &'a str,
+    pub event_id: &'a str,
+}
+
+/// A pending reminder that has come due, with what its event needs.
+#[derive(Debug, Clone)]
+pub struct DueReminder {
+    pub id: String,
+    pub task_id: String,
+    pub task_number: i64,
+    pub user_id: String,
+    pub title: String,
+    pub fire_at: DateTime<Utc>,
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+/// Builds the event of a fired reminder.
+pub type ReminderEventFor<'a> = &'a (dyn Fn(&DueReminder) -> CloudEvent + Send + Sync);
+
+/// A notification for a user.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Notification {
+    pub id: String,
+    #[serde(skip)]
+    pub user_id: String,
+    pub task_id: Option<String>,
+    pub title: String,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    pub read_at: Option<DateTime<Utc>>,
+}
+
+/// One entry of the audit log: an event as it happened.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AuditEntry {
+    /// The event's log position.
+    pub id: i64,
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub ty: String,
+    #[serde(skip)]
+    pub user_id: String,
+    pub task_id: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+    pub data: serde_json::Value,
+}
+
+/// Which audit entries to read.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditQuery {
+    pub user: UserId,
+    pub task: Option<TaskId>,
+    /// Entries after this id (position).
+    pub after: i64,
+    pub limit: i64,
+}
+
 #[async_trait]
 pub trait UserStore: Send + Sync {
     /// Inserts a user; a taken email is [`StoreError::Duplicate`].
@@ -81,11 +142,14 @@ pub trait UserStore: Send + Sync {
 pub trait TaskStore: Send + Sync {
     /// Inserts a task with the next per-user number, and its event, in one transaction.
     /// Returns the stored task and the event's log position.
+    /// With `handled`, the consumer's record is written too; an event already handled, or an
+    /// occurrence of a series that already exists, is [`StoreError::Duplicate`].
     async fn insert_task(
         &self,
         task: &Task,
         tz: taskflow_core::Timezone,
         event: EventFor<'_>,
+        handled: Option<Handled<'_>>,
     ) -> Result<(Task, i64)>;
     async fn task(&self, user: UserId, id: TaskId) -> Result<Option<Task>>;
     async fn task_by_number(&self, user: UserId, number: i64) -> Result<Option<Task>>;
@@ -121,6 +185,92 @@ pub trait EventLog: Send + Sync {
     async fn last_position(&self) -> Result<i64>;
     /// Number of events in the log.
     async fn count_events(&self) -> Result<i64>;
+    /// One user's events after `position`, oldest first.
+    async fn user_events_after(
+        &self,
+        user: UserId,
+        position: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>>;
+    /// A token naming the transactions running now, when positions may commit out of order
+    /// (PostgreSQL); `None` when a gap in positions is always final (SQLite).
+    async fn snapshot(&self) -> Result<Option<String>>;
+    /// Whether every transaction running at `snapshot` has ended, so a gap seen then is final.
+    async fn settled(&self, snapshot: &str) -> Result<bool>;
+}
+
+/// What consumer groups keep: offsets, and events they gave up on.
+#[async_trait]
+pub trait ConsumerStore: Send + Sync {
+    /// The last position the group handled; 0 when it never ran.
+    async fn consumer_offset(&self, consumer: &str) -> Result<i64>;
+    async fn save_consumer_offset(&self, consumer: &str, position: i64) -> Result<()>;
+    /// Parks an event the consumer failed on `attempts` times, with the error.
+    async fn dead_letter(
+        &self,
+        consumer: &str,
+        event: &StoredEvent,
+        error: &str,
+        attempts: u32,
+    ) -> Result<()>;
+    /// Number of parked events of a consumer.
+    async fn count_dead_letters(&self, consumer: &str) -> Result<i64>;
+    /// Which of these event ids the consumer has handled already.
+    async fn processed(&self, consumer: &str, event_ids: &[String]) -> Result<Vec<String>>;
+}
+
+/// The durable timers: pending reminders are the truth, in the reminders table.
+#[async_trait]
+pub trait ReminderStore: Send + Sync {
+    /// When the earliest pending reminder is due.
+    async fn next_reminder_at(&self) -> Result<Option<DateTime<Utc>>>;
+    /// Claims up to `limit` pending reminders due at `now`: marks each fired and appends the
+    /// event `make` builds, in one transaction. Returns the reminders and the last position.
+    async fn fire_due_reminders(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        make: ReminderEventFor<'_>,
+    ) -> Result<(Vec<DueReminder>, i64)>;
+    async fn count_pending_reminders(&self) -> Result<i64>;
+}
+
+#[async_trait]
+pub trait NotificationStore: Send + Sync {
+    /// Stores notifications with their events and the consumer's records of the events they
+    /// came from, in one transaction; an event handled already is [`StoreError::Duplicate`].
+    /// Returns the last position.
+    async fn insert_notifications(
+        &self,
+        items: &[(Notification, CloudEvent)],
+        handled: &[Handled<'_>],
+    ) -> Result<i64>;
+    /// A user's notifications, newest first.
+    async fn notifications(
+        &self,
+        user: UserId,
+        unread_only: bool,
+        limit: i64,
+    ) -> Result<Vec<Notification>>;
+    /// Marks a notification read (once); false when the user has no such notification.
+    async fn mark_notification_read(
+        &self,
+        user: UserId,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+}
+
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends events to the audit log; an event already there is left as it is.
+    async fn append_audit(&self, events: &[StoredEvent]) -> Result<()>;
+    /// Entries of a user (of one task), oldest first.
+    async fn audit(&self, query: AuditQuery) -> Result<Vec<AuditEntry>>;
+    /// Every entry, oldest first, after `after` (for comparing a rebuild).
+    async fn audit_all(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>>;
+    /// Empties the audit log, as the first step of a rebuild from the event log.
+    async fn reset_audit(&self) -> Result<()>;
 }
 
 #[async_trait]
@@ -131,7 +281,17 @@ pub trait SettingStore: Send + Sync {
 
 /// Everything the program stores.
 #[async_trait]
-pub trait Store: UserStore + TaskStore + EventLog + SettingStore + fmt::Debug {
+pub trait Store:
+    UserStore
+    + TaskStore
+    + EventLog
+    + SettingStore
+    + ConsumerStore
+    + ReminderStore
+    + NotificationStore
+    + AuditStore
+    + fmt::Debug
+{
     /// Checks that the database answers.
     async fn ping(&self) -> Result<()>;
     /// Applies pending migrations; returns how many were applied.

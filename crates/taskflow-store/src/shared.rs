@@ -14,17 +14,17 @@ use crate::{Result, StoreError, from_micros, micros, query::priority_pos};
 /// are the sort keys a cursor is made of.
 pub(crate) const TASK_COLUMNS: &str = "t.id, t.user_id, t.number, t.title, t.description, t.status, \
     t.priority, t.tags, t.due_at, t.due_date, t.recurrence, t.recurrence_anchor, t.series_id, \
-    t.created_at, t.updated_at, t.completed_at, t.version, t.due_sort, t.priority_pos, t.title_key";
+    t.created_at, t.updated_at, t.completed_at, t.version, t.occurrence, t.due_sort, t.priority_pos, t.title_key";
 
 pub(crate) const INSERT_TASK: &str = "INSERT INTO tasks (id, user_id, number, title, title_key, description, \
     status, priority, priority_pos, tags, due_at, due_date, due_sort, due_last, recurrence, recurrence_anchor, \
-    series_id, created_at, updated_at, completed_at, version) \
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    series_id, created_at, updated_at, completed_at, version, occurrence) \
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 pub(crate) const UPDATE_TASK: &str = "UPDATE tasks SET title = ?, title_key = ?, description = ?, status = ?, \
     priority = ?, priority_pos = ?, tags = ?, due_at = ?, due_date = ?, due_sort = ?, due_last = ?, \
     recurrence = ?, recurrence_anchor = ?, series_id = ?, created_at = ?, updated_at = ?, completed_at = ?, \
-    version = ? WHERE id = ? AND user_id = ? AND version = ?";
+    version = ?, occurrence = ? WHERE id = ? AND user_id = ? AND version = ?";
 
 /// A task as its columns, before it is turned back into a [`Task`].
 #[derive(Debug)]
@@ -46,6 +46,7 @@ pub(crate) struct TaskRow {
     pub updated_at: i64,
     pub completed_at: Option<i64>,
     pub version: i64,
+    pub occurrence: i64,
     pub due_sort: Option<i64>,
     pub priority_pos: i64,
     pub title_key: String,
@@ -82,6 +83,7 @@ impl TaskRow {
             recurrence_anchor: RecurrenceAnchor::parse(&self.recurrence_anchor)
                 .map_err(|e| corrupt("recurrence_anchor", e))?,
             series_id: self.series_id.as_deref().map(uuid).transpose()?.map(TaskId),
+            occurrence: self.occurrence,
             reminders,
             created_at: from_micros(self.created_at)?,
             updated_at: from_micros(self.updated_at)?,
@@ -129,6 +131,7 @@ pub(crate) struct TaskValues {
     pub updated_at: i64,
     pub completed_at: Option<i64>,
     pub version: i64,
+    pub occurrence: i64,
 }
 
 impl TaskValues {
@@ -162,6 +165,7 @@ impl TaskValues {
             updated_at: micros(task.updated_at),
             completed_at: task.completed_at.map(micros),
             version: task.version,
+            occurrence: task.occurrence,
         }
     }
 }
@@ -176,8 +180,9 @@ macro_rules! impl_store {
         use taskflow_core::{CloudEvent, Email, Task, TaskId, Timezone, User, UserId, UserName};
 
         use $crate::{
-            EventFor, EventLog, Result, SettingStore, StoreError, StoredEvent, Store, TaskStore, UserStore,
-            UserWithHash, from_micros, micros,
+            AuditEntry, AuditQuery, AuditStore, ConsumerStore, DueReminder, EventFor, EventLog, Handled,
+            Notification, NotificationStore, ReminderEventFor, ReminderStore, Result, SettingStore, StoreError,
+            StoredEvent, Store, TaskStore, UserStore, UserWithHash, from_micros, micros,
             cursor::{Cursor, CursorKey},
             query::{Page, Param, SortBy, TaskQuery, build_list},
             shared::{INSERT_TASK, TASK_COLUMNS, TaskRow, TaskValues, UPDATE_TASK, reminder_from},
@@ -212,6 +217,7 @@ macro_rules! impl_store {
                 .bind(v.updated_at)
                 .bind(v.completed_at)
                 .bind(v.version)
+                .bind(v.occurrence)
         }
 
         fn unique_violation(e: &sqlx::Error) -> bool {
@@ -237,9 +243,10 @@ macro_rules! impl_store {
                 updated_at: r.try_get(14)?,
                 completed_at: r.try_get(15)?,
                 version: r.try_get(16)?,
-                due_sort: r.try_get(17)?,
-                priority_pos: r.try_get(18)?,
-                title_key: r.try_get(19)?,
+                occurrence: r.try_get(17)?,
+                due_sort: r.try_get(18)?,
+                priority_pos: r.try_get(19)?,
+                title_key: r.try_get(20)?,
             })
         }
 
@@ -293,7 +300,16 @@ macro_rules! impl_store {
         async fn write_children(tx: &mut Tx<'_>, task: &Task, replace: bool) -> Result<()> {
             let id = task.id.to_string();
             let user = task.user_id.to_string();
+            // A reminder the reminder service fired after this task was read stays fired.
+            let mut fired = std::collections::HashSet::new();
             if replace {
+                for r in q("SELECT id, fire_at FROM reminders WHERE task_id = ? AND status = 'fired'")
+                    .bind(id.clone())
+                    .fetch_all(&mut **tx)
+                    .await?
+                {
+                    fired.insert((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?));
+                }
                 q("DELETE FROM task_tags WHERE task_id = ?").bind(id.clone()).execute(&mut **tx).await?;
                 q("DELETE FROM reminders WHERE task_id = ?").bind(id.clone()).execute(&mut **tx).await?;
             }
@@ -306,6 +322,13 @@ macro_rules! impl_store {
                     .await?;
             }
             for (i, r) in task.reminders.iter().enumerate() {
+                let status = if r.status == taskflow_core::ReminderStatus::Pending
+                    && fired.contains(&(r.id.to_string(), micros(r.fire_at)))
+                {
+                    taskflow_core::ReminderStatus::Fired
+                } else {
+                    r.status
+                };
                 q("INSERT INTO reminders (id, task_id, user_id, ordinal, fire_at, before_minutes, status) \
                    VALUES (?, ?, ?, ?, ?, ?, ?)")
                     .bind(r.id.to_string())
@@ -314,7 +337,7 @@ macro_rules! impl_store {
                     .bind(i as i64)
                     .bind(micros(r.fire_at))
                     .bind(r.before_minutes.map(i64::from))
-                    .bind(r.status.as_str())
+                    .bind(status.as_str())
                     .execute(&mut **tx)
                     .await?;
             }
@@ -338,13 +361,56 @@ macro_rules! impl_store {
         }
 
         fn topic_of(ev: &CloudEvent) -> &'static str {
-            if ev.ty.contains(".reminder.") {
-                taskflow_core::Topic::Reminders.as_str()
-            } else if ev.ty.contains(".notification.") {
-                taskflow_core::Topic::TaskUpdates.as_str()
-            } else {
-                taskflow_core::Topic::TaskEvents.as_str()
+            ev.topic().as_str()
+        }
+
+        /// Records that a consumer handled an event; a second record is a duplicate.
+        async fn mark_handled(tx: &mut Tx<'_>, handled: Handled<'_>, now: i64) -> Result<()> {
+            let res = q("INSERT INTO processed_events (consumer, event_id, processed_at) VALUES (?, ?, ?)")
+                .bind(handled.consumer.to_owned())
+                .bind(handled.event_id.to_owned())
+                .bind(now)
+                .execute(&mut **tx)
+                .await;
+            match res {
+                Ok(_) => Ok(()),
+                Err(e) if unique_violation(&e) => Err(StoreError::Duplicate("event")),
+                Err(e) => Err(e.into()),
             }
+        }
+
+        fn stored_event(r: &DbRow) -> Result<StoredEvent> {
+            let payload: String = r.try_get(2)?;
+            Ok(StoredEvent {
+                position: r.try_get(0)?,
+                topic: r.try_get(1)?,
+                event: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            })
+        }
+
+        fn audit_row(r: &DbRow) -> Result<AuditEntry> {
+            let data: String = r.try_get(6)?;
+            Ok(AuditEntry {
+                id: r.try_get(0)?,
+                event_id: r.try_get(1)?,
+                ty: r.try_get(2)?,
+                user_id: r.try_get(3)?,
+                task_id: r.try_get(4)?,
+                occurred_at: from_micros(r.try_get(5)?)?,
+                data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            })
+        }
+
+        fn notification_row(r: &DbRow) -> Result<Notification> {
+            Ok(Notification {
+                id: r.try_get(0)?,
+                user_id: r.try_get(1)?,
+                task_id: r.try_get(2)?,
+                title: r.try_get(3)?,
+                body: r.try_get(4)?,
+                created_at: from_micros(r.try_get(5)?)?,
+                read_at: r.try_get::<Option<i64>, _>(6)?.map(from_micros).transpose()?,
+            })
         }
 
         /// Runs a write guarded by `version = ?`; when it touches no row, says why: the task is
@@ -449,8 +515,17 @@ macro_rules! impl_store {
         #[async_trait]
         impl TaskStore for $store {
             #[tracing::instrument(skip_all, fields(user_id = %task.user_id, task_id = %task.id), err(level = "debug"))]
-            async fn insert_task(&self, task: &Task, tz: Timezone, event: EventFor<'_>) -> Result<(Task, i64)> {
+            async fn insert_task(
+                &self,
+                task: &Task,
+                tz: Timezone,
+                event: EventFor<'_>,
+                handled: Option<Handled<'_>>,
+            ) -> Result<(Task, i64)> {
                 let mut tx = self.writer().begin().await?;
+                if let Some(h) = handled {
+                    mark_handled(&mut tx, h, micros(task.created_at)).await?;
+                }
                 let number: i64 = q("UPDATE users SET task_seq = task_seq + 1 WHERE id = ? RETURNING task_seq")
                     .bind(task.user_id.to_string())
                     .fetch_optional(&mut *tx)
@@ -460,9 +535,14 @@ macro_rules! impl_store {
                 let mut task = task.clone();
                 task.number = number;
                 let v = TaskValues::of(&task, tz);
-                bind_values(q(INSERT_TASK).bind(task.id.to_string()).bind(task.user_id.to_string()).bind(number), v)
+                let inserted = bind_values(q(INSERT_TASK).bind(task.id.to_string()).bind(task.user_id.to_string()).bind(number), v)
                     .execute(&mut *tx)
-                    .await?;
+                    .await;
+                match inserted {
+                    Ok(_) => {}
+                    Err(e) if unique_violation(&e) => return Err(StoreError::Duplicate("occurrence")),
+                    Err(e) => return Err(e.into()),
+                }
                 write_children(&mut tx, &task, false).await?;
                 let ev = event(&task);
                 let position = append_event(&mut tx, &ev, topic_of(&ev)).await?;
@@ -554,16 +634,32 @@ macro_rules! impl_store {
                     .bind(limit)
                     .fetch_all(self.reader())
                     .await?;
-                rows.iter()
-                    .map(|r| {
-                        let payload: String = r.try_get(2)?;
-                        Ok(StoredEvent {
-                            position: r.try_get(0)?,
-                            topic: r.try_get(1)?,
-                            event: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                        })
-                    })
-                    .collect()
+                rows.iter().map(stored_event).collect()
+            }
+
+            async fn user_events_after(&self, user: UserId, position: i64, limit: i64) -> Result<Vec<StoredEvent>> {
+                let rows = q("SELECT position, topic, payload FROM events WHERE user_id = ? AND position > ? \
+                              ORDER BY position LIMIT ?")
+                    .bind(user.to_string())
+                    .bind(position)
+                    .bind(limit)
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.iter().map(stored_event).collect()
+            }
+
+            async fn snapshot(&self) -> Result<Option<String>> {
+                match dialect::SNAPSHOT {
+                    Some(sql) => Ok(Some(q(sql).fetch_one(self.reader()).await?.try_get(0)?)),
+                    None => Ok(None),
+                }
+            }
+
+            async fn settled(&self, snapshot: &str) -> Result<bool> {
+                if dialect::SNAPSHOT.is_none() {
+                    return Ok(true);
+                }
+                Ok(q(dialect::SETTLED).bind(snapshot.to_owned()).fetch_one(self.reader()).await?.try_get(0)?)
             }
 
             async fn last_position(&self) -> Result<i64> {
@@ -572,6 +668,241 @@ macro_rules! impl_store {
 
             async fn count_events(&self) -> Result<i64> {
                 Ok(q("SELECT COUNT(*) FROM events").fetch_one(self.reader()).await?.try_get(0)?)
+            }
+        }
+
+        #[async_trait]
+        impl ConsumerStore for $store {
+            async fn consumer_offset(&self, consumer: &str) -> Result<i64> {
+                let row = q("SELECT position FROM consumer_offsets WHERE consumer = ?")
+                    .bind(consumer.to_owned())
+                    .fetch_optional(self.writer())
+                    .await?;
+                Ok(match row { Some(r) => r.try_get(0)?, None => 0 })
+            }
+
+            async fn save_consumer_offset(&self, consumer: &str, position: i64) -> Result<()> {
+                q("INSERT INTO consumer_offsets (consumer, position, updated_at) VALUES (?, ?, ?) \
+                   ON CONFLICT (consumer) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at \
+                   WHERE consumer_offsets.position < excluded.position")
+                    .bind(consumer.to_owned())
+                    .bind(position)
+                    .bind(micros(chrono::Utc::now()))
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
+            async fn dead_letter(&self, consumer: &str, event: &StoredEvent, error: &str, attempts: u32) -> Result<()> {
+                q("INSERT INTO dead_letters (consumer, position, event_id, type, error, attempts, created_at) \
+                   VALUES (?, ?, ?, ?, ?, ?, ?)")
+                    .bind(consumer.to_owned())
+                    .bind(event.position)
+                    .bind(event.event.id.clone())
+                    .bind(event.event.ty.clone())
+                    .bind(error.to_owned())
+                    .bind(i64::from(attempts))
+                    .bind(micros(chrono::Utc::now()))
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
+            async fn count_dead_letters(&self, consumer: &str) -> Result<i64> {
+                Ok(q("SELECT COUNT(*) FROM dead_letters WHERE consumer = ?")
+                    .bind(consumer.to_owned())
+                    .fetch_one(self.reader())
+                    .await?
+                    .try_get(0)?)
+            }
+
+            async fn processed(&self, consumer: &str, event_ids: &[String]) -> Result<Vec<String>> {
+                if event_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let marks = vec!["?"; event_ids.len()].join(", ");
+                let sql = format!("SELECT event_id FROM processed_events WHERE consumer = ? AND event_id IN ({marks})");
+                let mut query = q(&sql).bind(consumer.to_owned());
+                for id in event_ids {
+                    query = query.bind(id.clone());
+                }
+                query.fetch_all(self.writer()).await?.iter().map(|r| Ok(r.try_get(0)?)).collect()
+            }
+        }
+
+        #[async_trait]
+        impl ReminderStore for $store {
+            async fn next_reminder_at(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+                let row = q("SELECT fire_at FROM reminders WHERE status = 'pending' ORDER BY fire_at LIMIT 1")
+                    .fetch_optional(self.reader())
+                    .await?;
+                row.map(|r| from_micros(r.try_get(0)?)).transpose()
+            }
+
+            #[tracing::instrument(skip_all, err(level = "debug"))]
+            async fn fire_due_reminders(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+                limit: i64,
+                make: ReminderEventFor<'_>,
+            ) -> Result<(Vec<DueReminder>, i64)> {
+                let mut tx = self.writer().begin().await?;
+                let claim = format!(
+                    "SELECT id, task_id, user_id, fire_at FROM reminders \
+                     WHERE status = 'pending' AND fire_at <= ? ORDER BY fire_at LIMIT ?{}",
+                    dialect::SKIP_LOCKED
+                );
+                let rows = q(&claim).bind(micros(now)).bind(limit).fetch_all(&mut *tx).await?;
+                let mut fired = Vec::with_capacity(rows.len());
+                let mut position = 0;
+                for r in rows {
+                    let id: String = r.try_get(0)?;
+                    let task_id: String = r.try_get(1)?;
+                    let task = q("SELECT number, title, due_at, due_date FROM tasks WHERE id = ?")
+                        .bind(task_id.clone())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    q("UPDATE reminders SET status = 'fired' WHERE id = ? AND status = 'pending'")
+                        .bind(id.clone())
+                        .execute(&mut *tx)
+                        .await?;
+                    let due = DueReminder {
+                        id,
+                        task_id,
+                        task_number: task.try_get(0)?,
+                        user_id: r.try_get(2)?,
+                        title: task.try_get(1)?,
+                        fire_at: from_micros(r.try_get(3)?)?,
+                        due_at: task.try_get::<Option<i64>, _>(2)?.map(from_micros).transpose()?,
+                    };
+                    let ev = make(&due);
+                    position = append_event(&mut tx, &ev, topic_of(&ev)).await?;
+                    fired.push(due);
+                }
+                tx.commit().await?;
+                Ok((fired, position))
+            }
+
+            async fn count_pending_reminders(&self) -> Result<i64> {
+                Ok(q("SELECT COUNT(*) FROM reminders WHERE status = 'pending'").fetch_one(self.reader()).await?.try_get(0)?)
+            }
+        }
+
+        #[async_trait]
+        impl NotificationStore for $store {
+            #[tracing::instrument(skip_all, err(level = "debug"))]
+            async fn insert_notifications(&self, items: &[(Notification, CloudEvent)], handled: &[Handled<'_>]) -> Result<i64> {
+                let mut tx = self.writer().begin().await?;
+                let now = micros(chrono::Utc::now());
+                for h in handled {
+                    mark_handled(&mut tx, *h, now).await?;
+                }
+                let mut position = 0;
+                for (n, ev) in items {
+                    q("INSERT INTO notifications (id, user_id, task_id, title, body, created_at, read_at) \
+                       VALUES (?, ?, ?, ?, ?, ?, NULL)")
+                        .bind(n.id.clone())
+                        .bind(n.user_id.clone())
+                        .bind(n.task_id.clone())
+                        .bind(n.title.clone())
+                        .bind(n.body.clone())
+                        .bind(micros(n.created_at))
+                        .execute(&mut *tx)
+                        .await?;
+                    position = append_event(&mut tx, ev, topic_of(ev)).await?;
+                }
+                tx.commit().await?;
+                Ok(position)
+            }
+
+            async fn notifications(&self, user: UserId, unread_only: bool, limit: i64) -> Result<Vec<Notification>> {
+                let sql = format!(
+                    "SELECT id, user_id, task_id, title, body, created_at, read_at FROM notifications \
+                     WHERE user_id = ?{} ORDER BY created_at DESC, id DESC LIMIT ?",
+                    if unread_only { " AND read_at IS NULL" } else { "" }
+                );
+                let rows = q(&sql).bind(user.to_string()).bind(limit).fetch_all(self.reader()).await?;
+                rows.iter().map(notification_row).collect()
+            }
+
+            async fn mark_notification_read(&self, user: UserId, id: &str, now: chrono::DateTime<chrono::Utc>) -> Result<bool> {
+                q("UPDATE notifications SET read_at = ? WHERE id = ? AND user_id = ? AND read_at IS NULL")
+                    .bind(micros(now))
+                    .bind(id.to_owned())
+                    .bind(user.to_string())
+                    .execute(self.writer())
+                    .await?;
+                Ok(q("SELECT 1 FROM notifications WHERE id = ? AND user_id = ?")
+                    .bind(id.to_owned())
+                    .bind(user.to_string())
+                    .fetch_optional(self.writer())
+                    .await?
+                    .is_some())
+            }
+        }
+
+        #[async_trait]
+        impl AuditStore for $store {
+            #[tracing::instrument(skip_all, err(level = "debug"))]
+            async fn append_audit(&self, events: &[StoredEvent]) -> Result<()> {
+                let mut tx = self.writer().begin().await?;
+                let mut months = std::collections::HashSet::new();
+                for e in events {
+                    let at = micros(e.event.time);
+                    if let Some(ddl) = dialect::audit_partition(at)
+                        && months.insert(ddl.clone())
+                    {
+                        sqlx::raw_sql(AssertSqlSafe(ddl)).execute(&mut *tx).await?;
+                    }
+                    q("INSERT INTO audit_log (id, event_id, type, user_id, task_id, occurred_at, data) \
+                       VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+                        .bind(e.position)
+                        .bind(e.event.id.clone())
+                        .bind(e.event.ty.clone())
+                        .bind(e.event.userid.clone())
+                        .bind(e.event.subject.clone())
+                        .bind(at)
+                        .bind(e.event.data.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn audit(&self, query: AuditQuery) -> Result<Vec<AuditEntry>> {
+                let cols = "id, event_id, type, user_id, task_id, occurred_at, data";
+                let rows = match query.task {
+                    Some(task) => q(&format!(
+                        "SELECT {cols} FROM audit_log WHERE task_id = ? AND user_id = ? AND id > ? ORDER BY id LIMIT ?"
+                    ))
+                    .bind(task.to_string()),
+                    None => q(&format!("SELECT {cols} FROM audit_log WHERE user_id = ? AND id > ? ORDER BY id LIMIT ?")),
+                };
+                let rows = rows
+                    .bind(query.user.to_string())
+                    .bind(query.after)
+                    .bind(query.limit)
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.iter().map(audit_row).collect()
+            }
+
+            async fn audit_all(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>> {
+                let rows = q("SELECT id, event_id, type, user_id, task_id, occurred_at, data FROM audit_log \
+                              WHERE id > ? ORDER BY id LIMIT ?")
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.iter().map(audit_row).collect()
+            }
+
+            async fn reset_audit(&self) -> Result<()> {
+                let mut tx = self.writer().begin().await?;
+                sqlx::raw_sql(dialect::AUDIT_RESET).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
             }
         }
 

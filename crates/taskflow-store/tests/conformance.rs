@@ -36,7 +36,11 @@ async fn add(store: &dyn Store, u: &User, title: &str, f: impl FnOnce(&mut TaskD
     let task = Task::create(u.id, d, u.timezone, t("2026-11-01T00:00:00Z")).unwrap();
     let ev =
         |t: &Task| CloudEvent::for_task(EventKind::TaskCreated, t, &[], "test", None, Utc::now());
-    store.insert_task(&task, u.timezone, &ev).await.unwrap().0
+    store
+        .insert_task(&task, u.timezone, &ev, None)
+        .await
+        .unwrap()
+        .0
 }
 
 async fn titles(store: &dyn Store, u: &User, q: TaskQuery) -> Vec<String> {

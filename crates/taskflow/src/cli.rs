@@ -44,6 +44,16 @@ pub enum Command {
     Run(RunOpts),
     /// Apply pending database migrations and exit.
     Migrate(DbOpts),
+    /// Work on the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Empty the audit log and replay the whole event log into it; the result is identical
+    /// to the log kept live. Run it with the `audit` role stopped.
+    Rebuild(DbOpts),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -112,12 +122,40 @@ pub struct RunOpts {
 /// A part of taskflow that can run on its own.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Role {
-    /// REST API, auth, docs, health and metrics.
+    /// REST API, auth, docs (health and metrics are served by every role).
     Api,
+    /// Creates the next occurrence when a recurring task is completed.
+    Recurring,
+    /// Fires reminders on time (durable timers), and catches up after downtime.
+    Reminders,
+    /// Turns fired reminders into stored notifications.
+    Notifier,
+    /// Appends every event to the append-only audit log.
+    Audit,
+    /// Pushes each user's events to their open SSE and WebSocket connections.
+    Sync,
 }
 
 impl Role {
-    pub const ALL: &'static [Role] = &[Role::Api];
+    pub const ALL: &'static [Role] = &[
+        Role::Api,
+        Role::Recurring,
+        Role::Reminders,
+        Role::Notifier,
+        Role::Audit,
+        Role::Sync,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Api => "api",
+            Role::Recurring => "recurring",
+            Role::Reminders => "reminders",
+            Role::Notifier => "notifier",
+            Role::Audit => "audit",
+            Role::Sync => "sync",
+        }
+    }
 }
 
 /// Help and version go to stdout with status 0; a bad setting is one line on stderr and

@@ -4,9 +4,11 @@ use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use taskflow_api::{AppState, Limits, Rate};
 use taskflow_app::{App, TokenConfig, Tokens};
-use taskflow_bus::EmbeddedBus;
+use taskflow_bus::{Consumer, ConsumerConfig, EmbeddedBus, Handler, Readiness, RoleState};
 use taskflow_core::SystemClock;
+use taskflow_services::{Audit, Hub, HubFeed, Notifier, Recurring, ReminderHandler, Scheduler};
 use taskflow_store::{Store, redact_url};
+use tokio::{sync::watch, task::JoinSet};
 
 use crate::cli::{DbOpts, Role, ServeOpts};
 
@@ -42,6 +44,86 @@ pub async fn migrate(db: DbOpts) -> ExitCode {
     }
 }
 
+/// `taskflow audit rebuild`: replays the event log into an empty audit log.
+pub async fn rebuild_audit(db: DbOpts) -> ExitCode {
+    let store = match open(&db).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let total = store.count_events().await.unwrap_or_default();
+    eprintln!("taskflow: rebuilding the audit log from {total} events");
+    let mut shown = 0;
+    let result = Audit::new(store)
+        .rebuild(|done| {
+            if done - shown >= 10_000 {
+                shown = done;
+                eprintln!("taskflow: {done}/{total} events replayed");
+            }
+        })
+        .await;
+    match result {
+        Ok(n) => {
+            eprintln!("taskflow: audit log rebuilt: {n} entries");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format_args!("cannot rebuild the audit log: {e}")),
+    }
+}
+
+/// Starts the event-driven roles among `roles`; each stops when `stop` turns true.
+fn start_services(
+    roles: &[Role],
+    app: &App,
+    readiness: &Readiness,
+    hub: Option<&Arc<Hub>>,
+    stop: &watch::Receiver<bool>,
+) -> JoinSet<()> {
+    let mut workers = JoinSet::new();
+    let bus = app.bus().clone();
+    let consumer = |handler: Arc<dyn Handler>, role: &'static str, config: ConsumerConfig| {
+        readiness.set(role, RoleState::Starting);
+        Consumer::new(handler, bus.clone(), config, readiness.clone(), role).run(stop.clone())
+    };
+    for role in roles {
+        match role {
+            Role::Api => {}
+            Role::Recurring => {
+                let handler = Arc::new(Recurring::new(app.clone()));
+                workers.spawn(consumer(handler, "recurring", ConsumerConfig::default()));
+            }
+            Role::Reminders => {
+                let scheduler = Scheduler::new(app.clone());
+                let handler = Arc::new(ReminderHandler::new(scheduler.clone()));
+                workers.spawn(consumer(
+                    handler,
+                    "reminders-watch",
+                    ConsumerConfig::default(),
+                ));
+                workers.spawn(scheduler.run(readiness.clone(), stop.clone()));
+            }
+            Role::Notifier => {
+                let handler = Arc::new(Notifier::new(app.clone()));
+                workers.spawn(consumer(handler, "notifier", ConsumerConfig::default()));
+            }
+            Role::Audit => {
+                let handler = Arc::new(Audit::new(app.store().clone()));
+                workers.spawn(consumer(handler, "audit", ConsumerConfig::default()));
+            }
+            Role::Sync => {
+                if let Some(hub) = hub {
+                    let handler = Arc::new(HubFeed(hub.clone()));
+                    let config = ConsumerConfig {
+                        durable: false,
+                        ..ConsumerConfig::default()
+                    };
+                    workers.spawn(consumer(handler, "sync", config));
+                }
+            }
+        }
+    }
+    workers
+}
+
 pub async fn run(opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
     // Bind first: a taken address fails before any other work.
     let listener = match tokio::net::TcpListener::bind(opts.bind).await {
@@ -65,6 +147,10 @@ pub async fn run(opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
         Err(e) => return fail(format_args!("cannot open the event log: {e}")),
     };
     let app = App::new(store, bus, Arc::new(SystemClock), tokens);
+    let readiness = Readiness::default();
+    let hub = roles.contains(&Role::Sync).then(Hub::new);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut workers = start_services(&roles, &app, &readiness, hub.as_ref(), &stop_rx);
     let burst = opts.rate_limit_burst;
     let limits = Limits::new(
         Rate {
@@ -82,32 +168,43 @@ pub async fn run(opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
         app,
         limits,
         metrics,
+        hub: hub.clone(),
+        readiness: readiness.clone(),
+    };
+    let router = if roles.contains(&Role::Api) {
+        readiness.set("api", RoleState::Ready);
+        taskflow_api::router(state)
+    } else {
+        taskflow_api::ops_router(state)
     };
 
     let addr = listener
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let role_names: Vec<String> = roles
-        .iter()
-        .map(|r| format!("{r:?}").to_lowercase())
-        .collect();
+    let role_names: Vec<&str> = roles.iter().map(|r| r.name()).collect();
     tracing::info!(addr = %addr, roles = %role_names.join(","), "listening");
 
     let grace = Duration::from_secs(opts.shutdown_grace_secs);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(taskflow_api::serve(
-        listener,
-        taskflow_api::router(state),
-        async move {
-            let mut rx = stop_rx;
-            let _ = rx.wait_for(|stop| *stop).await;
-        },
-    ));
+    let mut server_stop = stop_rx.clone();
+    let server = tokio::spawn(taskflow_api::serve(listener, router, async move {
+        let _ = server_stop.wait_for(|stop| *stop).await;
+    }));
     shutdown_signal().await;
-    tracing::info!("shutting down: draining in-flight requests");
+    tracing::info!("shutting down: draining in-flight requests and stopping consumers");
     let _ = stop_tx.send(true);
+    // Live streams never end on their own: end them so the server can drain.
+    if let Some(hub) = &hub {
+        hub.close();
+    }
     housekeeping.abort();
+    let drained = tokio::time::timeout(grace, async {
+        while workers.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("consumers did not stop within {grace:?}");
+    }
     match tokio::time::timeout(grace, server).await {
         Ok(Ok(Ok(()))) => {
             tracing::info!("stopped");

@@ -32,8 +32,38 @@ impl PgStore {
 }
 
 mod dialect {
-    pub(super) const MIGRATIONS: &[(i64, &str, &str)] =
-        &[(1, "init", include_str!("migrations/0001_init.sql"))];
+    pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
+        (1, "init", include_str!("migrations/0001_init.sql")),
+        (2, "services", include_str!("migrations/0002_services.sql")),
+    ];
+    /// Two instances claiming due reminders take different rows.
+    pub(super) const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
+    /// Positions come from an identity column, handed out at insert time, not at commit: a
+    /// reader may see position 7 before 6 commits. A gap is final once every transaction that
+    /// was running when it was seen has ended ([`SETTLED`]).
+    pub(super) const SNAPSHOT: Option<&str> = Some("SELECT pg_current_snapshot()::text");
+    pub(super) const SETTLED: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot()) >= pg_snapshot_xmax(CAST(? AS pg_snapshot))";
+    /// TRUNCATE does not fire the row triggers that keep the log append-only.
+    pub(super) const AUDIT_RESET: &str = "TRUNCATE audit_log";
+
+    /// The statement creating the month's partition `occurred_at` (µs) falls in.
+    pub(super) fn audit_partition(occurred_at: i64) -> Option<String> {
+        use chrono::{Datelike as _, NaiveDate};
+        let t = chrono::DateTime::from_timestamp_micros(occurred_at)?;
+        let first = NaiveDate::from_ymd_opt(t.year(), t.month(), 1)?;
+        let next = first.checked_add_months(chrono::Months::new(1))?;
+        let micros = |d: NaiveDate| {
+            d.and_hms_opt(0, 0, 0)
+                .map(|x| x.and_utc().timestamp_micros())
+        };
+        Some(format!(
+            "CREATE TABLE IF NOT EXISTS audit_log_{:04}_{:02} PARTITION OF audit_log FOR VALUES FROM ({}) TO ({})",
+            first.year(),
+            first.month(),
+            micros(first)?,
+            micros(next)?
+        ))
+    }
     /// Two instances starting together migrate one after the other.
     pub(super) const MIGRATION_LOCK: Option<&str> = Some("SELECT pg_advisory_xact_lock(7294561)");
     pub(super) const FTS_CONDITION: &str = "t.search @@ plainto_tsquery('simple', ?)";

@@ -49,9 +49,27 @@ impl SqliteStore {
 }
 
 mod dialect {
-    pub(super) const MIGRATIONS: &[(i64, &str, &str)] =
-        &[(1, "init", include_str!("migrations/0001_init.sql"))];
+    pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
+        (1, "init", include_str!("migrations/0001_init.sql")),
+        (2, "services", include_str!("migrations/0002_services.sql")),
+    ];
     pub(super) const MIGRATION_LOCK: Option<&str> = None;
+    /// One writer: a claimed row cannot be claimed by anyone else meanwhile.
+    pub(super) const SKIP_LOCKED: &str = "";
+    /// Positions are handed out by the one writer in commit order: a gap is never filled
+    /// later, so readers need no snapshot.
+    pub(super) const SNAPSHOT: Option<&str> = None;
+    pub(super) const SETTLED: &str = "SELECT 1";
+    /// Empties the audit log for a rebuild (the append-only guard is lifted for that
+    /// statement only, inside the rebuild's transaction).
+    pub(super) const AUDIT_RESET: &str = "DROP TRIGGER audit_log_no_delete; DELETE FROM audit_log; \
+        CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log \
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;";
+
+    /// No partitions on SQLite.
+    pub(super) fn audit_partition(_occurred_at: i64) -> Option<String> {
+        None
+    }
     pub(super) const FTS_CONDITION: &str =
         "t.seq IN (SELECT rowid FROM tasks_fts WHERE tasks_fts MATCH ?)";
 

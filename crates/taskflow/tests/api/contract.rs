@@ -33,7 +33,15 @@ async fn every_task_event_matches_its_schema_and_describes_the_change() {
     app.call(Method::DELETE, &path, None).await;
 
     let store = taskflow_store::connect(&app.db.url).await.unwrap();
-    let events = store.events_after(0, 100).await.unwrap();
+    // The recurring service adds the next occurrence's `task.created`; this test is about the
+    // events of the API's own changes.
+    let events: Vec<_> = store
+        .events_after(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event.source == "taskflow/api")
+        .collect();
     let types: Vec<&str> = events.iter().map(|e| e.event.ty.as_str()).collect();
     assert_eq!(
         types,

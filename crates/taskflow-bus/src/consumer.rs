@@ -1,0 +1,313 @@
+//! Consumer groups over the embedded event log.
+//!
+//! A consumer group has a name and a durable offset (the last position it handled) in the
+//! store. It reads the log in order, hands the events it wants to its [`Handler`] in batches,
+//! and moves its offset on after the handler succeeded: delivery is at-least-once, and every
+//! handler is idempotent by event id. A handler that keeps failing on an event gets it retried
+//! with backoff, then the event is parked in the dead-letter table with the error and the
+//! group moves on.
+//!
+//! Positions are contiguous except where a transaction rolled back. On PostgreSQL a lower
+//! position can commit after a higher one, so at a gap the reader waits until every
+//! transaction that was running when it saw the gap has ended; only then is the gap final.
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use taskflow_store::{Store, StoredEvent};
+use tokio::{sync::watch, time::Instant};
+
+use crate::{EmbeddedBus, Readiness, RoleState};
+
+/// Why a handler failed; the message goes to the logs and the dead-letter table.
+#[derive(Debug)]
+pub struct HandlerError(pub String);
+
+impl<E: std::fmt::Display> From<E> for HandlerError {
+    fn from(e: E) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// What a consumer group does with events.
+#[async_trait]
+pub trait Handler: Send + Sync {
+    /// The group's name: its offset and dead letters are kept under it.
+    fn name(&self) -> &'static str;
+    /// Whether the group wants this event; others pass by without a call.
+    fn wants(&self, event: &StoredEvent) -> bool;
+    /// Handles events in log order. Must be idempotent: after a crash, events since the last
+    /// saved offset are delivered again.
+    async fn handle(&self, events: &[StoredEvent]) -> Result<(), HandlerError>;
+}
+
+/// How a consumer reads, retries and saves its place.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub batch: i64,
+    /// Tries of one event before it is parked as a dead letter.
+    pub max_attempts: u32,
+    /// The wait before the second try; doubled for each further one.
+    pub backoff: Duration,
+    /// How often the log is read when no in-process wake-up comes (writes by other processes).
+    pub poll: Duration,
+    /// How often the offset is written while events flow (always on stop and when idle).
+    pub save_every: Duration,
+    /// A durable group resumes from its saved offset; a volatile one (live fan-out) starts
+    /// at the head of the log and keeps its place in memory only.
+    pub durable: bool,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            batch: 256,
+            max_attempts: 5,
+            backoff: Duration::from_millis(100),
+            poll: Duration::from_millis(250),
+            save_every: Duration::from_millis(200),
+            durable: true,
+        }
+    }
+}
+
+/// One consumer group's reader.
+pub struct Consumer {
+    handler: Arc<dyn Handler>,
+    store: Arc<dyn Store>,
+    bus: EmbeddedBus,
+    config: ConsumerConfig,
+    readiness: Readiness,
+    role: &'static str,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("name", &self.handler.name())
+            .finish()
+    }
+}
+
+/// Where a reader is at a gap in positions.
+struct Gap {
+    at: i64,
+    snapshot: Option<String>,
+}
+
+impl Consumer {
+    pub fn new(
+        handler: Arc<dyn Handler>,
+        bus: EmbeddedBus,
+        config: ConsumerConfig,
+        readiness: Readiness,
+        role: &'static str,
+    ) -> Self {
+        Self {
+            store: bus.store().clone(),
+            handler,
+            bus,
+            config,
+            readiness,
+            role,
+        }
+    }
+
+    /// Reads and handles events until `stop` turns true, then saves the offset.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let name = self.handler.name();
+        let mut offset = loop {
+            if !self.config.durable {
+                break self.bus.head();
+            }
+            match self.store.consumer_offset(name).await {
+                Ok(o) => break o,
+                Err(e) => {
+                    self.readiness.set(
+                        self.role,
+                        RoleState::Failing(format!("cannot read offset: {e}")),
+                    );
+                    tracing::warn!(consumer = name, error = %e, "cannot read the consumer offset; retrying");
+                    if wait(&mut stop, Duration::from_secs(1)).await {
+                        return;
+                    }
+                }
+            }
+        };
+        if self.config.durable
+            && let Ok(n) = self.store.count_dead_letters(name).await
+        {
+            metrics::gauge!("taskflow_dead_letters", "consumer" => name).set(n as f64);
+        }
+        tracing::info!(consumer = name, offset, "consumer started");
+        self.readiness.set(self.role, RoleState::Ready);
+        let mut wake = self.bus.subscribe();
+        let mut saved = offset;
+        let mut last_save = Instant::now();
+        let mut gap: Option<Gap> = None;
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            wake.borrow_and_update();
+            let batch = match self.store.events_after(offset, self.config.batch).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(consumer = name, error = %e, "cannot read the event log; retrying");
+                    self.readiness.set(
+                        self.role,
+                        RoleState::Failing(format!("cannot read the event log: {e}")),
+                    );
+                    if wait(&mut stop, Duration::from_secs(1)).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            self.readiness.set(self.role, RoleState::Ready);
+            let contiguous = batch
+                .iter()
+                .enumerate()
+                .take_while(|(i, e)| e.position == offset + 1 + *i as i64)
+                .count();
+            if contiguous == 0 && !batch.is_empty() {
+                // A gap right after the offset: final, or a transaction still committing?
+                if self.gap_is_final(&mut gap, offset + 1).await {
+                    tracing::debug!(
+                        consumer = name,
+                        from = offset + 1,
+                        to = batch[0].position - 1,
+                        "skipping a final gap"
+                    );
+                    offset = batch[0].position - 1;
+                    gap = None;
+                } else if wait(&mut stop, Duration::from_millis(5)).await {
+                    break;
+                }
+                continue;
+            }
+            gap = None;
+            let ready = &batch[..contiguous];
+            if let Some(last) = ready.last() {
+                self.deliver(ready).await;
+                offset = last.position;
+                metrics::gauge!("taskflow_consumer_lag", "consumer" => name)
+                    .set((self.bus.head() - offset).max(0) as f64);
+            }
+            let idle = batch.len() < self.config.batch as usize;
+            if self.config.durable
+                && offset != saved
+                && (idle || last_save.elapsed() >= self.config.save_every)
+            {
+                self.save(offset).await;
+                saved = offset;
+                last_save = Instant::now();
+            }
+            if !idle || contiguous < batch.len() {
+                continue;
+            }
+            tokio::select! {
+                _ = wake.changed() => {}
+                _ = tokio::time::sleep(self.config.poll) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        if self.config.durable && offset != saved {
+            self.save(offset).await;
+        }
+        self.readiness.set(self.role, RoleState::Starting);
+        tracing::info!(consumer = name, offset, "consumer stopped");
+    }
+
+    async fn gap_is_final(&self, gap: &mut Option<Gap>, at: i64) -> bool {
+        match gap {
+            Some(g) if g.at == at => match &g.snapshot {
+                None => true,
+                Some(s) => self.store.settled(s).await.unwrap_or(false),
+            },
+            _ => {
+                let snapshot = self.store.snapshot().await.ok().flatten();
+                let final_now = snapshot.is_none();
+                *gap = Some(Gap { at, snapshot });
+                // Without a snapshot (SQLite) a gap is final at once.
+                final_now
+            }
+        }
+    }
+
+    async fn save(&self, offset: i64) {
+        if let Err(e) = self
+            .store
+            .save_consumer_offset(self.handler.name(), offset)
+            .await
+        {
+            // The events since the last saved offset are delivered again after a restart.
+            tracing::warn!(consumer = self.handler.name(), error = %e, "cannot save the consumer offset");
+        }
+    }
+
+    /// Hands the wanted events to the handler; on failure each event is tried alone, so one
+    /// bad event is parked without holding back the others.
+    async fn deliver(&self, events: &[StoredEvent]) {
+        let wanted: Vec<StoredEvent> = events
+            .iter()
+            .filter(|e| self.handler.wants(e))
+            .cloned()
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let name = self.handler.name();
+        if self.handler.handle(&wanted).await.is_ok() {
+            metrics::counter!("taskflow_events_handled_total", "consumer" => name)
+                .increment(wanted.len() as u64);
+            return;
+        }
+        for event in &wanted {
+            self.deliver_one(event).await;
+        }
+    }
+
+    async fn deliver_one(&self, event: &StoredEvent) {
+        let name = self.handler.name();
+        let mut delay = self.config.backoff;
+        let mut attempt = 1;
+        loop {
+            match self.handler.handle(std::slice::from_ref(event)).await {
+                Ok(()) => {
+                    metrics::counter!("taskflow_events_handled_total", "consumer" => name)
+                        .increment(1);
+                    return;
+                }
+                Err(e) if attempt >= self.config.max_attempts => {
+                    tracing::error!(consumer = name, position = event.position, event_id = %event.event.id,
+                        attempts = attempt, error = %e.0, "giving up on an event: parked as a dead letter");
+                    match self.store.dead_letter(name, event, &e.0, attempt).await {
+                        Ok(()) => metrics::gauge!("taskflow_dead_letters", "consumer" => name)
+                            .increment(1.0),
+                        Err(e) => {
+                            tracing::error!(consumer = name, error = %e, "cannot park the dead letter")
+                        }
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(consumer = name, position = event.position, attempt, error = %e.0,
+                        "handler failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = delay.saturating_mul(2);
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps for `d`; true when `stop` turned true meanwhile.
+async fn wait(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = stop.changed() => {}
+    }
+    *stop.borrow()
+}

@@ -1,0 +1,58 @@
+//! The `audit` role: every event of every topic, appended to the audit log.
+
+use async_trait::async_trait;
+use std::sync::Arc;
+use taskflow_bus::{Handler, HandlerError};
+use taskflow_store::{Store, StoredEvent};
+
+/// The consumer group's name.
+pub const NAME: &str = "audit";
+
+/// Appends events to the audit log. The log's key is the event's position and its event id
+/// is unique, so a redelivered event is not written twice.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    store: Arc<dyn Store>,
+}
+
+impl Audit {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// Empties the audit log and replays the whole event log into it, in batches; returns
+    /// the number of events replayed. The result is identical to the log kept live.
+    pub async fn rebuild(
+        &self,
+        mut progress: impl FnMut(i64),
+    ) -> Result<i64, taskflow_store::StoreError> {
+        self.store.reset_audit().await?;
+        let mut position = 0;
+        let mut count = 0;
+        loop {
+            let batch = self.store.events_after(position, 1000).await?;
+            let Some(last) = batch.last() else { break };
+            position = last.position;
+            self.store.append_audit(&batch).await?;
+            count += batch.len() as i64;
+            progress(count);
+        }
+        Ok(count)
+    }
+}
+
+#[async_trait]
+impl Handler for Audit {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn wants(&self, _: &StoredEvent) -> bool {
+        true
+    }
+
+    async fn handle(&self, events: &[StoredEvent]) -> Result<(), HandlerError> {
+        self.store.append_audit(events).await?;
+        Ok(())
+    }
+}

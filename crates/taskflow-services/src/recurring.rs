@@ -1,0 +1,50 @@
+//! The `recurring` role: on `task.completed` of a recurring task, the next occurrence.
+
+use async_trait::async_trait;
+use taskflow_app::App;
+use taskflow_bus::{Handler, HandlerError};
+use taskflow_core::{EventKind, Topic};
+use taskflow_store::StoredEvent;
+
+/// The consumer group's name.
+pub const NAME: &str = "recurring";
+/// The `source` of the events it produces.
+pub const SOURCE: &str = "taskflow/recurring";
+
+/// Creates next occurrences through [`App::create_next_occurrence`], exactly once each.
+#[derive(Debug, Clone)]
+pub struct Recurring {
+    app: App,
+}
+
+impl Recurring {
+    pub fn new(app: App) -> Self {
+        Self { app }
+    }
+}
+
+#[async_trait]
+impl Handler for Recurring {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn wants(&self, e: &StoredEvent) -> bool {
+        e.topic == Topic::TaskEvents.as_str()
+            && e.event.task_kind() == Some(EventKind::TaskCompleted)
+    }
+
+    async fn handle(&self, events: &[StoredEvent]) -> Result<(), HandlerError> {
+        for e in events {
+            if let Some(task) = self
+                .app
+                .create_next_occurrence(&e.event, NAME, SOURCE)
+                .await?
+            {
+                tracing::info!(user_id = %task.user_id, task_id = %task.id, number = task.number,
+                    occurrence = task.occurrence, "created the next occurrence");
+            }
+        }
+        Ok(())
+    }
+}

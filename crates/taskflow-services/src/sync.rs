@@ -1,0 +1,153 @@
+//! The `sync` role: each user's events, pushed to that user's open connections (SSE and
+//! WebSocket) as they are committed.
+//!
+//! The [`Hub`] tails the event log in memory (no durable offset: a client that reconnects
+//! resumes from its own `Last-Event-ID`) and hands each event to the bounded queue of every
+//! connection of its user. A connection whose queue is full is dropped, so a slow client
+//! never slows the others or the hub.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use async_trait::async_trait;
+use taskflow_bus::{Handler, HandlerError};
+use taskflow_core::UserId;
+use taskflow_store::StoredEvent;
+use tokio::sync::mpsc;
+
+/// The hub's name (it is not a durable consumer group).
+pub const NAME: &str = "sync";
+/// Events a connection may have waiting before it is dropped as too slow.
+pub const QUEUE: usize = 256;
+
+type Senders = HashMap<u64, mpsc::Sender<Arc<StoredEvent>>>;
+
+/// The open connections, by user.
+#[derive(Debug, Default)]
+pub struct Hub {
+    users: Mutex<HashMap<UserId, Senders>>,
+    next_id: AtomicU64,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+/// One open connection's queue; leaving it (drop) unregisters it.
+#[derive(Debug)]
+pub struct Subscription {
+    pub events: mpsc::Receiver<Arc<StoredEvent>>,
+    hub: Arc<Hub>,
+    user: UserId,
+    id: u64,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.remove(self.user, self.id);
+    }
+}
+
+impl Hub {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Registers a connection of `user`.
+    pub fn subscribe(self: &Arc<Self>, user: UserId) -> Subscription {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if !self.closed.load(Ordering::Acquire) {
+            let mut users = self.lock();
+            users.entry(user).or_default().insert(id, tx);
+            metrics::gauge!("taskflow_sync_connections").increment(1.0);
+        }
+        Subscription {
+            events: rx,
+            hub: self.clone(),
+            user,
+            id,
+        }
+    }
+
+    /// Ends every connection's stream (on shutdown) and takes no new ones.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let mut users = self.lock();
+        let n: usize = users.values().map(HashMap::len).sum();
+        users.clear();
+        metrics::gauge!("taskflow_sync_connections").decrement(n as f64);
+    }
+
+    /// Number of open connections.
+    pub fn connections(&self) -> usize {
+        self.lock().values().map(HashMap::len).sum()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Senders>> {
+        self.users.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn remove(&self, user: UserId, id: u64) {
+        let mut users = self.lock();
+        if let Some(conns) = users.get_mut(&user) {
+            if conns.remove(&id).is_some() {
+                metrics::gauge!("taskflow_sync_connections").decrement(1.0);
+            }
+            if conns.is_empty() {
+                users.remove(&user);
+            }
+        }
+    }
+
+    /// Hands `event` to every connection of its user; drops those that cannot keep up.
+    pub fn publish(&self, event: Arc<StoredEvent>) {
+        let Some(user) = event.event.user_id() else {
+            return;
+        };
+        let mut users = self.lock();
+        let Some(conns) = users.get_mut(&user) else {
+            return;
+        };
+        conns.retain(|_, tx| match tx.try_send(event.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::info!(user_id = %user, "dropping a live connection that does not keep up");
+                metrics::counter!("taskflow_sync_dropped_total").increment(1);
+                metrics::gauge!("taskflow_sync_connections").decrement(1.0);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                metrics::gauge!("taskflow_sync_connections").decrement(1.0);
+                false
+            }
+        });
+        if conns.is_empty() {
+            users.remove(&user);
+        }
+    }
+}
+
+/// Feeds the hub from the log (run as a volatile consumer: it starts at the head).
+#[derive(Debug, Clone)]
+pub struct HubFeed(pub Arc<Hub>);
+
+#[async_trait]
+impl Handler for HubFeed {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn wants(&self, _: &StoredEvent) -> bool {
+        true
+    }
+
+    async fn handle(&self, events: &[StoredEvent]) -> Result<(), HandlerError> {
+        for e in events {
+            self.0.publish(Arc::new(e.clone()));
+        }
+        Ok(())
+    }
+}
