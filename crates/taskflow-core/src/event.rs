@@ -195,7 +195,7 @@ pub struct ReminderData {
     pub user_id: String,
     /// How long after `remind_at` it fired.
     pub late_by_ms: i64,
-    /// Fired after the service was down at `remind_at` (more than a few seconds late).
+    /// Fired more than 2 s after `remind_at`: the service was down (or stalled) at its time.
     pub late: bool,
 }
 

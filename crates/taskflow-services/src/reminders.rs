@@ -30,7 +30,7 @@ pub const NAME: &str = "reminders";
 /// The `source` of the events it produces.
 pub const SOURCE: &str = "taskflow/reminders";
 /// A reminder fired more than this after its time is marked late.
-pub const LATE_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
+pub const LATE_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
 /// How many due reminders one transaction claims.
 const CLAIM_BATCH: i64 = 500;
 /// The longest the scheduler sleeps without looking at the table (reminders written by other

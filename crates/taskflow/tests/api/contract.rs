@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::App;
 
-fn validator(ty: &str) -> jsonschema::Validator {
+pub fn validator(ty: &str) -> jsonschema::Validator {
     let path = format!("{}/../../schemas/{ty}.json", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("no schema for {ty} at {path}: {e}"));

@@ -11,6 +11,7 @@ mod contract;
 mod list;
 mod ops;
 mod readme;
+mod services;
 mod tasks;
 
 use reqwest::{Method, StatusCode};
