@@ -283,7 +283,11 @@ fn user_events(
     user: User,
     from: Option<i64>,
 ) -> Result<impl Stream<Item = Arc<StoredEvent>>, ApiError> {
-    let sub = hub(&s)?.subscribe(user.id);
+    let sub = hub(&s)?.subscribe(user.id).map_err(|taskflow_services::TooManyStreams(n)| {
+        ApiError::TooManyStreams(format!(
+            "you already have {n} live connections open; close one (or reuse it) before opening another"
+        ))
+    })?;
     let feed = Feed {
         s,
         user,

@@ -64,6 +64,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The user has as many live connections open as allowed.
+    #[error("{0}")]
+    TooManyStreams(String),
     /// A feature this instance does not run (its role is off).
     #[error("{0}")]
     Unavailable(&'static str),
@@ -98,6 +101,7 @@ impl ApiError {
             }
             ApiError::App(AppError::NotFound) => Problem::new(S::NOT_FOUND, "no such task"),
             ApiError::Unavailable(m) => Problem::new(S::SERVICE_UNAVAILABLE, *m),
+            ApiError::TooManyStreams(m) => Problem::new(S::TOO_MANY_REQUESTS, m.clone()),
             ApiError::App(e @ AppError::PreconditionFailed { .. }) => {
                 Problem::new(S::PRECONDITION_FAILED, e.to_string())
             }

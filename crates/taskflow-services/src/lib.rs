@@ -18,4 +18,4 @@ pub use audit::Audit;
 pub use notifier::Notifier;
 pub use recurring::Recurring;
 pub use reminders::{ReminderHandler, Scheduler};
-pub use sync::{Hub, HubFeed, Subscription};
+pub use sync::{Hub, HubFeed, Subscription, TooManyStreams};

@@ -28,12 +28,17 @@ pub const QUEUE: usize = 256;
 type Senders = HashMap<u64, mpsc::Sender<Arc<StoredEvent>>>;
 
 /// The open connections, by user.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Hub {
     users: Mutex<HashMap<UserId, Senders>>,
     next_id: AtomicU64,
     closed: std::sync::atomic::AtomicBool,
+    per_user: usize,
 }
+
+/// A user already has as many open live connections as allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManyStreams(pub usize);
 
 /// One open connection's queue; leaving it (drop) unregisters it.
 #[derive(Debug)]
@@ -51,25 +56,35 @@ impl Drop for Subscription {
 }
 
 impl Hub {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+    /// A hub allowing `per_user` open connections per user.
+    pub fn new(per_user: usize) -> Arc<Self> {
+        Arc::new(Self {
+            users: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            closed: std::sync::atomic::AtomicBool::new(false),
+            per_user,
+        })
     }
 
-    /// Registers a connection of `user`.
-    pub fn subscribe(self: &Arc<Self>, user: UserId) -> Subscription {
+    /// Registers a connection of `user`, unless they have `per_user` open already.
+    pub fn subscribe(self: &Arc<Self>, user: UserId) -> Result<Subscription, TooManyStreams> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if !self.closed.load(Ordering::Acquire) {
             let mut users = self.lock();
-            users.entry(user).or_default().insert(id, tx);
+            let conns = users.entry(user).or_default();
+            if conns.len() >= self.per_user {
+                return Err(TooManyStreams(self.per_user));
+            }
+            conns.insert(id, tx);
             metrics::gauge!("taskflow_sync_connections").increment(1.0);
         }
-        Subscription {
+        Ok(Subscription {
             events: rx,
             hub: self.clone(),
             user,
             id,
-        }
+        })
     }
 
     /// Ends every connection's stream (on shutdown) and takes no new ones.

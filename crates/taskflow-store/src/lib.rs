@@ -217,6 +217,9 @@ pub trait ConsumerStore: Send + Sync {
     async fn count_dead_letters(&self, consumer: &str) -> Result<i64>;
     /// Which of these event ids the consumer has handled already.
     async fn processed(&self, consumer: &str, event_ids: &[String]) -> Result<Vec<String>>;
+    /// Forgets records of events handled before `before`; returns how many. Redelivery
+    /// happens only from the last saved offset, minutes at most behind.
+    async fn prune_processed(&self, before: DateTime<Utc>) -> Result<u64>;
 }
 
 /// The durable timers: pending reminders are the truth, in the reminders table.

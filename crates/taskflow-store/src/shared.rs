@@ -524,7 +524,7 @@ macro_rules! impl_store {
             ) -> Result<(Task, i64)> {
                 let mut tx = self.writer().begin().await?;
                 if let Some(h) = handled {
-                    mark_handled(&mut tx, h, micros(task.created_at)).await?;
+                    mark_handled(&mut tx, h, micros(chrono::Utc::now())).await?;
                 }
                 let number: i64 = q("UPDATE users SET task_seq = task_seq + 1 WHERE id = ? RETURNING task_seq")
                     .bind(task.user_id.to_string())
@@ -727,6 +727,14 @@ macro_rules! impl_store {
                     query = query.bind(id.clone());
                 }
                 query.fetch_all(self.writer()).await?.iter().map(|r| Ok(r.try_get(0)?)).collect()
+            }
+
+            async fn prune_processed(&self, before: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+                Ok(q("DELETE FROM processed_events WHERE processed_at < ?")
+                    .bind(micros(before))
+                    .execute(self.writer())
+                    .await?
+                    .rows_affected())
             }
         }
 

@@ -94,6 +94,9 @@ pub struct ServeOpts {
     /// Event bus: `embedded` (the event log in the database).
     #[arg(long, env = "TASKFLOW_BUS", value_enum, default_value_t = Bus::Embedded)]
     pub bus: Bus,
+    /// Live connections (SSE and WebSocket together) one user may have open at once.
+    #[arg(long, env = "TASKFLOW_MAX_STREAMS_PER_USER", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_streams_per_user: u32,
     /// Seconds to wait for in-flight requests at shutdown.
     #[arg(long, env = "TASKFLOW_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,

@@ -121,7 +121,29 @@ fn start_services(
             }
         }
     }
+    if roles
+        .iter()
+        .any(|r| matches!(r, Role::Recurring | Role::Notifier))
+    {
+        workers.spawn(prune_processed(app.clone(), stop.clone()));
+    }
     workers
+}
+
+/// Keeps the consumers' records of handled events to a week.
+async fn prune_processed(app: App, mut stop: watch::Receiver<bool>) {
+    const KEEP: chrono::TimeDelta = chrono::TimeDelta::days(7);
+    loop {
+        match app.store().prune_processed(app.clock().now() - KEEP).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(records = n, "pruned records of handled events"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune records of handled events"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 pub async fn run(opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
@@ -148,7 +170,9 @@ pub async fn run(opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
     };
     let app = App::new(store, bus, Arc::new(SystemClock), tokens);
     let readiness = Readiness::default();
-    let hub = roles.contains(&Role::Sync).then(Hub::new);
+    let hub = roles
+        .contains(&Role::Sync)
+        .then(|| Hub::new(opts.max_streams_per_user as usize));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut workers = start_services(&roles, &app, &readiness, hub.as_ref(), &stop_rx);
     let burst = opts.rate_limit_burst;

@@ -542,3 +542,22 @@ async fn sigterm_with_open_live_streams_still_exits_promptly() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_user_may_hold_only_so_many_live_connections() {
+    let Some(app) = App::with_args(&["--max-streams-per-user", "2"]).await else {
+        return;
+    };
+    let _a = Sse::open(&app.server, &app.token, None).await;
+    let b = Sse::open(&app.server, &app.token, None).await;
+    let third = app.get("/api/events").await;
+    assert!(
+        third.problem(429)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("2 live connections")
+    );
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _c = Sse::open(&app.server, &app.token, None).await;
+}
