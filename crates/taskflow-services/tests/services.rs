@@ -314,6 +314,22 @@ async fn the_notifier_sends_at_most_ten_a_second_per_user_coalesces_the_rest_and
                 .len(),
             10
         );
+        // The records of handled events are kept until pruned.
+        let store = e.app.store();
+        assert_eq!(
+            store
+                .prune_processed(Utc::now() - TimeDelta::days(1))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            store
+                .prune_processed(Utc::now() + TimeDelta::seconds(1))
+                .await
+                .unwrap(),
+            25
+        );
     }
 }
 
