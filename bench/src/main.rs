@@ -18,6 +18,8 @@ use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 use serde_json::json;
 use sqlx::AssertSqlSafe;
 
+mod events;
+
 /// Password of every seeded user.
 const PASSWORD: &str = "benchmark-password";
 const WORDS: &[&str] = &[
@@ -111,6 +113,49 @@ enum Command {
         #[arg(long)]
         pid: Option<u32>,
     },
+    /// Give tasks of the seeded database reminders: `pending` of them far ahead, `due` of them
+    /// spread over the minute starting at `due_at` (Unix seconds).
+    SeedReminders {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value_t = 100_000)]
+        pending: u64,
+        #[arg(long, default_value_t = 1_000)]
+        due: u64,
+        #[arg(long)]
+        due_at: i64,
+    },
+    /// Lateness of the reminders that fired (from their `reminder.triggered` events).
+    ReminderReport {
+        #[arg(long)]
+        database_url: String,
+        /// How many must have fired; waits up to `wait` seconds for them.
+        #[arg(long)]
+        expect: usize,
+        #[arg(long, default_value_t = 180)]
+        wait: u64,
+        #[arg(long)]
+        pid: Option<u32>,
+    },
+    /// Live events: open `streams` SSE connections over `users` users; with `rate` > 0, create
+    /// tasks at that rate and measure create → SSE delivery latency; with `rate` 0, hold the
+    /// connections idle and report the server's memory per connection.
+    Sse {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        base: String,
+        #[arg(long, default_value_t = 100)]
+        users: u64,
+        #[arg(long, default_value_t = 10_000)]
+        seeded: u64,
+        #[arg(long, default_value_t = 1_000)]
+        streams: usize,
+        #[arg(long, default_value_t = 500)]
+        rate: u64,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        #[arg(long)]
+        pid: Option<u32>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -140,6 +185,27 @@ async fn main() -> Result<()> {
             seeded,
             pid,
         } => load(&base, scenario, concurrency, seconds, users, seeded, pid).await,
+        Command::SeedReminders {
+            database_url,
+            pending,
+            due,
+            due_at,
+        } => events::seed_reminders(&database_url, pending, due, due_at).await,
+        Command::ReminderReport {
+            database_url,
+            expect,
+            wait,
+            pid,
+        } => events::reminder_report(&database_url, expect, wait, pid).await,
+        Command::Sse {
+            base,
+            users,
+            seeded,
+            streams,
+            rate,
+            seconds,
+            pid,
+        } => events::sse(&base, users, seeded, streams, rate, seconds, pid).await,
     }
 }
 
@@ -305,7 +371,7 @@ mod pg_seed {
     flush_impl!(flush, sqlx::Postgres);
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
@@ -316,20 +382,14 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-async fn load(
+/// Logs `users` seeded users in (picked from `seeded`), a few at a time: argon2 is
+/// deliberately slow. Returns their tokens.
+pub(crate) async fn login(
+    client: &reqwest::Client,
     base: &str,
-    scenario: Scenario,
-    concurrency: usize,
-    seconds: u64,
     users: u64,
     seeded: u64,
-    pid: Option<u32>,
-) -> Result<()> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()?;
-    let idle_rss = pid.and_then(rss_kib);
-    // Log users in, a few at a time (argon2 is deliberately slow).
+) -> Result<Vec<String>> {
     let mut tokens = Vec::new();
     let mut rng = StdRng::seed_from_u64(7);
     let picks: Vec<u64> = (0..users).map(|_| rng.random_range(0..seeded)).collect();
@@ -357,6 +417,23 @@ async fn load(
             tokens.push(t?);
         }
     }
+    Ok(tokens)
+}
+
+async fn load(
+    base: &str,
+    scenario: Scenario,
+    concurrency: usize,
+    seconds: u64,
+    users: u64,
+    seeded: u64,
+    pid: Option<u32>,
+) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let idle_rss = pid.and_then(rss_kib);
+    let tokens = login(&client, base, users, seeded).await?;
     let tokens = Arc::new(tokens);
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));

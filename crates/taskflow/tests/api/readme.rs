@@ -47,4 +47,16 @@ async fn the_readme_tour_runs_as_written() {
         stdout.contains("taskflow_outbox_events 4"),
         "created, created, updated, completed: {stdout}"
     );
+    assert!(
+        !stdout.contains("no such task"),
+        "the history of the rent task was found: {stdout}"
+    );
+    assert!(
+        stdout.contains(r#""type":"com.taskflow.task.created.v1""#),
+        "the audit log lists the creations: {stdout}"
+    );
+    assert!(
+        stdout.contains(r#""roles":{"#) && stdout.contains(r#""recurring":"ready""#),
+        "readiness names the roles: {stdout}"
+    );
 }
