@@ -166,3 +166,76 @@ impl Handler for HubFeed {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use taskflow_core::CloudEvent;
+
+    use super::*;
+
+    fn event(user: UserId, position: i64) -> Arc<StoredEvent> {
+        let ev = CloudEvent::new(
+            "com.taskflow.test.v1",
+            "test",
+            user,
+            None,
+            None,
+            Utc::now(),
+            serde_json::Value::Null,
+        );
+        Arc::new(StoredEvent {
+            position,
+            topic: "task-events".into(),
+            event: ev,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_client_that_does_not_keep_up_is_dropped_and_the_others_get_everything() {
+        let hub = Hub::new(10);
+        let user = UserId::new();
+        let mut slow = hub.subscribe(user).unwrap();
+        let mut fast = hub.subscribe(user).unwrap();
+        let mut received = 0;
+        for p in 1..=(QUEUE as i64 + 10) {
+            hub.publish(event(user, p));
+            while fast.events.try_recv().is_ok() {
+                received += 1;
+            }
+        }
+        assert_eq!(received, QUEUE + 10, "the reading client got every event");
+        let mut queued = 0;
+        while slow.events.recv().await.is_some() {
+            queued += 1;
+        }
+        assert_eq!(
+            queued, QUEUE,
+            "the slow one got what fitted, then its stream ended"
+        );
+        assert_eq!(hub.connections(), 1);
+    }
+
+    #[tokio::test]
+    async fn events_reach_only_their_users_connections_and_the_cap_holds() {
+        let hub = Hub::new(2);
+        let (ada, eve) = (UserId::new(), UserId::new());
+        let mut a = hub.subscribe(ada).unwrap();
+        let _a2 = hub.subscribe(ada).unwrap();
+        assert_eq!(hub.subscribe(ada).err(), Some(TooManyStreams(2)));
+        let mut e = hub.subscribe(eve).unwrap();
+        hub.publish(event(ada, 1));
+        assert_eq!(a.events.try_recv().map(|x| x.position).ok(), Some(1));
+        assert!(e.events.try_recv().is_err());
+        drop(a);
+        assert!(
+            hub.subscribe(ada).is_ok(),
+            "a closed connection frees its place"
+        );
+        hub.close();
+        assert!(
+            e.events.recv().await.is_none(),
+            "closing the hub ends every stream"
+        );
+    }
+}
