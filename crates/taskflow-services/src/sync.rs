@@ -168,6 +168,7 @@ impl Handler for HubFeed {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use chrono::Utc;
     use taskflow_core::CloudEvent;
