@@ -166,6 +166,8 @@ pub async fn sse(
         .pool_max_idle_per_host(256)
         .build()?;
     let tokens = login(&client, base_url, users, seeded).await?;
+    // Logins hash passwords (argon2, 19 MiB each); let the allocator hand that back first.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let rss_before = pid.and_then(rss_kib);
     let base = Instant::now();
     let lat = Arc::new(Mutex::new(Vec::new()));

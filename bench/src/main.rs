@@ -392,7 +392,12 @@ pub(crate) async fn login(
 ) -> Result<Vec<String>> {
     let mut tokens = Vec::new();
     let mut rng = StdRng::seed_from_u64(7);
-    let picks: Vec<u64> = (0..users).map(|_| rng.random_range(0..seeded)).collect();
+    // Distinct users, so each token is one user's.
+    let picks: Vec<u64> =
+        rand::seq::index::sample(&mut rng, seeded as usize, users.min(seeded) as usize)
+            .into_iter()
+            .map(|n| n as u64)
+            .collect();
     for chunk in picks.chunks(8) {
         let mut logins = tokio::task::JoinSet::new();
         for &n in chunk {

@@ -542,3 +542,48 @@ async fn on_postgres_a_consumer_waits_for_a_position_still_committing_and_skips_
     stop_tx.send(true).unwrap();
     run.await.unwrap();
 }
+
+#[tokio::test]
+async fn the_audit_log_refuses_updates_and_deletes() {
+    for e in each_backend("2026-11-20T12:00:00Z", "UTC").await {
+        e.app
+            .create_task(&e.user, draft("kept forever"))
+            .await
+            .unwrap();
+        Audit::new(e.app.store().clone())
+            .handle(&events(&e.app).await)
+            .await
+            .unwrap();
+        let url = e._db.url.clone();
+        let (update, delete) = if url.starts_with("postgres") {
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            (
+                sqlx::query("UPDATE audit_log SET type = 'forged'")
+                    .execute(&pool)
+                    .await
+                    .map(|_| ()),
+                sqlx::query("DELETE FROM audit_log")
+                    .execute(&pool)
+                    .await
+                    .map(|_| ()),
+            )
+        } else {
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            (
+                sqlx::query("UPDATE audit_log SET type = 'forged'")
+                    .execute(&pool)
+                    .await
+                    .map(|_| ()),
+                sqlx::query("DELETE FROM audit_log")
+                    .execute(&pool)
+                    .await
+                    .map(|_| ()),
+            )
+        };
+        for result in [update, delete] {
+            let err = result.expect_err("the audit log is append-only");
+            assert!(err.to_string().contains("append-only"), "{err}");
+        }
+        assert_eq!(e.app.store().audit_all(0, 10).await.unwrap().len(), 1);
+    }
+}

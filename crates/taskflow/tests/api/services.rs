@@ -561,3 +561,50 @@ async fn a_user_may_hold_only_so_many_live_connections() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let _c = Sse::open(&app.server, &app.token, None).await;
 }
+
+#[tokio::test]
+async fn taskflow_audit_rebuild_replays_the_event_log_into_an_identical_audit_log() {
+    let Some(app) = App::new().await else { return };
+    for i in 0..5 {
+        let t = app.task(json!({"title": format!("Task {i}")})).await;
+        if i % 2 == 0 {
+            app.call(
+                Method::POST,
+                &format!("/api/tasks/{}/complete", t["id"].as_str().unwrap()),
+                None,
+            )
+            .await;
+        }
+    }
+    let before = poll(&app, "/api/audit", Duration::from_secs(5), |b| {
+        b["items"].as_array().is_some_and(|i| i.len() == 8)
+    })
+    .await;
+    assert_eq!(before["items"].as_array().unwrap().len(), 8);
+    let App {
+        server,
+        db,
+        token,
+        user,
+    } = app;
+    assert_eq!(server.terminate().code(), Some(0));
+    let out = std::process::Command::new(BIN)
+        .args(["audit", "rebuild", "--database-url", &db.url])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("audit log rebuilt: 8 entries"), "{stderr}");
+    let server = TestServer::start(BIN, &db.url, &[]);
+    let app = App {
+        server,
+        db,
+        token,
+        user,
+    };
+    assert_eq!(
+        app.get("/api/audit").await.body,
+        before,
+        "identical after the rebuild"
+    );
+}
