@@ -177,7 +177,15 @@ pub async fn sse(
     let stream_client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()?;
+    // Memory per stream is the slope between a fifth of the streams and all of them: the
+    // first ones may reuse memory the allocator kept from the logins.
+    let first = streams / 5;
+    let mut rss_first = None;
     for i in 0..streams {
+        if i == first && rate == 0 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            rss_first = pid.and_then(rss_kib);
+        }
         let token = &tokens[i % tokens.len()];
         let res = stream_client
             .get(format!("{base_url}/api/events"))
@@ -234,10 +242,8 @@ pub async fn sse(
     let mut lat = lat.lock().unwrap_or_else(|e| e.into_inner()).clone();
     lat.sort_by(f64::total_cmp);
     let expected = sent as usize * streams / tokens.len();
-    let per_conn = match (rss_before, rss_open) {
-        (Some(a), Some(b)) if streams > 0 => {
-            Some(((b as f64 - a as f64) / streams as f64 * 100.0).round() / 100.0)
-        }
+    let per_conn = match (rss_first, rss_open) {
+        (Some(a), Some(b)) => Some(((b as f64 - a as f64) / (streams - first) as f64 * 100.0).round() / 100.0),
         _ => None,
     };
     println!(
@@ -255,6 +261,7 @@ pub async fn sse(
             "p99_ms": percentile(&lat, 0.99),
             "max_ms": lat.last().copied().unwrap_or(0.0),
             "rss_before_streams_mib": rss_before.map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0),
+            "rss_fifth_open_mib": rss_first.map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0),
             "rss_streams_open_mib": rss_open.map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0),
             "rss_end_mib": rss_end.map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0),
             "kib_per_stream": per_conn,
