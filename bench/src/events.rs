@@ -243,7 +243,9 @@ pub async fn sse(
     lat.sort_by(f64::total_cmp);
     let expected = sent as usize * streams / tokens.len();
     let per_conn = match (rss_first, rss_open) {
-        (Some(a), Some(b)) => Some(((b as f64 - a as f64) / (streams - first) as f64 * 100.0).round() / 100.0),
+        (Some(a), Some(b)) => {
+            Some(((b as f64 - a as f64) / (streams - first) as f64 * 100.0).round() / 100.0)
+        }
         _ => None,
     };
     println!(

@@ -153,6 +153,8 @@ pub struct TaskDoc {
     /// `due|completion`
     recurrence_anchor: String,
     series_id: Option<Uuid>,
+    /// The place of this task in its series, from 1 (`COUNT` counts it).
+    occurrence: i64,
     reminders: Vec<ReminderDoc>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,

@@ -555,30 +555,21 @@ async fn the_audit_log_refuses_updates_and_deletes() {
             .await
             .unwrap();
         let url = e._db.url.clone();
+        // The same two statements on whichever backend this is.
+        macro_rules! tamper {
+            ($pool:expr) => {{
+                let pool = $pool;
+                let update = sqlx::query("UPDATE audit_log SET type = 'forged'")
+                    .execute(&pool)
+                    .await;
+                let delete = sqlx::query("DELETE FROM audit_log").execute(&pool).await;
+                (update.map(|_| ()), delete.map(|_| ()))
+            }};
+        }
         let (update, delete) = if url.starts_with("postgres") {
-            let pool = sqlx::PgPool::connect(&url).await.unwrap();
-            (
-                sqlx::query("UPDATE audit_log SET type = 'forged'")
-                    .execute(&pool)
-                    .await
-                    .map(|_| ()),
-                sqlx::query("DELETE FROM audit_log")
-                    .execute(&pool)
-                    .await
-                    .map(|_| ()),
-            )
+            tamper!(sqlx::PgPool::connect(&url).await.unwrap())
         } else {
-            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-            (
-                sqlx::query("UPDATE audit_log SET type = 'forged'")
-                    .execute(&pool)
-                    .await
-                    .map(|_| ()),
-                sqlx::query("DELETE FROM audit_log")
-                    .execute(&pool)
-                    .await
-                    .map(|_| ()),
-            )
+            tamper!(sqlx::SqlitePool::connect(&url).await.unwrap())
         };
         for result in [update, delete] {
             let err = result.expect_err("the audit log is append-only");

@@ -200,6 +200,15 @@ impl TestServer {
         self.child.wait().unwrap()
     }
 
+    /// `GET path` with a bearer token (none when empty), answered with JSON.
+    pub async fn get_json(&self, path: &str, token: &str) -> Value {
+        let mut req = self.client.get(self.url(path));
+        if !token.is_empty() {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.unwrap().json().await.unwrap()
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would.
     pub fn kill9(mut self) {
         let _ = self.child.kill();

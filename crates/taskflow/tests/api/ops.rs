@@ -132,16 +132,7 @@ async fn acknowledged_writes_survive_kill_9() {
     } = app;
     server.kill9();
     let server = taskflow_testkit::TestServer::start(BIN, &db.url, &[]);
-    let list: serde_json::Value = server
-        .client
-        .get(server.url("/api/tasks?limit=200"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: serde_json::Value = server.get_json("/api/tasks?limit=200", &token).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 20);
     let store = taskflow_store::connect(&db.url).await.unwrap();
     assert_eq!(
@@ -150,14 +141,7 @@ async fn acknowledged_writes_survive_kill_9() {
         "every acknowledged change kept its event"
     );
     let t: serde_json::Value = server
-        .client
-        .get(server.url(&format!("/api/tasks/{}", ids[3])))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/tasks/{}", ids[3]), &token)
+        .await;
     assert_eq!(t["status"], "completed");
 }

@@ -449,15 +449,7 @@ async fn each_role_runs_on_its_own_and_reports_readiness() {
     server.terminate();
     // The API alone: no live events here, and readiness names the role.
     let api = TestServer::start_with(BIN, "run", &db.url, &["--roles", "api"]);
-    let ready: Value = api
-        .client
-        .get(api.url("/healthz/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = api.get_json("/healthz/ready", "").await;
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["roles"], json!({"api": "ready"}));
     let (token, _) = api.signup("ada@example.com", "UTC").await;
@@ -496,31 +488,14 @@ async fn each_role_runs_on_its_own_and_reports_readiness() {
     assert_eq!(res.status(), 404);
     let deadline = Instant::now() + Duration::from_secs(5);
     let body = loop {
-        let body: Value = api
-            .client
-            .get(api.url("/api/tasks?status=pending"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body: Value = api.get_json("/api/tasks?status=pending", &token).await;
         if !body["items"].as_array().unwrap().is_empty() || Instant::now() > deadline {
             break body;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(body["items"][0]["due_date"], "2030-01-11");
-    let ready: Value = worker
-        .client
-        .get(worker.url("/healthz/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = worker.get_json("/healthz/ready", "").await;
     assert_eq!(
         ready["roles"],
         json!({"audit": "ready", "recurring": "ready"})
