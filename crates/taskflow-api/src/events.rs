@@ -23,8 +23,6 @@ use uuid::Uuid;
 
 use crate::{AppState, Problem, extract::CurrentUser, problem::ApiError};
 
-/// How often an idle live stream sends a heartbeat.
-pub const HEARTBEAT: Duration = Duration::from_secs(15);
 /// Events replayed per page when a stream resumes from `Last-Event-ID`.
 const REPLAY_PAGE: i64 = 500;
 
@@ -331,7 +329,7 @@ fn user_events(
 }
 
 /// Server-sent events: `id:` the log position, `event:` the CloudEvent type, `data:` the
-/// CloudEvent. A heartbeat comment every 15 s.
+/// CloudEvent. A heartbeat comment every 15 s (`--heartbeat-secs`).
 #[utoipa::path(get, path = "/api/events", tag = "events", params(ResumeParams),
     responses((status = 200, description = "text/event-stream of CloudEvents"), (status = 401, body = Problem), (status = 503, body = Problem)),
     security(("bearer" = [])))]
@@ -342,6 +340,7 @@ async fn events(
     Query(q): Query<ResumeParams>,
 ) -> Result<Response, ApiError> {
     let from = resume_from(&headers, &q)?;
+    let heartbeat = s.heartbeat;
     let stream = user_events(s, user, from)?.map(|e| {
         let data = serde_json::to_string(&e.event).unwrap_or_default();
         Ok::<_, Infallible>(
@@ -352,7 +351,7 @@ async fn events(
         )
     });
     Ok(Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat"))
+        .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
         .into_response())
 }
 
@@ -368,13 +367,18 @@ async fn websocket(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let from = resume_from(&headers, &q)?;
+    let heartbeat = s.heartbeat;
     let events = user_events(s, user, from)?;
-    Ok(upgrade.on_upgrade(move |socket| pump(socket, events)))
+    Ok(upgrade.on_upgrade(move |socket| pump(socket, events, heartbeat)))
 }
 
-async fn pump(mut socket: ws::WebSocket, events: impl Stream<Item = Arc<StoredEvent>>) {
+async fn pump(
+    mut socket: ws::WebSocket,
+    events: impl Stream<Item = Arc<StoredEvent>>,
+    heartbeat: Duration,
+) {
     let mut events = std::pin::pin!(events);
-    let mut beat = tokio::time::interval(HEARTBEAT);
+    let mut beat = tokio::time::interval(heartbeat);
     beat.tick().await;
     loop {
         tokio::select! {

@@ -50,6 +50,8 @@ pub struct AppState {
     pub hub: Option<Arc<taskflow_services::Hub>>,
     /// The roles of this process, for `/healthz/ready`.
     pub readiness: taskflow_bus::Readiness,
+    /// How often an idle live stream (SSE comment, WebSocket ping) shows it is alive.
+    pub heartbeat: Duration,
 }
 
 #[derive(OpenApi)]

@@ -139,6 +139,8 @@ impl Consumer {
         {
             metrics::gauge!("taskflow_dead_letters", "consumer" => name).set(n as f64);
         }
+        metrics::gauge!("taskflow_consumer_lag", "consumer" => name)
+            .set((self.bus.head() - offset).max(0) as f64);
         tracing::info!(consumer = name, offset, "consumer started");
         self.readiness.set(self.role, RoleState::Ready);
         let mut wake = self.bus.subscribe();

@@ -97,6 +97,9 @@ pub struct ServeOpts {
     /// Live connections (SSE and WebSocket together) one user may have open at once.
     #[arg(long, env = "TASKFLOW_MAX_STREAMS_PER_USER", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_streams_per_user: u32,
+    /// Seconds between heartbeats on an idle live stream (SSE comment, WebSocket ping).
+    #[arg(long, env = "TASKFLOW_HEARTBEAT_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub heartbeat_secs: u64,
     /// Seconds to wait for in-flight requests at shutdown.
     #[arg(long, env = "TASKFLOW_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,

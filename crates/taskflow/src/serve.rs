@@ -194,6 +194,7 @@ pub async fn run(opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
         metrics,
         hub: hub.clone(),
         readiness: readiness.clone(),
+        heartbeat: Duration::from_secs(opts.heartbeat_secs),
     };
     let router = if roles.contains(&Role::Api) {
         readiness.set("api", RoleState::Ready);

@@ -583,3 +583,55 @@ async fn taskflow_audit_rebuild_replays_the_event_log_into_an_identical_audit_lo
         "identical after the rebuild"
     );
 }
+
+#[tokio::test]
+async fn an_idle_stream_gets_heartbeats_and_metrics_show_lag_and_dead_letters_per_consumer() {
+    let Some(app) = App::with_args(&["--heartbeat-secs", "1"]).await else {
+        return;
+    };
+    let mut res = app
+        .server
+        .client
+        .get(app.server.url("/api/events"))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_millis(2500);
+    while !text.contains(": heartbeat") && Instant::now() < deadline {
+        if let Ok(Ok(Some(chunk))) =
+            tokio::time::timeout(Duration::from_millis(500), res.chunk()).await
+        {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+    assert!(
+        text.contains(": heartbeat"),
+        "no heartbeat within 2.5 s: {text:?}"
+    );
+
+    app.task(json!({"title": "Counted"})).await;
+    let metrics = app
+        .server
+        .client
+        .get(app.server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for consumer in ["recurring", "reminders", "notifier", "audit"] {
+        assert!(
+            metrics.contains(&format!("taskflow_consumer_lag{{consumer=\"{consumer}\"}}")),
+            "lag of {consumer}:\n{metrics}"
+        );
+        assert!(
+            metrics.contains(&format!(
+                "taskflow_dead_letters{{consumer=\"{consumer}\"}} 0"
+            )),
+            "dead letters of {consumer}"
+        );
+    }
+}
