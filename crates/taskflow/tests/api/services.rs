@@ -612,16 +612,32 @@ async fn an_idle_stream_gets_heartbeats_and_metrics_show_lag_and_dead_letters_pe
     );
 
     app.task(json!({"title": "Counted"})).await;
-    let metrics = app
-        .server
-        .client
-        .get(app.server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // The consumers start alongside the listener: give them a moment.
+    let expected = |m: &str| {
+        ["recurring", "reminders", "notifier", "audit"]
+            .iter()
+            .all(|c| {
+                m.contains(&format!("taskflow_consumer_lag{{consumer=\"{c}\"}}"))
+                    && m.contains(&format!("taskflow_dead_letters{{consumer=\"{c}\"}} 0"))
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let metrics = loop {
+        let m = app
+            .server
+            .client
+            .get(app.server.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if expected(&m) || Instant::now() > deadline {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     for consumer in ["recurring", "reminders", "notifier", "audit"] {
         assert!(
             metrics.contains(&format!("taskflow_consumer_lag{{consumer=\"{consumer}\"}}")),
