@@ -47,6 +47,26 @@ pub enum Command {
     /// Work on the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The assistant's language understanding.
+    #[command(subcommand)]
+    Nlu(NluCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NluCommand {
+    /// Print, as JSON, how the assistant understands an utterance.
+    Parse {
+        /// The moment it is said: wall-clock time in --tz (2026-11-22T10:00:00), or RFC 3339
+        /// with an offset. Default: now.
+        #[arg(long)]
+        now: Option<String>,
+        /// The user's IANA timezone. Default: $TZ, else the machine's zone, else UTC.
+        #[arg(long)]
+        tz: Option<String>,
+        /// What the user says (several words are joined with spaces).
+        #[arg(required = true)]
+        utterance: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod cli;
+mod nlu;
 mod serve;
 
 /// mimalloc instead of glibc's allocator: under concurrent load glibc kept a 64 MiB arena per
@@ -25,5 +26,8 @@ async fn main() -> ExitCode {
         cli::Command::Run(run) => serve::run(run.serve, run.roles).await,
         cli::Command::Audit(cli::AuditCommand::Rebuild(db)) => serve::rebuild_audit(db).await,
         cli::Command::Migrate(opts) => serve::migrate(opts).await,
+        cli::Command::Nlu(cli::NluCommand::Parse { now, tz, utterance }) => {
+            nlu::parse(now.as_deref(), tz.as_deref(), &utterance.join(" "))
+        }
     }
 }

@@ -1,0 +1,909 @@
+//! How taskflow reads what people say. Pure: an utterance, the user's local "now" and
+//! timezone in; the intent and its slots out ([`Parsed`]), in the shape of
+//! `nlu-corpus.md`. No I/O, no state; every phrase that is understood is taken out of the
+//! text, and what is left is the task's title.
+
+mod recur;
+mod text;
+mod when;
+
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone as _};
+use chrono_tz::Tz;
+use regex::Regex;
+use serde::Serialize;
+
+use crate::{
+    recur::Repeat,
+    text::{NUMBER, Text, number},
+    when::When,
+};
+
+/// The longest utterance read; the rest is ignored (a chat message is far shorter).
+pub const MAX_LEN: usize = 2000;
+
+/// What the utterance asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Intent {
+    AddTask,
+    ListTasks,
+    CompleteTask,
+    ReopenTask,
+    DeleteTask,
+    UpdateTask,
+    Help,
+    Unknown,
+}
+
+/// A task to add: only what was said.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NewTask {
+    pub title: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_date: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recurrence: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recurrence_anchor: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reminders_before_minutes: Vec<u32>,
+}
+
+/// Which task a command means.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    Number(i64),
+    Query(String),
+    Last(bool),
+}
+
+/// A change to a task: only what was said. `recurrence: Some(None)` stops repeating.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Changes {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_date: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub add_tags: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remove_tags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recurrence: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recurrence_anchor: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reminders_before_minutes: Vec<u32>,
+}
+
+/// A due range of a list, both days inclusive, in the user's timezone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DueRange {
+    pub from: String,
+    pub to: String,
+}
+
+/// What to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Filter {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due: Option<DueRange>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overdue: Option<bool>,
+}
+
+/// How an utterance was understood.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Parsed {
+    pub intent: Intent,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<NewTask>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "target_json"
+    )]
+    pub target: Option<Target>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Changes>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Filter>,
+}
+
+fn target_json<S: serde::Serializer>(t: &Option<Target>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap as _;
+    let mut m = s.serialize_map(Some(1))?;
+    match t {
+        Some(Target::Number(n)) => m.serialize_entry("number", n)?,
+        Some(Target::Query(q)) => m.serialize_entry("query", q)?,
+        Some(Target::Last(_)) | None => m.serialize_entry("last", &true)?,
+    }
+    m.end()
+}
+
+impl Parsed {
+    fn only(intent: Intent) -> Self {
+        Self {
+            intent,
+            task: None,
+            target: None,
+            changes: None,
+            filter: None,
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+fn re(s: &str) -> Regex {
+    Regex::new(s).unwrap_or_else(|e| panic!("bad pattern {s}: {e}"))
+}
+
+macro_rules! pattern {
+    ($name:ident, $src:expr) => {
+        static $name: LazyLock<Regex> = LazyLock::new(|| re(&$src));
+    };
+}
+
+pattern!(
+    FILLER,
+    r"^(?:(?:hey|hi|ok|okay|so|um|uh|oh|yo)\b[,!.]? ?)*(?:(?:please|pls|plz|kindly|could you|can you|would you|will you|could u|can u|i want you to|i'd like you to|i would like you to|go ahead and|just)\b,? ?)*"
+);
+pattern!(
+    TRAILING_FILLER,
+    r"(?:,? (?:please|pls|plz|thanks|thank you|thx|for me|asap please))+[.!?]*$"
+);
+pattern!(
+    HELP,
+    r"^(?:help|help me|\?|what can you do|what do you do|how does this work|how do i use (?:this|you|it)|what are (?:the|your) commands|commands|show (?:me )?(?:the )?commands|what can i (?:say|do|ask)|how can you help(?: me)?|usage|instructions)\b[ ?.!]*$"
+);
+pattern!(
+    GREETING,
+    r"^(?:hi|hello|hey|good (?:morning|afternoon|evening)|thanks|thank you)[ !.]*$"
+);
+pattern!(
+    REOPEN,
+    r"^(?:reopen|re-open|undo|uncomplete|un-complete|unmark|restore|bring back)\b|\b(?:as |to )?(?:not done|not complete|not completed|incomplete|undone|unfinished|pending|open again|not finished)\b"
+);
+pattern!(
+    COMPLETE,
+    r"^(?:complete|finish|finished|close|check off|tick off|cross off|i (?:have )?(?:finished|completed|did|done)|i'm done with|im done with|i am done with|done with|done|did)\b|\b(?:as |to )?(?:done|complete|completed|finished|checked off)\b[ .!]*$"
+);
+pattern!(
+    DELETE,
+    r"^(?:delete|remove|erase|trash|cancel|drop|get rid of|forget about|forget|scrap|discard)\b"
+);
+pattern!(
+    UPDATE,
+    r"^(?:rename|change|move|push|postpone|reschedule|defer|delay|make|set|update|edit|modify|stop repeating|stop recurring|don't repeat|do not repeat|tag|untag|add (?:the )?tags?|remove (?:the )?tags?|remind me about|remind me of|bump|prioriti[sz]e|mark)\b"
+);
+pattern!(
+    LIST,
+    r"^(?:show|list|display|view|see|get|give me|what's|whats|what is|what are|what do i have|what have i|what else|which|any|do i have|tell me|search|find|look for|lookup|look up|my (?:tasks|todos|to-dos|list)|tasks|todos|to-dos|agenda)\b"
+);
+pattern!(
+    ADD,
+    r"^(?:add|create|new|make a (?:new )?task|make a todo|put|note|jot down|schedule|set up|set a reminder to|set a reminder|remind me to|remind me|i need to|i have to|i've got to|ive got to|i gotta|i must|i should|need to|have to|don't forget to|dont forget to|do not forget to|don't let me forget to|todo|to-do|task|add a task|add task|add a todo|add todo|add to my list|new task|new todo)\b:? ?"
+);
+pattern!(
+    ADD_LEAD,
+    r"^(?:a |an )?(?:new )?(?:task|todo|to-do|reminder|item)s?(?: to| for| called| named| titled|:)? "
+);
+pattern!(
+    QUESTION,
+    r"^(?:what|what's|whats|how|why|who|when|where|is|are|will|would|should|can|could|do|does|did|tell me)\b"
+);
+
+pattern!(
+    LIST_WEAK,
+    r"^(?:what's|whats|what is|what are|what else|which|any|do i have|tell me|give me|get|see)\b"
+);
+pattern!(
+    TASKISH,
+    r"\b(?:tasks?|todos?|to-dos?|due|overdue|late|have|planned|scheduled|list|agenda|completed|done|finished|left|pending|open|remaining|priority|urgent|important|tagged|today|tonight|tomorrow|week|weekend|month|on my plate|up next|next)\b|#\w"
+);
+pattern!(TAG_HASH, r"(?:^|\s)#([\p{L}\p{N}_-]{1,50})\b");
+pattern!(
+    TAGGED,
+    r"\b(?:tagged(?: with| as)?|tag it(?: with| as)?|with (?:the )?tags?|under|in (?:the )?(?:list|category|project)) ([a-z0-9_-]{1,50})(?:(?:,| and|,? &) ([a-z0-9_-]{1,50}))*\b"
+);
+pattern!(
+    PRIORITY_P,
+    r"\b(?:priority )?p([1-4])\b|\b(?:priority|prio) ([1-4])\b"
+);
+pattern!(
+    PRIORITY_WORD,
+    r"\b(?:with |at |as |a |an )?(?:(?:very|super|really|top) )?(urgent|high|medium|normal|low|top|highest|lowest)(?:[- ]priority|[- ]prio)\b|\b(?:with |at )?priority(?: of| to| is|:)? (urgent|high|medium|normal|low)\b|\b(?:it'?s |this is |is |as |mark (?:it |this )?(?:as )?)?(urgent|asap|important|critical)(?:ly)?\b|\b(?:not important|not urgent|whenever|someday|no rush)\b"
+);
+pattern!(
+    REMIND_BEFORE,
+    format!(
+        r"\b(?:and |with a |with |set a |add a )?(?:remind(?:er|ing)?(?: me)?(?: about it| of it| it)?|notify me|alert me|ping me)? ?({NUMBER}|half an?) (minutes?|mins?|hours?|hrs?|days?|weeks?) (?:before|ahead|in advance|earlier|prior)(?: it'?s due| the deadline| due| it| hand)?\b"
+    )
+);
+pattern!(
+    REMIND_AT_TIME,
+    r"\b(?:and |with a |with )?(?:remind(?:er)?(?: me)?|notify me|alert me|ping me)(?: about it| of it)?(?: on time| at (?:the )?(?:due )?time| when (?:it'?s )?due)\b"
+);
+pattern!(
+    REMIND_ME_TO,
+    r"^(?:please )?(?:remind me to|remind me that i (?:need|have) to|set a reminder to|reminder to|remind me about|remind me of)\b ?"
+);
+
+pattern!(
+    NUMBER_REF,
+    r"(?:^|\s)(?:task|todo|item|number|no\.?|nr\.?)? ?#?(\d{1,9})\b|(?:^|\s)#(\d{1,9})\b"
+);
+pattern!(
+    IT_REF,
+    r"\b(it|that|this|that one|this one|the last one|the previous one|the one i just added)\b"
+);
+
+/// Reads `input` said at local wall-clock time `now` in `tz`.
+pub fn parse(input: &str, now: NaiveDateTime, tz: Tz) -> Parsed {
+    let mut end = input.len().min(MAX_LEN);
+    while !input.is_char_boundary(end) {
+        end -= 1;
+    }
+    let trimmed = input[..end].trim();
+    // Quoted text is taken literally as a title and read no further.
+    let (unquoted, quoted) = split_quotes(trimmed);
+    let mut text = Text::new(&unquoted);
+    strip(&mut text, &FILLER);
+    strip(&mut text, &TRAILING_FILLER);
+    let lead = text
+        .work()
+        .trim()
+        .trim_end_matches(['.', '!', '?'])
+        .trim()
+        .to_owned();
+    if lead.is_empty() && quoted.is_none() {
+        return Parsed::only(Intent::Unknown);
+    }
+    if HELP.is_match(&lead) {
+        return Parsed::only(Intent::Help);
+    }
+    if GREETING.is_match(&lead) {
+        return Parsed::only(Intent::Unknown);
+    }
+    let ctx = Ctx { now, tz, quoted };
+    if let Some(p) = command(&mut text, &lead, &ctx) {
+        return p;
+    }
+    add(&mut text, &ctx, false, false)
+}
+
+struct Ctx {
+    now: NaiveDateTime,
+    tz: Tz,
+    quoted: Option<String>,
+}
+
+/// Quoted segments ("…", “…”, '…' around words) out of the text: the first is the title.
+fn split_quotes(s: &str) -> (String, Option<String>) {
+    static Q: LazyLock<Regex> =
+        LazyLock::new(|| re(r#""([^"]+)"|“([^”]+)”|(?:^|\s)'([^']+)'(?:\s|$|[.,!?])"#));
+    let Some(c) = Q.captures(s) else {
+        return (s.to_owned(), None);
+    };
+    let Some(m) = c.get(0) else {
+        return (s.to_owned(), None);
+    };
+    let inner = c
+        .get(1)
+        .or(c.get(2))
+        .or(c.get(3))
+        .map(|m| m.as_str().trim().to_owned());
+    let mut rest = String::with_capacity(s.len());
+    rest.push_str(&s[..m.start()]);
+    rest.push(' ');
+    rest.push_str(&s[m.end()..]);
+    (rest, inner.filter(|q| !q.is_empty()))
+}
+
+fn strip(text: &mut Text, re: &Regex) {
+    let work = text.work().to_owned();
+    let start = work.len() - work.trim_start().len();
+    if let Some(m) = re.find(&work[start..])
+        && !m.is_empty()
+    {
+        text.blank(start + m.start(), start + m.end());
+    }
+}
+
+fn command(text: &mut Text, lead: &str, ctx: &Ctx) -> Option<Parsed> {
+    if REMIND_ME_TO.is_match(lead) {
+        // "remind me about task 4 15 minutes before" changes a task; "remind me to …" adds one.
+        let about_task = lead.starts_with("remind me about") || lead.starts_with("remind me of");
+        if about_task && (NUMBER_REF.is_match(lead) || IT_REF.is_match(lead)) {
+            return Some(update(text, lead, ctx));
+        }
+        strip(text, &REMIND_ME_TO);
+        return Some(add(text, ctx, true, true));
+    }
+    if REOPEN.is_match(lead)
+        && !lead.starts_with("add")
+        && !lead.starts_with("list")
+        && !lead.starts_with("show")
+    {
+        return Some(targeted(text, Intent::ReopenTask, &REOPEN));
+    }
+    if COMPLETE.is_match(lead) && !ADD.is_match(lead) && !LIST.is_match(lead) {
+        return Some(targeted(text, Intent::CompleteTask, &COMPLETE));
+    }
+    if DELETE.is_match(lead) {
+        if lead.starts_with("remove") && (lead.contains(" tag") || lead.contains("from ")) {
+            return Some(update(text, lead, ctx));
+        }
+        return Some(targeted(text, Intent::DeleteTask, &DELETE));
+    }
+    if UPDATE.is_match(lead)
+        && !lead.starts_with("make a")
+        && !lead.starts_with("set a reminder")
+        && !lead.starts_with("set up")
+    {
+        return Some(update(text, lead, ctx));
+    }
+    if LIST.is_match(lead)
+        && !ADD.is_match(lead)
+        && (!LIST_WEAK.is_match(lead) || TASKISH.is_match(lead))
+    {
+        return Some(list(text, lead, ctx));
+    }
+    if ADD.is_match(lead) || ctx.quoted.is_some() {
+        strip(text, &ADD);
+        strip(text, &ADD_LEAD);
+        return Some(add(text, ctx, false, true));
+    }
+    if QUESTION.is_match(lead) {
+        return Some(Parsed::only(Intent::Unknown));
+    }
+    None
+}
+
+/// The slots of a task to add; `reminder` adds an on-time reminder ("remind me to …").
+fn add(text: &mut Text, ctx: &Ctx, reminder: bool, had_command: bool) -> Parsed {
+    let mut task = NewTask::default();
+    let repeat = recur::take(text, ctx.now);
+    task.reminders_before_minutes = reminders(text);
+    task.tags = tags(text);
+    task.priority = priority(text);
+    let when = when::take(text, ctx.now);
+    if reminder && task.reminders_before_minutes.is_empty() {
+        task.reminders_before_minutes.push(0);
+    }
+    let (due_at, due_date) = resolve_due(&when, repeat.as_ref(), ctx);
+    task.due_at = due_at;
+    task.due_date = due_date;
+    if let Some(r) = &repeat {
+        task.recurrence = Some(r.rrule());
+        if r.completion {
+            task.recurrence_anchor = Some("completion");
+        }
+    }
+    task.title = match &ctx.quoted {
+        Some(q) => q.clone(),
+        None => title(&text.rest()),
+    };
+    let said_something = repeat.is_some()
+        || !when.is_empty()
+        || task.priority.is_some()
+        || !task.tags.is_empty()
+        || !task.reminders_before_minutes.is_empty();
+    if task.title.is_empty() || (!had_command && !said_something && ctx.quoted.is_none()) {
+        return Parsed::only(Intent::Unknown);
+    }
+    Parsed {
+        task: Some(task),
+        ..Parsed::only(Intent::AddTask)
+    }
+}
+
+/// Removes leftovers around a title: connectors, articles at the edges, punctuation.
+fn title(rest: &str) -> String {
+    static EDGE_START: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"(?i)^(?:(?:to|that|about|for|a task|task|todo|the task|called|named|titled|:|-|,|and|with|i need to|i have to)\s+)+",
+        )
+    });
+    static EDGE_END: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"(?i)(?:\s+(?:on|at|by|due|for|in|from|every|each|and|with|a|an|the|to|starting|until|,|-|:|remind me|reminder|priority|it|please))+$",
+        )
+    });
+    let mut t = rest
+        .trim()
+        .trim_matches(|c: char| c == ',' || c == ';' || c == ':' || c == '-')
+        .trim()
+        .to_owned();
+    for _ in 0..3 {
+        t = EDGE_START.replace(&t, "").trim().to_owned();
+        t = EDGE_END.replace(&t, "").trim().to_owned();
+        t = t
+            .trim_end_matches(['.', '!', '?', ',', ';', ':'])
+            .trim()
+            .to_owned();
+    }
+    t
+}
+
+fn tags(text: &mut Text) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let original = text.original().to_owned();
+    for tag in text.take_all(&TAG_HASH, |c| {
+        let m = c.get(1)?;
+        // "#12" names task 12.
+        if m.as_str().bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(original[m.start()..m.end()].to_lowercase())
+    }) {
+        if !out.contains(&tag) {
+            out.push(tag);
+        }
+    }
+    if let Some(list) = text.take(&TAGGED, |c| {
+        let m = c.get(0)?;
+        let said = m.as_str();
+        let words: Vec<String> = said
+            .split([',', ' ', '&'])
+            .filter(|w| !w.is_empty())
+            .skip_while(|w| {
+                !matches!(
+                    *w,
+                    "tagged" | "it" | "tag" | "tags" | "under" | "list" | "category" | "project"
+                )
+            })
+            .skip(1)
+            .filter(|w| {
+                !matches!(
+                    *w,
+                    "with"
+                        | "as"
+                        | "and"
+                        | "the"
+                        | "tag"
+                        | "tags"
+                        | "list"
+                        | "category"
+                        | "project"
+                        | "under"
+                )
+            })
+            .map(str::to_owned)
+            .collect();
+        (!words.is_empty()).then_some(words)
+    }) {
+        for t in list {
+            if !out.contains(&t) {
+                out.push(t);
+            }
+        }
+    }
+    out
+}
+
+fn priority(text: &mut Text) -> Option<&'static str> {
+    let level = |s: &str| -> Option<&'static str> {
+        Some(match s {
+            "1" | "urgent" | "asap" | "critical" | "top" | "highest" => "urgent",
+            "2" | "high" | "important" => "high",
+            "3" | "medium" | "normal" => "medium",
+            "4" | "low" | "lowest" => "low",
+            _ => return None,
+        })
+    };
+    if let Some(p) = text.take(&PRIORITY_P, |c| level(c.get(1).or(c.get(2))?.as_str())) {
+        return Some(p);
+    }
+    text.take(&PRIORITY_WORD, |c| {
+        match c.get(1).or(c.get(2)).or(c.get(3)) {
+            Some(m) => level(m.as_str()),
+            None => Some("low"),
+        }
+    })
+}
+
+fn reminders(text: &mut Text) -> Vec<u32> {
+    let mut out = text.take_all(&REMIND_BEFORE, |c| {
+        let n = if c[1].starts_with("half") {
+            return Some(30);
+        } else {
+            number(&c[1])?
+        };
+        let unit = &c[2];
+        Some(match unit.as_bytes().first() {
+            Some(b'h') => n * 60,
+            Some(b'd') => n * 1440,
+            Some(b'w') => n * 10080,
+            _ => n,
+        })
+    });
+    if text.take(&REMIND_AT_TIME, |_| Some(())).is_some() {
+        out.push(0);
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The due moment: a date alone is all-day, a time or date with a time is an instant; a
+/// recurring task is due at its first occurrence from now on.
+fn resolve_due(
+    when: &When,
+    repeat: Option<&Repeat>,
+    ctx: &Ctx,
+) -> (Option<String>, Option<String>) {
+    let now = ctx.now;
+    if let Some(at) = when.at {
+        return (Some(rfc3339(at, ctx.tz)), None);
+    }
+    if let Some(r) = repeat {
+        let start_day = r.start.or(when.date).unwrap_or(now.date());
+        return match first_occurrence(r, start_day, when.time, ctx) {
+            Some(Occurrence::At(t)) => (Some(rfc3339(t, ctx.tz)), None),
+            Some(Occurrence::Day(d)) => (None, Some(d.to_string())),
+            None => (None, None),
+        };
+    }
+    match (when.date, when.time) {
+        (Some(d), Some(t)) => (Some(rfc3339(d.and_time(t), ctx.tz)), None),
+        (Some(d), None) => (None, Some(d.to_string())),
+        (None, Some(t)) => {
+            let today = now.date().and_time(t);
+            let at = if today > now {
+                today
+            } else {
+                today + Duration::days(1)
+            };
+            (Some(rfc3339(at, ctx.tz)), None)
+        }
+        (None, None) => (None, None),
+    }
+}
+
+enum Occurrence {
+    At(NaiveDateTime),
+    Day(NaiveDate),
+}
+
+/// The rule's first instance from `start_day` on: with a time, strictly after now; without,
+/// today counts.
+fn first_occurrence(
+    r: &Repeat,
+    start_day: NaiveDate,
+    time: Option<NaiveTime>,
+    ctx: &Ctx,
+) -> Option<Occurrence> {
+    // The series starts at the first matching instance: "every 2 weeks on friday" said on a
+    // Sunday is due this Friday, whatever week the rule would count from.
+    let body = Repeat {
+        count: None,
+        until: None,
+        interval: 1,
+        ..r.clone()
+    }
+    .rrule();
+    let rule: rrule::RRule<rrule::Unvalidated> = body.parse().ok()?;
+    let zone = rrule::Tz::UTC;
+    let t = time.unwrap_or(NaiveTime::MIN);
+    let dtstart = zone.from_utc_datetime(&start_day.and_time(t));
+    let set = rule.build(dtstart).ok()?;
+    let threshold = match time {
+        Some(_) => ctx.now,
+        None => ctx.now.date().and_time(NaiveTime::MIN) - Duration::seconds(1),
+    };
+    let first = (&set)
+        .into_iter()
+        .take(2000)
+        .map(|d| d.naive_utc())
+        .find(|d| *d > threshold)?;
+    Some(match time {
+        Some(_) => Occurrence::At(first),
+        None => Occurrence::Day(first.date()),
+    })
+}
+
+/// A local wall-clock time as RFC 3339 with the zone's offset on that date; a time that does
+/// not exist (DST gap) moves forward to the first that does.
+fn rfc3339(local: NaiveDateTime, tz: Tz) -> String {
+    let mut probe = local;
+    for _ in 0..8 {
+        if let Some(t) = tz.from_local_datetime(&probe).earliest() {
+            return t.to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+        }
+        probe += Duration::minutes(15);
+    }
+    DateTime::<chrono::Utc>::from_naive_utc_and_offset(local, chrono::Utc)
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The task a command names: a number, "it", or words of its title.
+fn target(text: &mut Text) -> Target {
+    if let Some(n) = text.take(&NUMBER_REF, |c| {
+        c.get(1).or(c.get(2))?.as_str().parse().ok()
+    }) {
+        return Target::Number(n);
+    }
+    let rest = text.rest().to_ascii_lowercase();
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    if words.iter().all(|w| {
+        matches!(
+            *w,
+            "it" | "that"
+                | "this"
+                | "one"
+                | "the"
+                | "last"
+                | "previous"
+                | "as"
+                | "i"
+                | "just"
+                | "added"
+                | "task"
+                | "todo"
+        )
+    }) && !words.is_empty()
+        || IT_REF.is_match(&rest) && words.len() <= 3
+    {
+        let _ = text.take(&IT_REF, |_| Some(()));
+        return Target::Last(true);
+    }
+    if words.is_empty() {
+        return Target::Last(true);
+    }
+    Target::Query(query_words(&text.rest()))
+}
+
+/// A title query without the words around it ("the dentist task" → "dentist").
+fn query_words(s: &str) -> String {
+    static EDGES: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"(?i)^(?:(?:the|my|a|an|task|todo|item|one|called|named|titled|about|with|for|as|of|to)\s+)+|(?:\s+(?:task|todo|item|one|as|for|please|now|off|from my list|from the list|on my list|already))+$",
+        )
+    });
+    let mut q = s.trim().trim_end_matches(['.', '!', '?']).trim().to_owned();
+    for _ in 0..3 {
+        q = EDGES.replace_all(&q, "").trim().to_owned();
+    }
+    q
+}
+
+fn targeted(text: &mut Text, intent: Intent, verb: &Regex) -> Parsed {
+    // Take the verb phrase(s) out, then what names the task.
+    static MARK: LazyLock<Regex> = LazyLock::new(|| re(r"^(?:mark|set|flag|move|put)\b ?"));
+    static TAIL: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"\b(?:as|to) (?:done|complete|completed|finished|not done|not complete|incomplete|undone|pending|open|unfinished)\b|\b(?:done|complete|completed|finished|please|it off|off)[.! ]*$",
+        )
+    });
+    strip(text, &MARK);
+    let work = text.work().to_owned();
+    if let Some(m) = verb.find(work.trim_start()) {
+        let off = work.len() - work.trim_start().len();
+        text.blank(off + m.start(), off + m.end());
+    }
+    let _ = text.take_all(&TAIL, |_| Some(()));
+    static WITH: LazyLock<Regex> = LazyLock::new(|| re(r"^\s*(?:with|the task|task)\b"));
+    strip(text, &WITH);
+    Parsed {
+        target: Some(target(text)),
+        ..Parsed::only(intent)
+    }
+}
+
+fn update(text: &mut Text, lead: &str, ctx: &Ctx) -> Parsed {
+    static RENAME: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"^(?:rename|retitle|change the (?:title|name) of|change|update)\b(.*?)\b(?:to|as|into)\s+(.+)$",
+        )
+    });
+    static TITLE_OF: LazyLock<Regex> = LazyLock::new(|| re(r"\b(?:title|name)\b"));
+    static VERB: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"^(?:rename|retitle|change|move|push|postpone|reschedule|defer|delay|make|set|update|edit|modify|bump|prioriti[sz]e|mark|tag|untag|remind me about|remind me of)\b",
+        )
+    });
+    static STOP: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"^(?:stop repeating|stop recurring|don't repeat|do not repeat|no longer repeat|make it not repeat)\b|\b(?:stop repeating|not repeat|no repeat|no recurrence|doesn't repeat|does not repeat|one-?off|one time only)\b",
+        )
+    });
+    static ADD_TAG: LazyLock<Regex> = LazyLock::new(|| re(r"^(?:add (?:the )?tags?|tag)\b"));
+    static REMOVE_TAG: LazyLock<Regex> =
+        LazyLock::new(|| re(r"^(?:remove (?:the )?tags?|untag|delete (?:the )?tags?)\b"));
+    static CONNECT: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"\b(?:to|for|from|on|of|with|as|the priority|priority|its|due date|due|date|deadline|repeat|recur|recurring|repeating|the)\b",
+        )
+    });
+    let mut changes = Changes::default();
+    let now = ctx.now;
+
+    // "rename task 2 to call grandma": the new title is everything after "to".
+    if lead.starts_with("rename")
+        || (lead.starts_with("change") || lead.starts_with("update")) && TITLE_OF.is_match(lead)
+    {
+        let original = text.original().to_owned();
+        let work = text.work().to_owned();
+        if let Some(c) = RENAME.captures(work.trim_start()) {
+            let off = work.len() - work.trim_start().len();
+            if let (Some(who), Some(new)) = (c.get(1), c.get(2)) {
+                let new_title = title(original[off + new.start()..off + new.end()].trim());
+                let mut named = Text::new(&original[off + who.start()..off + who.end()]);
+                static OF: LazyLock<Regex> = LazyLock::new(|| {
+                    re(r"\b(?:the )?(?:title|name) of\b|\bthe title\b|\bits (?:title|name)\b")
+                });
+                let _ = named.take(&OF, |_| Some(()));
+                changes.title = Some(new_title);
+                return Parsed {
+                    target: Some(target(&mut named)),
+                    changes: Some(changes),
+                    ..Parsed::only(Intent::UpdateTask)
+                };
+            }
+        }
+    }
+    if STOP.is_match(lead) {
+        let _ = text.take(&STOP, |_| Some(()));
+        changes.recurrence = Some(None);
+    } else if REMOVE_TAG.is_match(lead) {
+        strip(text, &REMOVE_TAG);
+        changes.remove_tags = tags_or_word(text);
+    } else if ADD_TAG.is_match(lead) {
+        strip(text, &ADD_TAG);
+        changes.add_tags = tags_or_word(text);
+    } else {
+        strip(text, &VERB);
+    }
+    if let Some(r) = recur::take(text, now) {
+        changes.recurrence = Some(Some(r.rrule()));
+        if r.completion {
+            changes.recurrence_anchor = Some("completion");
+        }
+    }
+    changes.reminders_before_minutes = reminders(text);
+    if changes.add_tags.is_empty() && changes.remove_tags.is_empty() {
+        changes.add_tags = tags(text);
+    }
+    changes.priority = priority(text);
+    if changes.priority.is_none() && lead.contains("priorit") {
+        static TO_LEVEL: LazyLock<Regex> =
+            LazyLock::new(|| re(r"\b(?:to|as|at) (urgent|high|medium|normal|low)\b"));
+        changes.priority = text.take(&TO_LEVEL, |c| {
+            Some(match &c[1] {
+                "urgent" => "urgent",
+                "high" => "high",
+                "low" => "low",
+                _ => "medium",
+            })
+        });
+    }
+    let when = when::take(text, now);
+    let (due_at, due_date) = resolve_due(&when, None, ctx);
+    changes.due_at = due_at;
+    changes.due_date = due_date;
+    // What remains names the task, minus connectors ("to", "the priority of").
+    let rest = text.rest();
+    let mut named = Text::new(&rest);
+    let _ = named.take_all(&CONNECT, |_| Some(()));
+    Parsed {
+        target: Some(target(&mut named)),
+        changes: Some(changes),
+        ..Parsed::only(Intent::UpdateTask)
+    }
+}
+
+/// Tags for "add tag #x to …": `#x`, else the first word.
+fn tags_or_word(text: &mut Text) -> Vec<String> {
+    let found = tags(text);
+    if !found.is_empty() {
+        return found;
+    }
+    static WORD: LazyLock<Regex> = LazyLock::new(|| re(r"^\s*([a-z0-9_-]{1,50})\b"));
+    text.take(&WORD, |c| Some(vec![c[1].to_owned()]))
+        .unwrap_or_default()
+}
+
+fn list(text: &mut Text, lead: &str, ctx: &Ctx) -> Parsed {
+    static COMPLETED: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"\b(?:completed|complete|done|finished|closed|checked off|have i (?:completed|done|finished))\b",
+        )
+    });
+    static ALL: LazyLock<Regex> = LazyLock::new(|| re(r"\b(?:all|every|everything|entire)\b"));
+    static PENDING: LazyLock<Regex> = LazyLock::new(|| {
+        re(r"\b(?:pending|open|remaining|left|incomplete|unfinished|outstanding|to do|todo)\b")
+    });
+    static OVERDUE: LazyLock<Regex> =
+        LazyLock::new(|| re(r"\b(?:overdue|late|past due|missed|behind)\b"));
+    static SEARCH: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"^(?:search(?: for)?|find|look for|look up|lookup)\b\s*(?:tasks?|todos?)?\s*(?:about|for|with|containing|matching|called|named|mentioning)?\s*(.*)$|\b(?:about|containing|matching|mentioning|called|named|with the words?|that (?:mention|contain|say))\s+(.+)$",
+        )
+    });
+    let mut filter = Filter::default();
+    if let Some(q) = text.take(&SEARCH, |c| {
+        let q = c
+            .get(1)
+            .or(c.get(2))?
+            .as_str()
+            .trim()
+            .trim_end_matches(['?', '.', '!'])
+            .trim()
+            .to_owned();
+        (!q.is_empty()).then_some(q)
+    }) {
+        filter.query = Some(query_words(&q));
+    }
+    if text.take(&OVERDUE, |_| Some(())).is_some() {
+        filter.overdue = Some(true);
+    }
+    if COMPLETED.is_match(text.work()) && !lead.starts_with("what's due") {
+        filter.status = Some("completed");
+    } else if ALL.is_match(text.work()) {
+        filter.status = Some("all");
+    } else if PENDING.is_match(text.work()) {
+        filter.status = Some("pending");
+    }
+    filter.tags = tags(text);
+    filter.priority = priority(text);
+    let when = when::take(text, ctx.now);
+    if let Some(d) = when.date {
+        let to = when.range_end.unwrap_or(d);
+        filter.due = Some(DueRange {
+            from: d.to_string(),
+            to: to.to_string(),
+        });
+    }
+    if filter.status == Some("pending") {
+        filter.status = None;
+    }
+    Parsed {
+        filter: Some(filter),
+        ..Parsed::only(Intent::ListTasks)
+    }
+}
+
+/// `--now` of `taskflow nlu parse`: local wall-clock time, or RFC 3339 with an offset
+/// (converted to `tz`).
+pub fn parse_now(s: &str, tz: Tz) -> Option<NaiveDateTime> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&tz).naive_local());
+    }
+    [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+    .or_else(|| {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .ok()
+            .map(|d| d.and_time(NaiveTime::MIN))
+    })
+}
