@@ -201,7 +201,7 @@ pattern!(
 );
 pattern!(
     LIST,
-    r"^(?:show|list|display|view|see|get|give me|what's|whats|what is|what are|what do i have|what have i|what else|which|any|do i have|tell me|search|find|look for|lookup|look up|my (?:tasks|todos|to-dos|list)|tasks|todos|to-dos|agenda)\b"
+    r"^(?:show|list|display|view|see|get|give me|what's|whats|what is|what are|what do i have|what have i|what did i|what else|which|any|do i have|tell me|search|find|look for|lookup|look up|my (?:tasks|todos|to-dos|list)|tasks|todos|to-dos|agenda)\b"
 );
 pattern!(
     ADD,
@@ -222,7 +222,7 @@ pattern!(
 );
 pattern!(
     TASKISH,
-    r"\b(?:tasks?|todos?|to-dos?|due|overdue|late|have|planned|scheduled|list|agenda|completed|done|finished|left|pending|open|remaining|priority|urgent|important|tagged|today|tonight|tomorrow|week|weekend|month|on my plate|up next|next)\b|#\w"
+    r"\b(?:tasks?|todos?|to-dos?|due|overdue|late|have|planned|scheduled|list|agenda|completed|done|finish|finished|left|pending|open|remaining|priority|urgent|important|tagged|today|tonight|tomorrow|week|weekend|month|on my plate|up next|next)\b|#\w"
 );
 pattern!(TAG_HASH, r"(?:^|\s)#([\p{L}\p{N}_-]{1,50})\b");
 pattern!(
@@ -830,7 +830,7 @@ fn tags_or_word(text: &mut Text) -> Vec<String> {
 fn list(text: &mut Text, lead: &str, ctx: &Ctx) -> Parsed {
     static COMPLETED: LazyLock<Regex> = LazyLock::new(|| {
         re(
-            r"\b(?:completed|complete|done|finished|closed|checked off|have i (?:completed|done|finished))\b",
+            r"\b(?:completed|complete|done|finished|closed|checked off|have i (?:completed|done|finished)|did i (?:complete|finish|do|get done))\b",
         )
     });
     static ALL: LazyLock<Regex> = LazyLock::new(|| re(r"\b(?:all|every|everything|entire)\b"));

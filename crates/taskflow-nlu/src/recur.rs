@@ -215,6 +215,14 @@ fn take_rule(text: &mut Text) -> Option<Repeat> {
         }
         return Some(r);
     }
+    // "every morning": daily; the part of the day stays for the time reader.
+    static EVERY_PART: LazyLock<Regex> = LazyLock::new(|| re(r"\b(?:every|each) (?:morning|afternoon|evening|night)\b"));
+    let work = text.work().to_owned();
+    if let Some(m) = EVERY_PART.find(&work) {
+        let word_end = m.start() + work[m.start()..].find(' ').unwrap_or(0);
+        text.blank(m.start(), word_end);
+        return Some(Repeat::new("DAILY", 1));
+    }
     if let Some(days) = text.take(&NTH_OF_EVERY_MONTH, |c| c[1].parse::<i32>().ok()) {
         let mut r = Repeat::new("MONTHLY", 1);
         r.by_month_day = Some(days);

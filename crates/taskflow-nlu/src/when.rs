@@ -251,7 +251,11 @@ pub fn take(text: &mut Text, now: NaiveDateTime) -> When {
         })
     }) {
         let d = match (which.as_str(), what.as_str()) {
-            ("next", "week") => monday_of(today) + Duration::weeks(1),
+            ("next", "week") => {
+                let monday = monday_of(today) + Duration::weeks(1);
+                w.range_end = Some(monday + Duration::days(6));
+                monday
+            }
             ("next", "weekend") => monday_of(today) + Duration::days(12),
             (_, "weekend") => next_or_today(today, Weekday::Sat),
             ("next", "month") => today
