@@ -216,7 +216,8 @@ fn take_rule(text: &mut Text) -> Option<Repeat> {
         return Some(r);
     }
     // "every morning": daily; the part of the day stays for the time reader.
-    static EVERY_PART: LazyLock<Regex> = LazyLock::new(|| re(r"\b(?:every|each) (?:morning|afternoon|evening|night)\b"));
+    static EVERY_PART: LazyLock<Regex> =
+        LazyLock::new(|| re(r"\b(?:every|each) (?:morning|afternoon|evening|night)\b"));
     let work = text.work().to_owned();
     if let Some(m) = EVERY_PART.find(&work) {
         let word_end = m.start() + work[m.start()..].find(' ').unwrap_or(0);

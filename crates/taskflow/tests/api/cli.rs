@@ -23,6 +23,8 @@ fn every_command_has_help() {
         &["serve", "--help"],
         &["run", "--help"],
         &["migrate", "--help"],
+        &["audit", "rebuild", "--help"],
+        &["nlu", "parse", "--help"],
     ] {
         let (code, out, _) = run(args, &[]);
         assert_eq!(code, 0, "{args:?}");
@@ -169,4 +171,55 @@ async fn the_bind_flag_wins_over_the_environment() {
     assert!(child.try_wait().unwrap().is_none(), "the server runs");
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+#[test]
+fn nlu_parse_prints_how_an_utterance_is_understood() {
+    let (code, out, _) = run(
+        &[
+            "nlu",
+            "parse",
+            "--now",
+            "2026-11-22T10:00:00",
+            "--tz",
+            "America/New_York",
+            "add buy milk tomorrow 5pm #groceries",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"intent": "add_task", "task": {"title": "buy milk", "due_at": "2026-11-23T17:00:00-05:00", "tags": ["groceries"]}})
+    );
+    // An RFC 3339 --now is converted to the zone; words may come as several arguments.
+    let (code, out, _) = run(
+        &[
+            "nlu",
+            "parse",
+            "--now",
+            "2026-11-22T15:00:00Z",
+            "--tz",
+            "America/New_York",
+            "complete",
+            "#4",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["target"]["number"],
+        4
+    );
+    one_line_exit_2(
+        &["nlu", "parse", "--tz", "Mars/Olympus", "help"],
+        &[],
+        "Mars/Olympus",
+    );
+    one_line_exit_2(
+        &["nlu", "parse", "--now", "yesterday-ish", "help"],
+        &[],
+        "yesterday-ish",
+    );
 }
