@@ -2,6 +2,7 @@
 //! OpenAPI; this module merges them and adds the cross-cutting layers: request ids, tracing,
 //! metrics, rate limits, body limit, and problem+json for every error.
 
+mod chat;
 mod events;
 mod extract;
 mod health;
@@ -90,6 +91,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(users::router())
         .merge(tasks::router())
         .merge(events::router())
+        .merge(chat::router())
 }
 
 /// The whole HTTP application.
@@ -100,6 +102,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(tasks::compat_router())
+        .merge(chat::compat_router())
         .route_layer(middleware::from_fn(health::track))
         .merge(health::router())
         .route("/openapi.json", axum::routing::get(move || async move { axum::Json(doc_json.clone()) }))

@@ -512,7 +512,7 @@ fn with_etag(status: StatusCode, task: Task) -> Response {
 /// The signed-in user, checked against the `{user_id}` of a compatibility route (403 when it
 /// is someone else).
 #[derive(Debug)]
-pub struct Owner(User);
+pub struct Owner(pub(crate) User);
 
 impl FromRequestParts<AppState> for Owner {
     type Rejection = ApiError;

@@ -117,6 +117,30 @@ pub struct AuditEntry {
     pub data: serde_json::Value,
 }
 
+/// A conversation with the assistant. `state` is the agent's memory between messages
+/// (the task last singled out, a question awaiting an answer), as JSON.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Conversation {
+    pub id: String,
+    #[serde(skip)]
+    pub user_id: String,
+    pub title: String,
+    #[serde(skip)]
+    pub state: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Message {
+    pub id: String,
+    pub role: String,
+    pub content: String,
+    pub tool_calls: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
 /// Which audit entries to read.
 #[derive(Debug, Clone, Copy)]
 pub struct AuditQuery {
@@ -265,6 +289,18 @@ pub trait NotificationStore: Send + Sync {
 }
 
 #[async_trait]
+pub trait ConversationStore: Send + Sync {
+    async fn conversation(&self, user: UserId, id: &str) -> Result<Option<Conversation>>;
+    /// A user's conversations, most recent first.
+    async fn conversations(&self, user: UserId, limit: i64) -> Result<Vec<Conversation>>;
+    /// Writes the conversation (created when new) with its new state and appends the
+    /// messages, in one transaction.
+    async fn save_exchange(&self, conversation: &Conversation, messages: &[Message]) -> Result<()>;
+    /// A conversation's messages, oldest first.
+    async fn messages(&self, user: UserId, conversation: &str, limit: i64) -> Result<Vec<Message>>;
+}
+
+#[async_trait]
 pub trait AuditStore: Send + Sync {
     /// Appends events to the audit log; an event already there is left as it is.
     async fn append_audit(&self, events: &[StoredEvent]) -> Result<()>;
@@ -293,6 +329,7 @@ pub trait Store:
     + ReminderStore
     + NotificationStore
     + AuditStore
+    + ConversationStore
     + fmt::Debug
 {
     /// Checks that the database answers.

@@ -180,7 +180,7 @@ macro_rules! impl_store {
         use taskflow_core::{CloudEvent, Email, Task, TaskId, Timezone, User, UserId, UserName};
 
         use $crate::{
-            AuditEntry, AuditQuery, AuditStore, ConsumerStore, DueReminder, EventFor, EventLog, Handled,
+            AuditEntry, AuditQuery, AuditStore, ConsumerStore, Conversation, ConversationStore, Message, DueReminder, EventFor, EventLog, Handled,
             Notification, NotificationStore, ReminderEventFor, ReminderStore, Result, SettingStore, StoreError,
             StoredEvent, Store, TaskStore, UserStore, UserWithHash, from_micros, micros,
             cursor::{Cursor, CursorKey},
@@ -398,6 +398,18 @@ macro_rules! impl_store {
                 task_id: r.try_get(4)?,
                 occurred_at: from_micros(r.try_get(5)?)?,
                 data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            })
+        }
+
+        fn conversation_row(r: &DbRow) -> Result<Conversation> {
+            let state: String = r.try_get(3)?;
+            Ok(Conversation {
+                id: r.try_get(0)?,
+                user_id: r.try_get(1)?,
+                title: r.try_get(2)?,
+                state: serde_json::from_str(&state).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                created_at: from_micros(r.try_get(4)?)?,
+                updated_at: from_micros(r.try_get(5)?)?,
             })
         }
 
@@ -911,6 +923,81 @@ macro_rules! impl_store {
                 sqlx::raw_sql(dialect::AUDIT_RESET).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl ConversationStore for $store {
+            async fn conversation(&self, user: UserId, id: &str) -> Result<Option<Conversation>> {
+                let row = q("SELECT id, user_id, title, state, created_at, updated_at FROM conversations WHERE id = ? AND user_id = ?")
+                    .bind(id.to_owned())
+                    .bind(user.to_string())
+                    .fetch_optional(self.writer())
+                    .await?;
+                row.map(|r| conversation_row(&r)).transpose()
+            }
+
+            async fn conversations(&self, user: UserId, limit: i64) -> Result<Vec<Conversation>> {
+                let rows = q("SELECT id, user_id, title, state, created_at, updated_at FROM conversations \
+                              WHERE user_id = ? ORDER BY updated_at DESC, id DESC LIMIT ?")
+                    .bind(user.to_string())
+                    .bind(limit)
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.iter().map(conversation_row).collect()
+            }
+
+            #[tracing::instrument(skip_all, fields(conversation_id = %conversation.id), err(level = "debug"))]
+            async fn save_exchange(&self, conversation: &Conversation, messages: &[Message]) -> Result<()> {
+                let mut tx = self.writer().begin().await?;
+                q("INSERT INTO conversations (id, user_id, title, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
+                   ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at \
+                   WHERE conversations.user_id = excluded.user_id")
+                    .bind(conversation.id.clone())
+                    .bind(conversation.user_id.clone())
+                    .bind(conversation.title.clone())
+                    .bind(conversation.state.to_string())
+                    .bind(micros(conversation.created_at))
+                    .bind(micros(conversation.updated_at))
+                    .execute(&mut *tx)
+                    .await?;
+                for m in messages {
+                    q("INSERT INTO messages (id, conversation_id, user_id, role, content, tool_calls, created_at) \
+                       VALUES (?, ?, ?, ?, ?, ?, ?)")
+                        .bind(m.id.clone())
+                        .bind(conversation.id.clone())
+                        .bind(conversation.user_id.clone())
+                        .bind(m.role.clone())
+                        .bind(m.content.clone())
+                        .bind(m.tool_calls.to_string())
+                        .bind(micros(m.created_at))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn messages(&self, user: UserId, conversation: &str, limit: i64) -> Result<Vec<Message>> {
+                let rows = q("SELECT id, role, content, tool_calls, created_at FROM messages \
+                              WHERE conversation_id = ? AND user_id = ? ORDER BY seq LIMIT ?")
+                    .bind(conversation.to_owned())
+                    .bind(user.to_string())
+                    .bind(limit)
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        let calls: String = r.try_get(3)?;
+                        Ok(Message {
+                            id: r.try_get(0)?,
+                            role: r.try_get(1)?,
+                            content: r.try_get(2)?,
+                            tool_calls: serde_json::from_str(&calls).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                            created_at: from_micros(r.try_get(4)?)?,
+                        })
+                    })
+                    .collect()
             }
         }
 

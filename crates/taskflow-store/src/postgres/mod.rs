@@ -35,6 +35,11 @@ mod dialect {
     pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         (1, "init", include_str!("migrations/0001_init.sql")),
         (2, "services", include_str!("migrations/0002_services.sql")),
+        (
+            3,
+            "conversations",
+            include_str!("migrations/0003_conversations.sql"),
+        ),
     ];
     /// Two instances claiming due reminders take different rows.
     pub(super) const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";

@@ -52,6 +52,11 @@ mod dialect {
     pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         (1, "init", include_str!("migrations/0001_init.sql")),
         (2, "services", include_str!("migrations/0002_services.sql")),
+        (
+            3,
+            "conversations",
+            include_str!("migrations/0003_conversations.sql"),
+        ),
     ];
     pub(super) const MIGRATION_LOCK: Option<&str> = None;
     /// One writer: a claimed row cannot be claimed by anyone else meanwhile.

@@ -6,6 +6,7 @@
 
 mod auth;
 mod bad_input;
+mod chat;
 mod cli;
 mod contract;
 mod list;

@@ -1,0 +1,194 @@
+//! How the assistant describes tasks: "#12 “Pay rent” — due Tue Dec 1, 9:00 AM, repeats
+//! monthly on the 1st, urgent."
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use serde_json::Value;
+
+/// "Tue Dec 1, 9:00 AM" in the user's zone.
+pub fn when_at(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz)
+        .format("%a %b %-d, %-I:%M %p")
+        .to_string()
+}
+
+pub fn when_day(d: NaiveDate) -> String {
+    d.format("%a %b %-d").to_string()
+}
+
+fn ordinal(n: i64) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+fn day_name(code: &str) -> &'static str {
+    match code {
+        "MO" => "Mon",
+        "TU" => "Tue",
+        "WE" => "Wed",
+        "TH" => "Thu",
+        "FR" => "Fri",
+        "SA" => "Sat",
+        _ => "Sun",
+    }
+}
+
+/// "monthly on the 1st", "every 2 weeks on Fri", "on weekdays", "daily".
+pub fn repeats(rule: &str) -> String {
+    let get = |key: &str| {
+        rule.split(';')
+            .find_map(|p| p.strip_prefix(key).map(str::to_owned))
+    };
+    let interval: i64 = get("INTERVAL=").and_then(|v| v.parse().ok()).unwrap_or(1);
+    let freq = get("FREQ=").unwrap_or_default();
+    let unit = match freq.as_str() {
+        "DAILY" => "day",
+        "WEEKLY" => "week",
+        "MONTHLY" => "month",
+        "YEARLY" => "year",
+        "HOURLY" => "hour",
+        _ => "time",
+    };
+    let mut out = match (interval, freq.as_str()) {
+        (1, "DAILY") => "daily".to_owned(),
+        (1, "WEEKLY") => "weekly".to_owned(),
+        (1, "MONTHLY") => "monthly".to_owned(),
+        (1, "YEARLY") => "yearly".to_owned(),
+        (1, "HOURLY") => "hourly".to_owned(),
+        (n, _) => format!("every {n} {unit}s"),
+    };
+    if let Some(days) = get("BYDAY=") {
+        if days == "MO,TU,WE,TH,FR" {
+            return "on weekdays".to_owned();
+        }
+        let named: Vec<String> = days
+            .split(',')
+            .map(|d| {
+                let (n, code) = d.split_at(d.len().saturating_sub(2));
+                match n {
+                    "" => day_name(code).to_owned(),
+                    "-1" => format!("last {}", day_name(code)),
+                    n => format!("{} {}", ordinal(n.parse().unwrap_or(1)), day_name(code)),
+                }
+            })
+            .collect();
+        out.push_str(&format!(" on {}", named.join(", ")));
+    }
+    if let Some(d) = get("BYMONTHDAY=").and_then(|v| v.parse::<i64>().ok()) {
+        if d == -1 {
+            out.push_str(" on the last day");
+        } else {
+            out.push_str(&format!(" on the {}", ordinal(d)));
+        }
+    }
+    if let Some(c) = get("COUNT=") {
+        out.push_str(&format!(", {c} times"));
+    }
+    if let Some(u) = get("UNTIL=")
+        && let Ok(d) = NaiveDate::parse_from_str(u.get(..8).unwrap_or(""), "%Y%m%d")
+    {
+        out.push_str(&format!(" until {}", when_day(d)));
+    }
+    out
+}
+
+/// The one-line description of a task (its JSON).
+pub fn describe(task: &Value, tz: Tz) -> String {
+    let mut parts = Vec::new();
+    if let Some(t) = task["due_at"]
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+    {
+        parts.push(format!("due {}", when_at(t.with_timezone(&Utc), tz)));
+    } else if let Some(d) = task["due_date"]
+        .as_str()
+        .and_then(|s| s.parse::<NaiveDate>().ok())
+    {
+        parts.push(format!("due {}", when_day(d)));
+    }
+    if let Some(r) = task["recurrence"].as_str() {
+        let anchor = if task["recurrence_anchor"] == "completion" {
+            " after completion"
+        } else {
+            ""
+        };
+        parts.push(format!("repeats {}{anchor}", repeats(r)));
+    }
+    match task["priority"].as_str() {
+        Some("urgent") => parts.push("urgent".into()),
+        Some("high") => parts.push("high priority".into()),
+        Some("low") => parts.push("low priority".into()),
+        _ => {}
+    }
+    if let Some(tags) = task["tags"].as_array().filter(|t| !t.is_empty()) {
+        let t: Vec<String> = tags
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|t| format!("#{t}"))
+            .collect();
+        parts.push(t.join(" "));
+    }
+    let reminders: Vec<i64> = task["reminders"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r["before_minutes"].as_i64())
+                .collect()
+        })
+        .unwrap_or_default();
+    for m in reminders {
+        parts.push(match m {
+            0 => "reminder at the due time".to_owned(),
+            m if m % 1440 == 0 => format!("reminder {} day(s) before", m / 1440),
+            m if m % 60 == 0 => format!("reminder {} hour(s) before", m / 60),
+            m => format!("reminder {m} min before"),
+        });
+    }
+    let done = if task["status"] == "completed" {
+        " (done)"
+    } else {
+        ""
+    };
+    let head = format!(
+        "#{} “{}”{done}",
+        task["number"],
+        task["title"].as_str().unwrap_or_default()
+    );
+    if parts.is_empty() {
+        head
+    } else {
+        format!("{head} — {}", parts.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_reads_as_one_specific_line() {
+        let task = serde_json::json!({"number": 12, "title": "Pay rent", "due_at": "2026-12-01T14:00:00Z",
+            "recurrence": "FREQ=MONTHLY;BYMONTHDAY=1", "priority": "urgent", "tags": [], "reminders": []});
+        assert_eq!(
+            describe(&task, chrono_tz::America::New_York),
+            "#12 “Pay rent” — due Tue Dec 1, 9:00 AM, repeats monthly on the 1st, urgent"
+        );
+    }
+
+    #[test]
+    fn rules_read_as_words() {
+        assert_eq!(
+            repeats("FREQ=WEEKLY;INTERVAL=2;BYDAY=FR"),
+            "every 2 weeks on Fri"
+        );
+        assert_eq!(repeats("FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR"), "on weekdays");
+        assert_eq!(repeats("FREQ=MONTHLY;BYDAY=-1FR"), "monthly on last Fri");
+        assert_eq!(repeats("FREQ=DAILY;COUNT=5"), "daily, 5 times");
+    }
+}

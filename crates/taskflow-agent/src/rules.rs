@@ -1,0 +1,352 @@
+//! The rule-based agent (the default): what `taskflow-nlu` understood becomes tool calls
+//! and a friendly, specific reply. Its memory is the conversation's [`State`]: the task last
+//! singled out ("it", "that") and a question awaiting an answer ("which one?").
+
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use taskflow_core::User;
+use taskflow_nlu::{Changes, Filter, Intent, NewTask, Parsed, Target};
+
+use crate::{
+    reply::describe,
+    tools::{ToolCall, ToolError, Tools},
+};
+
+/// What the agent remembers between messages of one conversation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// The number of the task last created, changed, completed or named alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_task: Option<i64>,
+    /// A question the user was asked: which of these tasks?
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+}
+
+/// An action waiting for the user to pick one of several tasks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pending {
+    pub intent: String,
+    pub candidates: Vec<i64>,
+    #[serde(default)]
+    pub changes: Value,
+}
+
+pub const HELP: &str = "I keep your tasks. Try:\n\
+• “add pay rent every month on the 1st at 9am, urgent”\n\
+• “remind me to call mom tomorrow at 6pm”\n\
+• “what's due this week?”, “show overdue tasks”, “show tasks tagged work”\n\
+• “complete #3”, “mark it as done”, “reopen task 4”\n\
+• “move the report to friday”, “rename #2 to call grandma”, “make task 6 repeat every week”\n\
+• “delete the dentist task”\n\
+Tasks have numbers (#1, #2 …); “it” means the task we just talked about.";
+
+fn not_understood(message: &str) -> String {
+    let shown: String = message.chars().take(60).collect();
+    format!(
+        "I did not understand “{shown}”. Try “add buy milk tomorrow at 5pm”, “show my tasks” or “complete #3”, or say “help” to see what I can do."
+    )
+}
+
+/// The agent's answer to one message.
+#[derive(Debug, Clone)]
+pub struct Turn {
+    pub text: String,
+    pub calls: Vec<ToolCall>,
+    pub state: State,
+}
+
+struct Agent<'a> {
+    tools: &'a Tools,
+    user: &'a User,
+    tz: Tz,
+    state: State,
+    calls: Vec<ToolCall>,
+}
+
+impl Agent<'_> {
+    async fn call(&mut self, tool: &str, args: Value) -> Result<Value, ToolError> {
+        let result = self.tools.call(self.user, tool, &args).await;
+        let shown = match &result {
+            Ok(v) => v.clone(),
+            Err(e) => json!({"error": e.to_string()}),
+        };
+        self.calls.push(ToolCall {
+            tool: tool.to_owned(),
+            args,
+            result: shown,
+        });
+        result
+    }
+
+    fn done(self, text: String) -> Turn {
+        Turn {
+            text,
+            calls: self.calls,
+            state: self.state,
+        }
+    }
+}
+
+/// The numbered choice in an answer: "2", "#2", "the second one", "number 2".
+fn choice(message: &str, count: usize) -> Option<usize> {
+    let m = message
+        .trim()
+        .trim_end_matches(['.', '!'])
+        .to_ascii_lowercase();
+    let m = m
+        .trim_start_matches("the ")
+        .trim_end_matches(" one")
+        .trim_start_matches("number ")
+        .trim_start_matches('#');
+    let n = match m {
+        "first" | "1st" => 1,
+        "second" | "2nd" => 2,
+        "third" | "3rd" => 3,
+        "fourth" | "4th" => 4,
+        "fifth" | "5th" => 5,
+        "last" => count,
+        other => other.parse().ok()?,
+    };
+    (1..=count).contains(&n).then_some(n)
+}
+
+/// Answers one message.
+pub async fn respond(
+    tools: &Tools,
+    user: &User,
+    state: State,
+    message: &str,
+    now: chrono::NaiveDateTime,
+) -> Turn {
+    let tz = user.timezone.tz();
+    let mut agent = Agent {
+        tools,
+        user,
+        tz,
+        state,
+        calls: Vec::new(),
+    };
+    // An answer to "which one?".
+    if let Some(p) = agent.state.pending.take()
+        && let Some(i) = choice(message, p.candidates.len())
+    {
+        let number = p.candidates[i - 1];
+        let intent = match p.intent.as_str() {
+            "complete_task" => Intent::CompleteTask,
+            "reopen_task" => Intent::ReopenTask,
+            "delete_task" => Intent::DeleteTask,
+            _ => Intent::UpdateTask,
+        };
+        let changes: Option<Changes> = None;
+        let text = act(&mut agent, intent, number, changes.as_ref(), &p.changes).await;
+        return agent.done(text);
+    }
+    let parsed: Parsed = taskflow_nlu::parse(message, now, tz);
+    let text = match parsed.intent {
+        Intent::Help => HELP.to_owned(),
+        Intent::Unknown => not_understood(message),
+        Intent::AddTask => match parsed.task {
+            Some(t) => add(&mut agent, &t).await,
+            None => not_understood(message),
+        },
+        Intent::ListTasks => list(&mut agent, parsed.filter.unwrap_or_default()).await,
+        intent => {
+            let target = parsed.target.unwrap_or(Target::Last(true));
+            let changes_json = parsed
+                .changes
+                .as_ref()
+                .map(changes_args)
+                .unwrap_or(Value::Null);
+            match resolve(&mut agent, intent, &target, &changes_json).await {
+                Ok(number) => {
+                    act(
+                        &mut agent,
+                        intent,
+                        number,
+                        parsed.changes.as_ref(),
+                        &changes_json,
+                    )
+                    .await
+                }
+                Err(text) => text,
+            }
+        }
+    };
+    agent.done(text)
+}
+
+fn task_args(t: &NewTask) -> Value {
+    let mut v = serde_json::to_value(t).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.retain(|_, x| !x.is_null());
+    }
+    v
+}
+
+fn changes_args(c: &Changes) -> Value {
+    serde_json::to_value(c).unwrap_or_default()
+}
+
+async fn add(agent: &mut Agent<'_>, t: &NewTask) -> String {
+    match agent.call("add_task", task_args(t)).await {
+        Ok(task) => {
+            agent.state.last_task = task["number"].as_i64();
+            format!("Added {}.", describe(&task, agent.tz))
+        }
+        Err(e) => format!("I could not add that task: {e}."),
+    }
+}
+
+async fn list(agent: &mut Agent<'_>, f: Filter) -> String {
+    let mut args = json!({"status": f.status.unwrap_or("pending")});
+    if let Some(p) = f.priority {
+        args["priority"] = json!(p);
+    }
+    if !f.tags.is_empty() {
+        args["tags"] = json!(f.tags);
+    }
+    if let Some(q) = &f.query {
+        args["query"] = json!(q);
+    }
+    if let Some(d) = &f.due {
+        args["due_from"] = json!(d.from);
+        args["due_to"] = json!(d.to);
+    }
+    if f.overdue == Some(true) {
+        args["overdue"] = json!(true);
+    }
+    match agent.call("list_tasks", args).await {
+        Ok(page) => {
+            let items = page["items"].as_array().cloned().unwrap_or_default();
+            if items.is_empty() {
+                return "Nothing matches that — you have no such tasks.".to_owned();
+            }
+            if items.len() == 1 {
+                agent.state.last_task = items[0]["number"].as_i64();
+            }
+            let lines: Vec<String> = items
+                .iter()
+                .map(|t| format!("• {}", describe(t, agent.tz)))
+                .collect();
+            let noun = if items.len() == 1 { "task" } else { "tasks" };
+            format!("{} {noun}:\n{}", items.len(), lines.join("\n"))
+        }
+        Err(e) => format!("I could not list your tasks: {e}."),
+    }
+}
+
+/// The number of the task a command means, or the reply that asks or explains.
+async fn resolve(
+    agent: &mut Agent<'_>,
+    intent: Intent,
+    target: &Target,
+    changes: &Value,
+) -> Result<i64, String> {
+    match target {
+        Target::Number(n) => Ok(*n),
+        Target::Last(_) => agent.state.last_task.ok_or_else(|| {
+            "Which task do you mean? Say its number, like “#3”, or some words of its title."
+                .to_owned()
+        }),
+        Target::Query(q) => {
+            // Completing looks among open tasks, reopening among completed ones.
+            let status = match intent {
+                Intent::CompleteTask => "pending",
+                Intent::ReopenTask => "completed",
+                _ => "all",
+            };
+            let found = agent
+                .call(
+                    "list_tasks",
+                    json!({"status": status, "query": q, "limit": 10}),
+                )
+                .await
+                .map_err(|e| format!("I could not look that up: {e}."))?;
+            let items = found["items"].as_array().cloned().unwrap_or_default();
+            match items.len() {
+                0 => Err(format!(
+                    "I couldn't find a task matching “{q}”. Say “show my tasks” to see them with their numbers."
+                )),
+                1 => Ok(items[0]["number"].as_i64().unwrap_or_default()),
+                n => {
+                    let candidates: Vec<i64> =
+                        items.iter().filter_map(|t| t["number"].as_i64()).collect();
+                    let lines: Vec<String> = items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| format!("{}. {}", i + 1, describe(t, agent.tz)))
+                        .collect();
+                    agent.state.pending = Some(Pending {
+                        intent: serde_json::to_value(intent)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default(),
+                        candidates,
+                        changes: changes.clone(),
+                    });
+                    Err(format!(
+                        "{n} tasks match “{q}”:\n{}\nWhich one? Answer with its number (1–{n}).",
+                        lines.join("\n")
+                    ))
+                }
+            }
+        }
+    }
+}
+
+async fn act(
+    agent: &mut Agent<'_>,
+    intent: Intent,
+    number: i64,
+    _parsed: Option<&Changes>,
+    changes: &Value,
+) -> String {
+    let (tool, verb) = match intent {
+        Intent::CompleteTask => ("complete_task", "Completed"),
+        Intent::ReopenTask => ("reopen_task", "Reopened"),
+        Intent::DeleteTask => ("delete_task", "Deleted"),
+        _ => ("update_task", "Updated"),
+    };
+    let mut args = if tool == "update_task" {
+        changes.clone()
+    } else {
+        json!({})
+    };
+    if !args.is_object() {
+        args = json!({});
+    }
+    args["task_id"] = json!(number);
+    if tool == "update_task" {
+        let keys = args.as_object().map(|o| o.len()).unwrap_or(0);
+        if keys <= 1 {
+            return format!(
+                "What should I change about #{number}? For example “move #{number} to friday” or “make #{number} urgent”."
+            );
+        }
+    }
+    match agent.call(tool, args).await {
+        Ok(result) => {
+            let task = if tool == "delete_task" {
+                result["task"].clone()
+            } else {
+                result
+            };
+            agent.state.last_task = if tool == "delete_task" {
+                None
+            } else {
+                Some(number)
+            };
+            let mut text = format!("{verb} {}.", describe(&task, agent.tz));
+            if tool == "complete_task" && task["recurrence"].is_string() {
+                text.push_str(" Its next occurrence is on the way.");
+            }
+            text
+        }
+        Err(ToolError::NoSuchTask(n)) => {
+            format!("There is no task #{n}. Say “show my tasks” to see them with their numbers.")
+        }
+        Err(e) => format!("I could not do that: {e}."),
+    }
+}

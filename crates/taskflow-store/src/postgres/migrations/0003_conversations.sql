@@ -1,0 +1,22 @@
+-- The assistant's conversations: kept per user so a conversation continues after a restart.
+CREATE TABLE conversations (
+    id           TEXT PRIMARY KEY,
+    user_id      TEXT NOT NULL REFERENCES users(id),
+    title        TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    updated_at   BIGINT NOT NULL
+);
+CREATE INDEX conversations_by_user ON conversations (user_id, updated_at);
+
+CREATE TABLE messages (
+    seq             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id              TEXT NOT NULL UNIQUE,
+    conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    user_id         TEXT NOT NULL,
+    role            TEXT NOT NULL,
+    content         TEXT NOT NULL,
+    tool_calls      TEXT NOT NULL,
+    created_at      BIGINT NOT NULL
+);
+CREATE INDEX messages_by_conversation ON messages (conversation_id, seq);

@@ -1,0 +1,232 @@
+//! The assistant through the real binary: a whole conversation, ambiguity answered with a
+//! number, memory that survives a restart, and bad input answered clearly.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use taskflow_testkit::TestServer;
+
+use crate::{App, BIN};
+
+async fn say(app: &App, conversation: Option<&str>, message: &str) -> Value {
+    let mut body = json!({"message": message});
+    if let Some(c) = conversation {
+        body["conversation_id"] = json!(c);
+    }
+    let res = app.post("/api/chat", body).await;
+    assert_eq!(res.status, 200, "{message:?}: {}", res.body);
+    res.body
+}
+
+fn tools(reply: &Value) -> Vec<&str> {
+    reply["tool_calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["tool"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_conversation_adds_lists_and_completes_a_recurring_task_and_survives_a_restart() {
+    let Some(app) = App::new().await else { return };
+    let first = say(
+        &app,
+        None,
+        "add pay rent every month on the 1st at 9am, high priority #bills remind me 1 hour before",
+    )
+    .await;
+    let cid = first["conversation_id"].as_str().unwrap().to_owned();
+    assert_eq!(tools(&first), ["add_task"]);
+    let reply = first["response"].as_str().unwrap();
+    assert!(reply.starts_with("Added #1 “pay rent” — due "), "{reply}");
+    assert!(
+        reply.contains("9:00 AM")
+            && reply.contains("repeats monthly on the 1st")
+            && reply.contains("high priority"),
+        "{reply}"
+    );
+    let task = &first["tool_calls"][0]["result"];
+    assert_eq!(task["recurrence"], "FREQ=MONTHLY;BYMONTHDAY=1");
+    assert_eq!(task["priority"], "high");
+    assert_eq!(task["tags"], json!(["bills"]));
+    assert_eq!(task["reminders"][0]["before_minutes"], 60);
+    assert!(
+        task["due_at"].as_str().unwrap().ends_with("T14:00:00Z"),
+        "9:00 New York: {}",
+        task["due_at"]
+    );
+
+    let list = say(&app, Some(&cid), "show my tasks").await;
+    assert_eq!(tools(&list), ["list_tasks"]);
+    assert!(
+        list["response"].as_str().unwrap().contains("#1 “pay rent”"),
+        "{}",
+        list["response"]
+    );
+
+    // The server restarts; the conversation remembers which task "it" is.
+    let App {
+        server,
+        db,
+        token,
+        user,
+    } = app;
+    server.kill9();
+    let app = App {
+        server: TestServer::start(BIN, &db.url, &[]),
+        db,
+        token,
+        user,
+    };
+    let done = say(&app, Some(&cid), "mark it as done").await;
+    assert_eq!(tools(&done), ["complete_task"]);
+    assert_eq!(done["tool_calls"][0]["args"]["task_id"], 1);
+    assert!(
+        done["response"]
+            .as_str()
+            .unwrap()
+            .starts_with("Completed #1"),
+        "{}",
+        done["response"]
+    );
+    // The recurring service creates the next occurrence.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let next = loop {
+        let page = app.get("/api/tasks?status=pending").await;
+        if let Some(t) = page.body["items"]
+            .as_array()
+            .and_then(|i| i.first())
+            .cloned()
+        {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "no next occurrence");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(next["number"], 2);
+    assert_eq!(next["title"], "pay rent");
+
+    let convos = app.get("/api/conversations").await;
+    assert_eq!(convos.body["items"][0]["id"], cid.as_str());
+    let msgs = app.get(&format!("/api/conversations/{cid}/messages")).await;
+    let items = msgs.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 6, "three exchanges");
+    assert_eq!(items[0]["role"], "user");
+    assert_eq!(items[1]["role"], "assistant");
+    assert_eq!(items[1]["tool_calls"][0]["tool"], "add_task");
+}
+
+#[tokio::test]
+async fn ambiguity_is_answered_with_a_number_and_a_missing_task_gets_a_helpful_reply() {
+    let Some(app) = App::new().await else { return };
+    let c = say(&app, None, "add buy milk tomorrow").await;
+    let cid = c["conversation_id"].as_str().unwrap().to_owned();
+    say(&app, Some(&cid), "add buy milk and eggs on friday").await;
+    let ask = say(&app, Some(&cid), "done with buy milk").await;
+    let text = ask["response"].as_str().unwrap();
+    assert!(
+        text.contains("1. #1") && text.contains("2. #2") && text.contains("Which one?"),
+        "{text}"
+    );
+    let picked = say(&app, Some(&cid), "the second one").await;
+    assert_eq!(tools(&picked), ["complete_task"]);
+    assert_eq!(picked["tool_calls"][0]["args"]["task_id"], 2);
+    let t2 = app.get(&format!("/api/{}/tasks/2", app.user_id())).await;
+    assert_eq!(t2.body["status"], "completed");
+    let t1 = app.get(&format!("/api/{}/tasks/1", app.user_id())).await;
+    assert_eq!(t1.body["status"], "pending");
+
+    let missing = say(&app, Some(&cid), "complete task 99").await;
+    assert!(
+        missing["response"]
+            .as_str()
+            .unwrap()
+            .contains("There is no task #99"),
+        "{}",
+        missing["response"]
+    );
+    let nothing = say(&app, Some(&cid), "delete the spaceship task").await;
+    assert!(
+        nothing["response"]
+            .as_str()
+            .unwrap()
+            .contains("couldn't find a task matching"),
+        "{}",
+        nothing["response"]
+    );
+    assert_eq!(app.counts().await.0, 2, "nothing was deleted");
+}
+
+#[tokio::test]
+async fn bad_messages_get_a_clear_reply_and_change_nothing() {
+    let Some(app) = App::new().await else { return };
+    let before = app.counts().await;
+    let long = "a".repeat(10_000);
+    for (message, expect) in [
+        ("", "empty"),
+        ("   \n\t ", "empty"),
+        (long.as_str(), "10000 characters"),
+        ("\u{1}\u{2}\u{3}\u{7f}", "did not understand"),
+        ("¿Qué tiempo hace mañana?", "did not understand"),
+        ("今日の天気は？", "did not understand"),
+        ("what's the weather like?", "did not understand"),
+    ] {
+        let reply = say(&app, None, message).await;
+        let text = reply["response"].as_str().unwrap();
+        assert!(text.contains(expect), "{message:?} → {text}");
+        assert!(reply["tool_calls"].as_array().unwrap().is_empty());
+    }
+    assert_eq!(app.counts().await, before, "nothing changed");
+    // Malformed requests are problems, not replies.
+    app.post("/api/chat", json!({"conversation_id": "x"}))
+        .await
+        .problem(422);
+    app.post(
+        "/api/chat",
+        json!({"message": "help", "conversation_id": "no-such"}),
+    )
+    .await
+    .problem(404);
+    let help = say(&app, None, "help").await;
+    assert!(
+        help["response"].as_str().unwrap().contains("add pay rent"),
+        "{}",
+        help["response"]
+    );
+    // Another user's conversation is not found; the compatibility route checks the user id.
+    let mine = say(&app, None, "show my tasks").await;
+    let (other, other_user) = app.server.signup("eve@example.com", "UTC").await;
+    let cid = mine["conversation_id"].as_str().unwrap();
+    app.call_as(
+        &other,
+        Method::GET,
+        &format!("/api/conversations/{cid}/messages"),
+        None,
+        &[],
+    )
+    .await
+    .problem(404);
+    let path = format!("/api/{}/chat", app.user_id());
+    app.call_as(
+        &other,
+        Method::POST,
+        &path,
+        Some(json!({"message": "help"})),
+        &[],
+    )
+    .await
+    .problem(403);
+    let own = format!("/api/{}/chat", other_user["id"].as_str().unwrap());
+    let res = app
+        .call_as(
+            &other,
+            Method::POST,
+            &own,
+            Some(json!({"message": "help"})),
+            &[],
+        )
+        .await;
+    assert_eq!(res.status, 200);
+}
