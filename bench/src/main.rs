@@ -125,6 +125,14 @@ enum Command {
         #[arg(long)]
         due_at: i64,
     },
+    /// Parse every utterance of a corpus file (JSON lines with `say`, `now`, `tz`) in process,
+    /// `rounds` times, and report the parse time percentiles.
+    Nlu {
+        #[arg(long)]
+        corpus: Vec<String>,
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+    },
     /// Lateness of the reminders that fired (from their `reminder.triggered` events).
     ReminderReport {
         #[arg(long)]
@@ -166,6 +174,8 @@ enum Scenario {
     List,
     /// 80 % list, 20 % create.
     Mix,
+    /// POST /api/chat with the rule-based agent: adds, lists, completes by words.
+    Chat,
 }
 
 #[tokio::main]
@@ -185,6 +195,7 @@ async fn main() -> Result<()> {
             seeded,
             pid,
         } => load(&base, scenario, concurrency, seconds, users, seeded, pid).await,
+        Command::Nlu { corpus, rounds } => nlu_bench(&corpus, rounds),
         Command::SeedReminders {
             database_url,
             pending,
@@ -460,10 +471,19 @@ async fn load(
                 let token = tokens.choose(&mut rng).unwrap();
                 let write = match scenario {
                     Scenario::Create => true,
-                    Scenario::List => false,
+                    Scenario::List | Scenario::Chat => false,
                     Scenario::Mix => rng.random_bool(0.2),
                 };
-                let req = if write {
+                let req = if scenario == Scenario::Chat {
+                    let (a, b) = (WORDS.choose(&mut rng).unwrap(), WORDS.choose(&mut rng).unwrap());
+                    let message = match rng.random_range(0..4) {
+                        0 => format!("add {a} {b} tomorrow at 5pm #bench high priority"),
+                        1 => format!("remind me to {a} {b} every friday at 9am"),
+                        2 => "what's due this week?".to_owned(),
+                        _ => format!("show tasks about {a}"),
+                    };
+                    client.post(format!("{base}/api/chat")).bearer_auth(token).json(&json!({"message": message}))
+                } else if write {
                     let title = format!("{} {}", WORDS.choose(&mut rng).unwrap(), WORDS.choose(&mut rng).unwrap());
                     client.post(format!("{base}/api/tasks")).bearer_auth(token).json(&json!({
                         "title": title, "priority": "high", "tags": ["bench"], "due_at": "2030-01-01T09:00:00Z"
@@ -533,6 +553,38 @@ async fn load(
             "rss_idle_mib": idle_rss.map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0),
             "rss_peak_mib": pid.map(|_| (peak_rss as f64 / 1024.0 * 10.0).round() / 10.0),
         })
+    );
+    Ok(())
+}
+
+/// Parse time of the rule-based reader over corpus files.
+fn nlu_bench(files: &[String], rounds: usize) -> Result<()> {
+    let mut cases = Vec::new();
+    for f in files {
+        for line in std::fs::read_to_string(f)?.lines().filter(|l| !l.trim().is_empty()) {
+            let v: serde_json::Value = serde_json::from_str(line)?;
+            let tz: chrono_tz::Tz = v["tz"].as_str().unwrap_or("UTC").parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let now = taskflow_nlu::parse_now(v["now"].as_str().unwrap_or_default(), tz).context("now")?;
+            cases.push((v["say"].as_str().unwrap_or_default().to_owned(), now, tz));
+        }
+    }
+    let mut times = Vec::with_capacity(cases.len() * rounds);
+    for (say, now, tz) in &cases {
+        let _ = taskflow_nlu::parse(say, *now, *tz); // warm up
+    }
+    for _ in 0..rounds {
+        for (say, now, tz) in &cases {
+            let t0 = Instant::now();
+            std::hint::black_box(taskflow_nlu::parse(say, *now, *tz));
+            times.push(t0.elapsed().as_nanos() as f64 / 1000.0);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
+    println!(
+        "{}",
+        json!({"scenario": "nlu-parse", "utterances": cases.len(), "parses": times.len(),
+               "p50_us": pct(0.5), "p99_us": pct(0.99), "max_us": pct(1.0)})
     );
     Ok(())
 }
