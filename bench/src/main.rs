@@ -561,10 +561,18 @@ async fn load(
 fn nlu_bench(files: &[String], rounds: usize) -> Result<()> {
     let mut cases = Vec::new();
     for f in files {
-        for line in std::fs::read_to_string(f)?.lines().filter(|l| !l.trim().is_empty()) {
+        for line in std::fs::read_to_string(f)?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+        {
             let v: serde_json::Value = serde_json::from_str(line)?;
-            let tz: chrono_tz::Tz = v["tz"].as_str().unwrap_or("UTC").parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-            let now = taskflow_nlu::parse_now(v["now"].as_str().unwrap_or_default(), tz).context("now")?;
+            let tz: chrono_tz::Tz = v["tz"]
+                .as_str()
+                .unwrap_or("UTC")
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let now = taskflow_nlu::parse_now(v["now"].as_str().unwrap_or_default(), tz)
+                .context("now")?;
             cases.push((v["say"].as_str().unwrap_or_default().to_owned(), now, tz));
         }
     }

@@ -10,6 +10,7 @@ use taskflow_store::{Conversation, Message};
 use uuid::Uuid;
 
 use crate::{
+    llm::Llm,
     rules::{self, State},
     tools::{ToolCall, Tools},
 };
@@ -29,11 +30,13 @@ pub struct ChatReply {
 #[derive(Debug, Clone)]
 pub struct Chat {
     tools: Tools,
+    llm: Option<Llm>,
 }
 
 impl Chat {
-    pub fn new(tools: Tools) -> Self {
-        Self { tools }
+    /// The chat use case; with `llm`, messages go to the model first.
+    pub fn new(tools: Tools, llm: Option<Llm>) -> Self {
+        Self { tools, llm }
     }
 
     /// Answers `message` in `conversation` (a new one when `None`).
@@ -79,8 +82,30 @@ impl Chat {
                 state,
             }
         } else {
-            let local = now.with_timezone(&user.timezone.tz()).naive_local();
-            rules::respond(&self.tools, user, state, text, local).await
+            let by_model = match &self.llm {
+                Some(llm) => {
+                    let history = app.store().messages(user.id, &convo.id, 1000).await?;
+                    match llm.respond(&self.tools, user, &history, text, now).await {
+                        Ok(t) => Some(rules::Turn {
+                            text: t.text,
+                            calls: t.calls,
+                            state: state.clone(),
+                        }),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the model is unavailable; this message is answered by the rule-based agent");
+                            None
+                        }
+                    }
+                }
+                None => None,
+            };
+            match by_model {
+                Some(turn) => turn,
+                None => {
+                    let local = now.with_timezone(&user.timezone.tz()).naive_local();
+                    rules::respond(&self.tools, user, state, text, local).await
+                }
+            }
         };
         convo.state = serde_json::to_value(&turn.state).unwrap_or_default();
         convo.updated_at = now;

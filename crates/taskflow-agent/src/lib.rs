@@ -4,9 +4,11 @@
 //! agent's memory in the database, so the server holds no state between requests.
 
 mod chat;
+mod llm;
 mod reply;
 mod rules;
 mod tools;
 
 pub use chat::{Chat, ChatReply, MAX_MESSAGE_CHARS};
+pub use llm::{Llm, LlmConfig, LlmError, MAX_STEPS};
 pub use tools::{ToolCall, ToolDef, ToolError, Tools};

@@ -60,7 +60,7 @@ struct ChatReplyDoc {
 }
 
 fn chat_of(s: &AppState) -> Chat {
-    Chat::new(Tools::new(s.app.clone()))
+    Chat::new(Tools::new(s.app.clone()), s.llm.clone())
 }
 
 async fn answer(

@@ -53,6 +53,8 @@ pub struct AppState {
     pub readiness: taskflow_bus::Readiness,
     /// How often an idle live stream (SSE comment, WebSocket ping) shows it is alive.
     pub heartbeat: Duration,
+    /// The model behind the chat, when one is configured; else the rule-based agent answers.
+    pub llm: Option<taskflow_agent::Llm>,
 }
 
 #[derive(OpenApi)]

@@ -117,6 +117,19 @@ pub struct ServeOpts {
     /// Live connections (SSE and WebSocket together) one user may have open at once.
     #[arg(long, env = "TASKFLOW_MAX_STREAMS_PER_USER", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_streams_per_user: u32,
+    /// OpenAI-compatible Chat Completions server for the assistant (e.g.
+    /// https://api.openai.com/v1). Unset: the rule-based agent answers.
+    #[arg(long, env = "TASKFLOW_LLM_BASE_URL")]
+    pub llm_base_url: Option<String>,
+    /// The model to ask.
+    #[arg(long, env = "TASKFLOW_LLM_MODEL", default_value = "gpt-4o-mini")]
+    pub llm_model: String,
+    /// API key for the model server.
+    #[arg(long, env = "TASKFLOW_LLM_API_KEY", hide_env_values = true)]
+    pub llm_api_key: Option<SecretString>,
+    /// Seconds to wait for one model call before falling back to the rule-based agent.
+    #[arg(long, env = "TASKFLOW_LLM_TIMEOUT_SECS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub llm_timeout_secs: u64,
     /// Seconds between heartbeats on an idle live stream (SSE comment, WebSocket ping).
     #[arg(long, env = "TASKFLOW_HEARTBEAT_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub heartbeat_secs: u64,

@@ -2,6 +2,7 @@
 
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
+use taskflow_agent::{Llm, LlmConfig};
 use taskflow_api::{AppState, Limits, Rate};
 use taskflow_app::{App, TokenConfig, Tokens};
 use taskflow_bus::{Consumer, ConsumerConfig, EmbeddedBus, Handler, Readiness, RoleState};
@@ -169,6 +170,28 @@ pub async fn run(opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
         Err(e) => return fail(format_args!("cannot open the event log: {e}")),
     };
     let app = App::new(store, bus, Arc::new(SystemClock), tokens);
+    let llm = match &opts.llm_base_url {
+        Some(url) => {
+            use secrecy::ExposeSecret as _;
+            let config = LlmConfig {
+                base_url: url.clone(),
+                model: opts.llm_model.clone(),
+                api_key: opts
+                    .llm_api_key
+                    .as_ref()
+                    .map(|k| k.expose_secret().to_owned()),
+                timeout: Duration::from_secs(opts.llm_timeout_secs),
+            };
+            match Llm::new(config) {
+                Ok(l) => {
+                    tracing::info!(model = %opts.llm_model, "chat goes through the model first");
+                    Some(l)
+                }
+                Err(e) => return fail(format_args!("cannot set up the model client: {e}")),
+            }
+        }
+        None => None,
+    };
     let readiness = Readiness::default();
     let hub = roles
         .contains(&Role::Sync)
@@ -195,6 +218,7 @@ pub async fn run(opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
         hub: hub.clone(),
         readiness: readiness.clone(),
         heartbeat: Duration::from_secs(opts.heartbeat_secs),
+        llm,
     };
     let router = if roles.contains(&Role::Api) {
         readiness.set("api", RoleState::Ready);

@@ -10,6 +10,7 @@ mod chat;
 mod cli;
 mod contract;
 mod list;
+mod llm;
 mod ops;
 mod readme;
 mod services;

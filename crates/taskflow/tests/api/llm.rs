@@ -1,0 +1,161 @@
+//! The LLM agent against a small fake of an OpenAI-compatible Chat Completions server (no
+//! provider is reachable here). The fake speaks the real wire format: `tools` in, `choices[0]
+//! .message.tool_calls` with `finish_reason: "tool_calls"` out, then a final text answer.
+
+use std::sync::{Arc, Mutex};
+
+use axum::{Json, Router, extract::State, http::StatusCode, routing::post};
+use serde_json::{Value, json};
+
+use crate::App;
+
+#[derive(Clone, Default)]
+struct Fake {
+    requests: Arc<Mutex<Vec<Value>>>,
+    fail: bool,
+}
+
+async fn completions(State(f): State<Fake>, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
+    let n = {
+        let mut r = f.requests.lock().unwrap();
+        r.push(body.clone());
+        r.len()
+    };
+    if f.fail {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": {"message": "overloaded"}})),
+        );
+    }
+    let answer = if n == 1 {
+        json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+            "function": {"name": "add_task", "arguments": "{\"title\":\"Water the ferns\",\"due_date\":\"2030-05-01\",\"priority\":\"high\"}"}}]})
+    } else {
+        json!({"role": "assistant", "content": "Added #1 “Water the ferns” for Wed May 1, high priority."})
+    };
+    let reason = if n == 1 { "tool_calls" } else { "stop" };
+    (
+        StatusCode::OK,
+        Json(
+            json!({"id": format!("chatcmpl-{n}"), "object": "chat.completion", "model": body["model"],
+        "choices": [{"index": 0, "message": answer, "finish_reason": reason}]}),
+        ),
+    )
+}
+
+async fn fake(fail: bool) -> (String, Fake) {
+    let f = Fake {
+        fail,
+        ..Fake::default()
+    };
+    let app = Router::new()
+        .route("/v1/chat/completions", post(completions))
+        .with_state(f.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/v1"), f)
+}
+
+#[tokio::test]
+async fn chat_goes_through_the_model_with_the_tools_and_runs_its_tool_calls() {
+    let (url, fake) = fake(false).await;
+    let Some(app) = App::with_args(&[
+        "--llm-base-url",
+        &url,
+        "--llm-model",
+        "test-model",
+        "--llm-api-key",
+        "sk-test",
+    ])
+    .await
+    else {
+        return;
+    };
+    let res = app
+        .post(
+            "/api/chat",
+            json!({"message": "water the ferns on may 1st 2030, it's important"}),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(
+        res.body["response"],
+        "Added #1 “Water the ferns” for Wed May 1, high priority."
+    );
+    assert_eq!(res.body["tool_calls"][0]["tool"], "add_task");
+    assert_eq!(res.body["tool_calls"][0]["result"]["number"], 1);
+    let task = app.get(&format!("/api/{}/tasks/1", app.user_id())).await;
+    assert_eq!(task.body["title"], "Water the ferns");
+    assert_eq!(task.body["due_date"], "2030-05-01");
+    assert_eq!(task.body["priority"], "high");
+
+    let requests = fake.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2, "one tool round, then the answer");
+    let first = &requests[0];
+    assert_eq!(first["model"], "test-model");
+    let tools: Vec<&str> = first["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    for t in [
+        "add_task",
+        "list_tasks",
+        "complete_task",
+        "delete_task",
+        "update_task",
+        "set_reminder",
+        "search_tasks",
+    ] {
+        assert!(tools.contains(&t), "{t} offered: {tools:?}");
+    }
+    assert_eq!(
+        first["tools"][0]["function"]["parameters"]["type"],
+        "object"
+    );
+    let system = first["messages"][0]["content"].as_str().unwrap();
+    assert!(system.contains("America/New_York"), "{system}");
+    assert_eq!(
+        first["messages"].as_array().unwrap().last().unwrap()["content"],
+        "water the ferns on may 1st 2030, it's important"
+    );
+    let second = requests[1]["messages"].as_array().unwrap();
+    let tool_msg = second
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .expect("the tool result went back");
+    assert_eq!(tool_msg["tool_call_id"], "call_1");
+    assert!(
+        tool_msg["content"]
+            .as_str()
+            .unwrap()
+            .contains("Water the ferns")
+    );
+}
+
+#[tokio::test]
+async fn a_provider_error_falls_back_to_the_rule_based_agent_for_that_message() {
+    let (url, fake) = fake(true).await;
+    let Some(app) = App::with_args(&["--llm-base-url", &url]).await else {
+        return;
+    };
+    let res = app
+        .post(
+            "/api/chat",
+            json!({"message": "add call the bank tomorrow at 10am"}),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let text = res.body["response"].as_str().unwrap();
+    assert!(text.starts_with("Added #1 “call the bank”"), "{text}");
+    assert_eq!(
+        fake.requests.lock().unwrap().len(),
+        1,
+        "the model was asked first"
+    );
+    let logged = std::iter::from_fn(|| app.server.stderr.try_recv().ok())
+        .any(|l| l.contains("rule-based agent"));
+    assert!(logged, "the fallback is logged");
+}
