@@ -50,6 +50,24 @@ pub enum Command {
     /// The assistant's language understanding.
     #[command(subcommand)]
     Nlu(NluCommand),
+    /// Talk to the assistant of a running server from the terminal.
+    Chat(ChatOpts),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ChatOpts {
+    /// The server.
+    #[arg(long, env = "TASKFLOW_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Your account's email.
+    #[arg(long, env = "TASKFLOW_EMAIL")]
+    pub email: String,
+    /// Your password.
+    #[arg(long, env = "TASKFLOW_PASSWORD", hide_env_values = true)]
+    pub password: SecretString,
+    /// Continue this conversation instead of starting a new one.
+    #[arg(long)]
+    pub conversation: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

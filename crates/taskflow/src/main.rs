@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod chat;
 mod cli;
 mod nlu;
 mod serve;
@@ -26,6 +27,7 @@ async fn main() -> ExitCode {
         cli::Command::Run(run) => serve::run(run.serve, run.roles).await,
         cli::Command::Audit(cli::AuditCommand::Rebuild(db)) => serve::rebuild_audit(db).await,
         cli::Command::Migrate(opts) => serve::migrate(opts).await,
+        cli::Command::Chat(opts) => chat::run(opts).await,
         cli::Command::Nlu(cli::NluCommand::Parse { now, tz, utterance }) => {
             nlu::parse(now.as_deref(), tz.as_deref(), &utterance.join(" "))
         }

@@ -230,3 +230,62 @@ async fn bad_messages_get_a_clear_reply_and_change_nothing() {
         .await;
     assert_eq!(res.status, 200);
 }
+
+#[tokio::test]
+async fn the_terminal_chat_signs_in_and_talks_to_the_server() {
+    use std::io::Write as _;
+    let Some(app) = App::new().await else { return };
+    let mut child = std::process::Command::new(BIN)
+        .args([
+            "chat",
+            "--url",
+            &app.server.base,
+            "--email",
+            "ada@example.com",
+        ])
+        .env("TASKFLOW_PASSWORD", "correct horse battery")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"add water the plants tomorrow at 8am\nshow my tasks\n/history\n/quit\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("taskflow › Added #1 “water the plants”"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 task:"), "{stdout}");
+    assert!(
+        stdout.contains("you: show my tasks"),
+        "the history: {stdout}"
+    );
+    assert!(!stdout.contains("\x1b["), "no colour when not a terminal");
+    // A wrong password is one line and status 2.
+    let bad = std::process::Command::new(BIN)
+        .args([
+            "chat",
+            "--url",
+            &app.server.base,
+            "--email",
+            "ada@example.com",
+            "--password",
+            "wrong password",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("cannot sign in"));
+}
