@@ -5,10 +5,12 @@
 
 mod chat;
 mod llm;
+mod mcp;
 mod reply;
 mod rules;
 mod tools;
 
 pub use chat::{Chat, ChatReply, MAX_MESSAGE_CHARS};
 pub use llm::{Llm, LlmConfig, LlmError, MAX_STEPS};
+pub use mcp::McpServer;
 pub use tools::{ToolCall, ToolDef, ToolError, Tools};

@@ -7,6 +7,7 @@ mod events;
 mod extract;
 mod health;
 mod limits;
+mod mcp;
 mod problem;
 mod tasks;
 mod users;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub heartbeat: Duration,
     /// The model behind the chat, when one is configured; else the rule-based agent answers.
     pub llm: Option<taskflow_agent::Llm>,
+    /// Host names `/mcp` accepts (DNS-rebinding protection).
+    pub mcp_allowed_hosts: Vec<String>,
 }
 
 #[derive(OpenApi)]
@@ -105,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(tasks::compat_router())
         .merge(chat::compat_router())
+        .merge(mcp::router(&state))
         .route_layer(middleware::from_fn(health::track))
         .merge(health::router())
         .route("/openapi.json", axum::routing::get(move || async move { axum::Json(doc_json.clone()) }))

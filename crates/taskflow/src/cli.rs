@@ -52,6 +52,17 @@ pub enum Command {
     Nlu(NluCommand),
     /// Talk to the assistant of a running server from the terminal.
     Chat(ChatOpts),
+    /// Serve the task tools over MCP on stdio, for one user (e.g. for Claude Desktop).
+    Mcp(McpOpts),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct McpOpts {
+    #[command(flatten)]
+    pub db: DbOpts,
+    /// The email of the user whose tasks the tools act on.
+    #[arg(long, env = "TASKFLOW_MCP_USER")]
+    pub user: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -148,6 +159,15 @@ pub struct ServeOpts {
     /// Seconds to wait for one model call before falling back to the rule-based agent.
     #[arg(long, env = "TASKFLOW_LLM_TIMEOUT_SECS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub llm_timeout_secs: u64,
+    /// Host names (or host:port) the MCP endpoint /mcp accepts in the Host header, comma
+    /// separated; protects local servers from DNS rebinding.
+    #[arg(
+        long,
+        env = "TASKFLOW_MCP_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        default_value = "localhost,127.0.0.1,::1"
+    )]
+    pub mcp_allowed_hosts: Vec<String>,
     /// Seconds between heartbeats on an idle live stream (SSE comment, WebSocket ping).
     #[arg(long, env = "TASKFLOW_HEARTBEAT_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub heartbeat_secs: u64,

@@ -28,6 +28,7 @@ async fn main() -> ExitCode {
         cli::Command::Audit(cli::AuditCommand::Rebuild(db)) => serve::rebuild_audit(db).await,
         cli::Command::Migrate(opts) => serve::migrate(opts).await,
         cli::Command::Chat(opts) => chat::run(opts).await,
+        cli::Command::Mcp(opts) => serve::mcp_stdio(opts).await,
         cli::Command::Nlu(cli::NluCommand::Parse { now, tz, utterance }) => {
             nlu::parse(now.as_deref(), tz.as_deref(), &utterance.join(" "))
         }

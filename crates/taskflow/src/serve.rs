@@ -45,6 +45,55 @@ pub async fn migrate(db: DbOpts) -> ExitCode {
     }
 }
 
+/// `taskflow mcp`: the task tools over MCP on stdio, acting for one user.
+pub async fn mcp_stdio(opts: crate::cli::McpOpts) -> ExitCode {
+    use rmcp::ServiceExt as _;
+    let store = match open(&opts.db).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let email = match taskflow_core::Email::parse(&opts.user) {
+        Ok(e) => e,
+        Err(e) => return fail(format_args!("--user: {e}")),
+    };
+    let user = match store.user_by_email(&email).await {
+        Ok(Some(u)) => u.user,
+        Ok(None) => {
+            return fail(format_args!(
+                "there is no user {email}; sign up first",
+                email = email.as_str()
+            ));
+        }
+        Err(e) => return fail(format_args!("cannot read users: {e}")),
+    };
+    let tokens = match Tokens::load(
+        store.as_ref(),
+        &TokenConfig {
+            secret: None,
+            ttl: Duration::from_secs(3600),
+        },
+    )
+    .await
+    {
+        Ok(t) => t,
+        Err(e) => return fail(format_args!("cannot set up token signing: {e}")),
+    };
+    let bus = match EmbeddedBus::open(store.clone()).await {
+        Ok(b) => b,
+        Err(e) => return fail(format_args!("cannot open the event log: {e}")),
+    };
+    let app = App::new(store, bus, Arc::new(SystemClock), tokens);
+    let server = taskflow_agent::McpServer::for_user(taskflow_agent::Tools::new(app), user);
+    tracing::info!("serving MCP on stdio");
+    match server.serve(rmcp::transport::stdio()).await {
+        Ok(running) => {
+            let _ = running.waiting().await;
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format_args!("MCP session failed: {e}")),
+    }
+}
+
 /// `taskflow audit rebuild`: replays the event log into an empty audit log.
 pub async fn rebuild_audit(db: DbOpts) -> ExitCode {
     let store = match open(&db).await {
@@ -219,6 +268,7 @@ pub async fn run(opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
         readiness: readiness.clone(),
         heartbeat: Duration::from_secs(opts.heartbeat_secs),
         llm,
+        mcp_allowed_hosts: opts.mcp_allowed_hosts.clone(),
     };
     let router = if roles.contains(&Role::Api) {
         readiness.set("api", RoleState::Ready);

@@ -11,6 +11,7 @@ mod cli;
 mod contract;
 mod list;
 mod llm;
+mod mcp;
 mod ops;
 mod readme;
 mod services;
