@@ -33,6 +33,85 @@ pub struct Pending {
     pub changes: Value,
 }
 
+/// The pending action of "delete all …": confirm first.
+const BULK_DELETE: &str = "delete_many";
+
+/// "all completed tasks", "everything tagged x": more than one task by intent.
+fn is_bulk(q: &str) -> bool {
+    let q = q.to_ascii_lowercase();
+    q == "all"
+        || q == "everything"
+        || q.starts_with("all ")
+        || q.starts_with("every ")
+        || q.starts_with("everything ")
+}
+
+/// Lists what "delete all …" would delete and asks for a yes.
+async fn bulk_delete(agent: &mut Agent<'_>, q: &str) -> String {
+    let lower = q.to_ascii_lowercase();
+    let status = if ["completed", "done", "finished"]
+        .iter()
+        .any(|w| lower.split_whitespace().any(|x| x == *w))
+    {
+        "completed"
+    } else {
+        "all"
+    };
+    let words: Vec<&str> = lower
+        .split_whitespace()
+        .filter(|w| {
+            !matches!(
+                *w,
+                "all"
+                    | "every"
+                    | "everything"
+                    | "the"
+                    | "my"
+                    | "of"
+                    | "tasks"
+                    | "task"
+                    | "todos"
+                    | "completed"
+                    | "done"
+                    | "finished"
+                    | "about"
+                    | "with"
+            )
+        })
+        .collect();
+    let mut args = json!({"status": status, "limit": 100});
+    if !words.is_empty() {
+        args["query"] = json!(words.join(" "));
+    }
+    let found = match agent.call("list_tasks", args).await {
+        Ok(v) => v["items"].as_array().cloned().unwrap_or_default(),
+        Err(e) => return format!("I could not look that up: {e}."),
+    };
+    if found.is_empty() {
+        return "No tasks match that, so there is nothing to delete.".to_owned();
+    }
+    let lines: Vec<String> = found
+        .iter()
+        .take(20)
+        .map(|t| format!("• {}", describe(t, agent.tz)))
+        .collect();
+    let more = if found.len() > 20 {
+        format!("\n… and {} more", found.len() - 20)
+    } else {
+        String::new()
+    };
+    agent.state.pending = Some(Pending {
+        intent: BULK_DELETE.to_owned(),
+        candidates: found.iter().filter_map(|t| t["number"].as_i64()).collect(),
+        changes: Value::Null,
+    });
+    format!(
+        "This would delete {} tasks:\n{}{more}\nReply “yes” to delete them, or “no” to keep them.",
+        found.len(),
+        lines.join("\n")
+    )
+}
+
 pub const HELP: &str = "I keep your tasks. Try:\n\
 • “add pay rent every month on the 1st at 9am, urgent”\n\
 • “remind me to call mom tomorrow at 6pm”\n\
@@ -128,6 +207,46 @@ pub async fn respond(
         state,
         calls: Vec::new(),
     };
+    // An answer to "delete all of these?".
+    if let Some(p) = agent.state.pending.take_if(|p| p.intent == BULK_DELETE) {
+        let answer = message
+            .trim()
+            .trim_end_matches(['.', '!'])
+            .to_ascii_lowercase();
+        if matches!(
+            answer.as_str(),
+            "yes"
+                | "y"
+                | "yes please"
+                | "confirm"
+                | "ok"
+                | "okay"
+                | "sure"
+                | "do it"
+                | "delete them"
+        ) {
+            let mut deleted = 0;
+            for n in &p.candidates {
+                if agent
+                    .call("delete_task", json!({"task_id": n}))
+                    .await
+                    .is_ok()
+                {
+                    deleted += 1;
+                }
+            }
+            agent.state.last_task = None;
+            let noun = if deleted == 1 { "task" } else { "tasks" };
+            return agent.done(format!("Deleted {deleted} {noun}."));
+        }
+        if matches!(
+            answer.as_str(),
+            "no" | "n" | "cancel" | "keep them" | "stop" | "nope" | "don't"
+        ) {
+            return agent.done("Kept them; nothing was deleted.".to_owned());
+        }
+        // Anything else is a new request; the question lapses.
+    }
     // An answer to "which one?".
     if let Some(p) = agent.state.pending.take()
         && let Some(i) = choice(message, p.candidates.len())
@@ -152,6 +271,12 @@ pub async fn respond(
             None => not_understood(message),
         },
         Intent::ListTasks => list(&mut agent, parsed.filter.unwrap_or_default()).await,
+        Intent::DeleteTask if matches!(&parsed.target, Some(Target::Query(q)) if is_bulk(q)) => {
+            let Some(Target::Query(q)) = &parsed.target else {
+                unreachable!("matched above")
+            };
+            bulk_delete(&mut agent, q).await
+        }
         intent => {
             let target = parsed.target.unwrap_or(Target::Last(true));
             let changes_json = parsed

@@ -289,3 +289,34 @@ async fn the_terminal_chat_signs_in_and_talks_to_the_server() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("cannot sign in"));
 }
+
+#[tokio::test]
+async fn a_bulk_delete_asks_for_confirmation_first() {
+    let Some(app) = App::new().await else { return };
+    let c = say(&app, None, "add pay gas bill").await;
+    let cid = c["conversation_id"].as_str().unwrap().to_owned();
+    say(&app, Some(&cid), "add pay water bill").await;
+    say(&app, Some(&cid), "add call the landlord").await;
+    say(&app, Some(&cid), "complete #1").await;
+    say(&app, Some(&cid), "complete #2").await;
+    let ask = say(&app, Some(&cid), "delete all completed tasks").await;
+    let text = ask["response"].as_str().unwrap();
+    assert!(
+        text.contains("This would delete 2 tasks") && text.contains("“yes”"),
+        "{text}"
+    );
+    assert_eq!(tools(&ask), ["list_tasks"], "nothing deleted yet");
+    let no = say(&app, Some(&cid), "no").await;
+    assert!(
+        no["response"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was deleted")
+    );
+    assert_eq!(app.counts().await.0, 3);
+    say(&app, Some(&cid), "delete all completed tasks").await;
+    let yes = say(&app, Some(&cid), "yes").await;
+    assert_eq!(yes["response"], "Deleted 2 tasks.");
+    assert_eq!(tools(&yes), ["delete_task", "delete_task"]);
+    assert_eq!(app.counts().await.0, 1, "only the open task is left");
+}
