@@ -79,7 +79,7 @@ async fn answer(
 
 /// Talk to the assistant.
 #[utoipa::path(post, path = "/api/chat", tag = "chat", request_body = ChatRequest,
-    responses((status = 200, body = ChatReplyDoc), (status = 404, body = Problem), (status = 422, body = Problem)),
+    responses((status = 200, body = ChatReplyDoc), (status = 404, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)),
     security(("bearer" = [])))]
 async fn chat(
     State(s): State<AppState>,

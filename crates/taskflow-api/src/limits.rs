@@ -27,6 +27,8 @@ pub struct Rate {
 pub struct Limits {
     ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
     user: Option<DefaultKeyedRateLimiter<UserId>>,
+    /// Chat messages per user: each may run several writes and, with a model, cost money.
+    chat: Option<DefaultKeyedRateLimiter<UserId>>,
 }
 
 fn limiter<K: std::hash::Hash + Eq + Clone>(rate: Rate) -> Option<DefaultKeyedRateLimiter<K>> {
@@ -38,11 +40,16 @@ fn limiter<K: std::hash::Hash + Eq + Clone>(rate: Rate) -> Option<DefaultKeyedRa
 }
 
 impl Limits {
-    pub fn new(ip: Rate, user: Rate) -> Arc<Self> {
+    pub fn new(ip: Rate, user: Rate, chat: Rate) -> Arc<Self> {
         Arc::new(Self {
             ip: limiter(ip),
             user: limiter(user),
+            chat: limiter(chat),
         })
+    }
+
+    pub fn check_chat(&self, user: UserId) -> Result<(), ApiError> {
+        check(self.chat.as_ref(), &user)
     }
 
     pub fn check_user(&self, user: UserId) -> Result<(), ApiError> {
@@ -59,7 +66,7 @@ impl Limits {
             l.retain_recent();
             l.shrink_to_fit();
         }
-        if let Some(l) = &self.user {
+        for l in [&self.user, &self.chat].into_iter().flatten() {
             l.retain_recent();
             l.shrink_to_fit();
         }

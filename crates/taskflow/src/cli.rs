@@ -136,6 +136,9 @@ pub struct ServeOpts {
     /// Requests per second allowed for one signed-in user (0 turns the limit off).
     #[arg(long, env = "TASKFLOW_RATE_LIMIT_PER_USER", default_value_t = 100)]
     pub rate_limit_per_user: u32,
+    /// Chat messages per second allowed for one signed-in user (0 turns the limit off).
+    #[arg(long, env = "TASKFLOW_RATE_LIMIT_CHAT_PER_USER", default_value_t = 5)]
+    pub rate_limit_chat_per_user: u32,
     /// Burst allowance: how many requests above the steady rate a client may send at once,
     /// as a multiple of the rate.
     #[arg(long, env = "TASKFLOW_RATE_LIMIT_BURST", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]

@@ -45,6 +45,17 @@ pub async fn migrate(db: DbOpts) -> ExitCode {
     }
 }
 
+/// The use cases over `store`: token signing and the event log's wake-ups.
+async fn build_app(store: Arc<dyn Store>, tokens: &TokenConfig) -> Result<App, ExitCode> {
+    let tokens = Tokens::load(store.as_ref(), tokens)
+        .await
+        .map_err(|e| fail(format_args!("cannot set up token signing: {e}")))?;
+    let bus = EmbeddedBus::open(store.clone())
+        .await
+        .map_err(|e| fail(format_args!("cannot open the event log: {e}")))?;
+    Ok(App::new(store, bus, Arc::new(SystemClock), tokens))
+}
+
 /// `taskflow mcp`: the task tools over MCP on stdio, acting for one user.
 pub async fn mcp_stdio(opts: crate::cli::McpOpts) -> ExitCode {
     use rmcp::ServiceExt as _;
@@ -66,23 +77,14 @@ pub async fn mcp_stdio(opts: crate::cli::McpOpts) -> ExitCode {
         }
         Err(e) => return fail(format_args!("cannot read users: {e}")),
     };
-    let tokens = match Tokens::load(
-        store.as_ref(),
-        &TokenConfig {
-            secret: None,
-            ttl: Duration::from_secs(3600),
-        },
-    )
-    .await
-    {
-        Ok(t) => t,
-        Err(e) => return fail(format_args!("cannot set up token signing: {e}")),
+    let config = TokenConfig {
+        secret: None,
+        ttl: Duration::from_secs(3600),
     };
-    let bus = match EmbeddedBus::open(store.clone()).await {
-        Ok(b) => b,
-        Err(e) => return fail(format_args!("cannot open the event log: {e}")),
+    let app = match build_app(store, &config).await {
+        Ok(app) => app,
+        Err(code) => return code,
     };
-    let app = App::new(store, bus, Arc::new(SystemClock), tokens);
     let server = taskflow_agent::McpServer::for_user(taskflow_agent::Tools::new(app), user);
     tracing::info!("serving MCP on stdio");
     match server.serve(rmcp::transport::stdio()).await {
@@ -210,15 +212,10 @@ pub async fn run(opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
         secret: opts.jwt_secret.clone(),
         ttl: Duration::from_secs(opts.token_ttl_hours * 3600),
     };
-    let tokens = match Tokens::load(store.as_ref(), &token_config).await {
-        Ok(t) => t,
-        Err(e) => return fail(format_args!("cannot set up token signing: {e}")),
+    let app = match build_app(store, &token_config).await {
+        Ok(app) => app,
+        Err(code) => return code,
     };
-    let bus = match EmbeddedBus::open(store.clone()).await {
-        Ok(b) => b,
-        Err(e) => return fail(format_args!("cannot open the event log: {e}")),
-    };
-    let app = App::new(store, bus, Arc::new(SystemClock), tokens);
     let llm = match &opts.llm_base_url {
         Some(url) => {
             use secrecy::ExposeSecret as _;
@@ -256,6 +253,10 @@ pub async fn run(opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
         Rate {
             per_second: opts.rate_limit_per_user,
             burst: opts.rate_limit_per_user.saturating_mul(burst),
+        },
+        Rate {
+            per_second: opts.rate_limit_chat_per_user,
+            burst: opts.rate_limit_chat_per_user.saturating_mul(burst),
         },
     );
     let metrics = taskflow_api::prometheus();

@@ -320,3 +320,24 @@ async fn a_bulk_delete_asks_for_confirmation_first() {
     assert_eq!(tools(&yes), ["delete_task", "delete_task"]);
     assert_eq!(app.counts().await.0, 1, "only the open task is left");
 }
+
+#[tokio::test]
+async fn chat_is_rate_limited_per_user() {
+    let Some(app) =
+        App::with_args(&["--rate-limit-chat-per-user", "1", "--rate-limit-burst", "1"]).await
+    else {
+        return;
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(app.post("/api/chat", json!({"message": "help"})).await);
+    }
+    let limited = statuses
+        .iter()
+        .find(|r| r.status == 429)
+        .expect("a 429 among 4 quick messages");
+    limited.problem(429);
+    assert!(limited.headers.contains_key("retry-after"));
+    // Other requests of the same user are not held back by the chat limit.
+    assert_eq!(app.get("/api/tasks").await.status, 200);
+}
