@@ -68,6 +68,7 @@ async fn answer(
     user: &taskflow_core::User,
     body: ChatRequest,
 ) -> Result<ChatReply, ApiError> {
+    s.limits.check_chat(user.id)?;
     chat_of(s)
         .send(user, body.conversation_id.as_deref(), &body.message)
         .await
