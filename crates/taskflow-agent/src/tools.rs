@@ -437,8 +437,10 @@ fn query(
     q.status = match string(args, "status") {
         Some("all") => None,
         Some("completed") => Some(TaskStatus::Completed),
-        Some("pending") | None if !search => Some(TaskStatus::Pending),
-        None => None,
+        Some("pending") => Some(TaskStatus::Pending),
+        // A list shows what is still to do; a search looks everywhere.
+        None if search => None,
+        None => Some(TaskStatus::Pending),
         Some(other) => {
             return Err(ToolError::Invalid(format!(
                 "status must be all, pending or completed, got `{other}`"
