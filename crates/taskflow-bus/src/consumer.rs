@@ -93,6 +93,8 @@ impl std::fmt::Debug for Consumer {
 struct Gap {
     at: i64,
     snapshot: Option<String>,
+    /// Every transaction that could fill the gap has ended: the next read is final.
+    settled: bool,
 }
 
 impl Consumer {
@@ -188,7 +190,9 @@ impl Consumer {
                     );
                     offset = batch[0].position - 1;
                     gap = None;
-                } else if wait(&mut stop, Duration::from_millis(5)).await {
+                } else if !gap.as_ref().is_some_and(|g| g.settled)
+                    && wait(&mut stop, Duration::from_millis(5)).await
+                {
                     break;
                 }
                 continue;
@@ -226,18 +230,29 @@ impl Consumer {
         tracing::info!(consumer = name, offset, "consumer stopped");
     }
 
+    /// Whether the gap at `at`, in a batch just read, is final. A gap is final only when a
+    /// read made after every transaction that could fill it has ended still shows it: once
+    /// that holds, this says "read again" (false) one more time, and the read after it decides.
     async fn gap_is_final(&self, gap: &mut Option<Gap>, at: i64) -> bool {
         match gap {
-            Some(g) if g.at == at => match &g.snapshot {
-                None => true,
-                Some(s) => self.store.settled(s).await.unwrap_or(false),
-            },
+            Some(g) if g.at == at && g.settled => true,
+            Some(g) if g.at == at => {
+                g.settled = match &g.snapshot {
+                    None => true,
+                    Some(s) => self.store.settled(s).await.unwrap_or(false),
+                };
+                false
+            }
             _ => {
                 let snapshot = self.store.snapshot().await.ok().flatten();
-                let final_now = snapshot.is_none();
-                *gap = Some(Gap { at, snapshot });
-                // Without a snapshot (SQLite) a gap is final at once.
-                final_now
+                // Without a snapshot (SQLite) positions commit in order: one more read decides.
+                let settled = snapshot.is_none();
+                *gap = Some(Gap {
+                    at,
+                    snapshot,
+                    settled,
+                });
+                false
             }
         }
     }
