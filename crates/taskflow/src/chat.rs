@@ -1,21 +1,40 @@
 //! `taskflow chat`: the assistant in a terminal, against a running server. One line per
 //! message; `/history` shows the conversation so far, `/new` starts another, `/quit` ends.
+//!
+//! At a terminal the input line can be edited, and the arrow keys recall earlier lines,
+//! also from earlier runs (kept in a history file); replies are coloured unless `NO_COLOR`
+//! is set. From a pipe it reads one message per line and prints plain text, so it can be
+//! scripted.
 
 use std::{
-    io::{BufRead as _, IsTerminal as _, Write as _},
+    io::{BufRead as _, IsTerminal as _},
+    path::PathBuf,
     process::ExitCode,
 };
 
-use secrecy::ExposeSecret as _;
+use reqwest::{Method, StatusCode};
+use rustyline::{Config, DefaultEditor, error::ReadlineError};
+use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
 
 use crate::cli::ChatOpts;
+
+/// Lines kept in the history file.
+const HISTORY_LINES: usize = 1000;
 
 struct Style {
     on: bool,
 }
 
 impl Style {
+    /// Colour when stdout is a terminal and `NO_COLOR` (<https://no-color.org>) is unset.
+    fn detect() -> Self {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Self {
+            on: std::io::stdout().is_terminal() && !no_color,
+        }
+    }
+
     fn paint(&self, code: &str, s: &str) -> String {
         if self.on {
             format!("\x1b[{code}m{s}\x1b[0m")
@@ -30,114 +49,240 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-async fn post(
-    client: &reqwest::Client,
-    url: String,
-    token: Option<&str>,
-    body: Value,
-) -> Result<Value, String> {
-    let mut req = client.post(url).json(&body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
+/// A signed-in connection to the server.
+struct Session {
+    client: reqwest::Client,
+    base: String,
+    email: String,
+    password: SecretString,
+    token: String,
+}
+
+impl Session {
+    async fn sign_in(&mut self) -> Result<(), String> {
+        let body = json!({"email": self.email, "password": self.password.expose_secret()});
+        let (status, v) = self
+            .send(Method::POST, "/api/auth/login", Some(&body), false)
+            .await?;
+        self.token = outcome(status, v)?["token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        Ok(())
     }
-    let res = req
-        .send()
-        .await
-        .map_err(|e| format!("cannot reach the server: {e}"))?;
-    let status = res.status();
-    let v: Value = res.json().await.unwrap_or(Value::Null);
-    if status.is_success() {
-        Ok(v)
-    } else {
-        Err(v["detail"].as_str().unwrap_or(status.as_str()).to_owned())
+
+    /// One signed-in request.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, String> {
+        let (status, v) = self.send(method, path, body, true).await?;
+        outcome(status, v)
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        auth: bool,
+    ) -> Result<(StatusCode, Value), String> {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if auth {
+            req = req.bearer_auth(&self.token);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let res = req
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach the server: {e}"))?;
+        let status = res.status();
+        Ok((status, res.json().await.unwrap_or(Value::Null)))
     }
 }
 
+/// The body of a success, else the problem's detail.
+fn outcome(status: StatusCode, body: Value) -> Result<Value, String> {
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(body["detail"]
+            .as_str()
+            .map_or_else(|| status.to_string(), str::to_owned))
+    }
+}
+
+/// Where typed lines come from: a line editor at a terminal, plain lines from a pipe.
+enum Input {
+    Editor {
+        editor: Box<DefaultEditor>,
+        file: Option<PathBuf>,
+    },
+    Lines(std::io::Lines<std::io::StdinLock<'static>>),
+}
+
+impl Input {
+    fn open(history: Option<PathBuf>) -> Self {
+        if !std::io::stdin().is_terminal() {
+            return Self::Lines(std::io::stdin().lock().lines());
+        }
+        let config = Config::builder()
+            .max_history_size(HISTORY_LINES)
+            .and_then(|c| c.history_ignore_dups(true))
+            .map(|c| c.auto_add_history(true).build())
+            .unwrap_or_default();
+        let Ok(mut editor) = DefaultEditor::with_config(config) else {
+            return Self::Lines(std::io::stdin().lock().lines());
+        };
+        if let Some(path) = &history {
+            // A missing file is a first run; anything else is worth a word but not a stop.
+            if let Err(e) = editor.load_history(path)
+                && path.exists()
+            {
+                eprintln!(
+                    "taskflow: cannot read the chat history {}: {e}",
+                    path.display()
+                );
+            }
+        }
+        Self::Editor {
+            editor: Box::new(editor),
+            file: history,
+        }
+    }
+
+    /// The next line, `None` at the end of input (Ctrl-D). Ctrl-C drops the line being typed.
+    fn next(&mut self, prompt: &str) -> Option<String> {
+        match self {
+            Self::Lines(lines) => lines.next()?.ok(),
+            Self::Editor { editor, file } => loop {
+                match editor.readline(prompt) {
+                    Ok(line) => {
+                        if let Some(path) = file {
+                            // Kept as it is typed, so a killed terminal loses nothing.
+                            if let Some(dir) = path.parent() {
+                                let _ = std::fs::create_dir_all(dir);
+                            }
+                            let _ = editor.append_history(path);
+                        }
+                        return Some(line);
+                    }
+                    Err(ReadlineError::Interrupted) => continue,
+                    Err(_) => return None,
+                }
+            },
+        }
+    }
+}
+
+/// `$XDG_STATE_HOME/taskflow/chat_history`, else `~/.local/state/taskflow/chat_history`.
+fn default_history_file() -> Option<PathBuf> {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
+    Some(state.join("taskflow").join("chat_history"))
+}
+
 pub async fn run(opts: ChatOpts) -> ExitCode {
-    let client = reqwest::Client::new();
-    let base = opts.url.trim_end_matches('/').to_owned();
-    let login = post(
-        &client,
-        format!("{base}/api/auth/login"),
-        None,
-        json!({"email": opts.email, "password": opts.password.expose_secret()}),
-    )
-    .await;
-    let token = match login {
-        Ok(v) => v["token"].as_str().unwrap_or_default().to_owned(),
-        Err(e) => return fail(format_args!("cannot sign in at {base}: {e}")),
-    };
-    let style = Style {
-        on: std::io::stdout().is_terminal(),
-    };
     let interactive = std::io::stdin().is_terminal();
+    let password = match opts.password {
+        Some(p) => p,
+        None if interactive => {
+            match rpassword::prompt_password(format!("password for {}: ", opts.email)) {
+                Ok(p) => SecretString::from(p),
+                Err(e) => return fail(format_args!("cannot read the password: {e}")),
+            }
+        }
+        None => return fail("no password: pass --password or set TASKFLOW_PASSWORD"),
+    };
+    let mut session = Session {
+        client: reqwest::Client::new(),
+        base: opts.url.trim_end_matches('/').to_owned(),
+        email: opts.email,
+        password,
+        token: String::new(),
+    };
+    if let Err(e) = session.sign_in().await {
+        return fail(format_args!("cannot sign in at {}: {e}", session.base));
+    }
+    let style = Style::detect();
     let mut conversation = opts.conversation.clone();
+    if opts.resume {
+        match session.call(Method::GET, "/api/conversations", None).await {
+            Ok(v) => conversation = v["items"][0]["id"].as_str().map(str::to_owned),
+            Err(e) => return fail(format_args!("cannot list your conversations: {e}")),
+        }
+    }
     if interactive {
+        let resumed = if conversation.is_some() {
+            "Continuing. "
+        } else {
+            ""
+        };
         println!(
             "{}",
             style.paint(
                 "2",
-                "Signed in. Say “help” for examples; /history, /new, /quit."
+                &format!("Signed in. {resumed}Say “help” for examples; /history, /new, /quit.")
             )
         );
     }
-    let stdin = std::io::stdin();
-    let mut lines = stdin.lock().lines();
-    loop {
-        if interactive {
-            print!("{} ", style.paint("1;32", "you ›"));
-            let _ = std::io::stdout().flush();
-        }
-        let Some(Ok(line)) = lines.next() else { break };
-        let line = line.trim().to_owned();
-        match line.as_str() {
-            "" => continue,
+    let prompt = if interactive {
+        format!("{} ", style.paint("1;32", "you ›"))
+    } else {
+        String::new()
+    };
+    let mut input = Input::open(opts.history_file.or_else(default_history_file));
+    while let Some(line) = input.next(&prompt) {
+        match line.trim() {
+            "" => {}
             "/quit" | "/exit" => break,
             "/new" => {
                 conversation = None;
                 println!("{}", style.paint("2", "(a new conversation)"));
-                continue;
             }
             "/history" => {
                 let Some(id) = &conversation else {
                     println!("{}", style.paint("2", "(nothing yet)"));
                     continue;
                 };
-                let res = client
-                    .get(format!("{base}/api/conversations/{id}/messages"))
-                    .bearer_auth(&token)
-                    .send()
-                    .await;
-                let body: Value = match res {
-                    Ok(r) => r.json().await.unwrap_or(Value::Null),
-                    Err(e) => return fail(format_args!("cannot reach the server: {e}")),
-                };
-                for m in body["items"].as_array().into_iter().flatten() {
-                    let who = if m["role"] == "user" {
-                        style.paint("32", "you")
-                    } else {
-                        style.paint("36", "taskflow")
-                    };
-                    println!("{who}: {}", m["content"].as_str().unwrap_or_default());
+                let path = format!("/api/conversations/{id}/messages");
+                match session.call(Method::GET, &path, None).await {
+                    Ok(body) => {
+                        for m in body["items"].as_array().into_iter().flatten() {
+                            let who = if m["role"] == "user" {
+                                style.paint("32", "you")
+                            } else {
+                                style.paint("36", "taskflow")
+                            };
+                            println!("{who}: {}", m["content"].as_str().unwrap_or_default());
+                        }
+                    }
+                    Err(e) => println!("{} {e}", style.paint("1;31", "error ›")),
                 }
-                continue;
             }
-            _ => {}
-        }
-        let mut body = json!({"message": line});
-        if let Some(id) = &conversation {
-            body["conversation_id"] = json!(id);
-        }
-        match post(&client, format!("{base}/api/chat"), Some(&token), body).await {
-            Ok(v) => {
-                conversation = v["conversation_id"].as_str().map(str::to_owned);
-                println!(
-                    "{} {}",
-                    style.paint("1;36", "taskflow ›"),
-                    v["response"].as_str().unwrap_or_default()
-                );
+            message => {
+                let mut body = json!({"message": message});
+                if let Some(id) = &conversation {
+                    body["conversation_id"] = json!(id);
+                }
+                match session.call(Method::POST, "/api/chat", Some(&body)).await {
+                    Ok(v) => {
+                        conversation = v["conversation_id"].as_str().map(str::to_owned);
+                        println!(
+                            "{} {}",
+                            style.paint("1;36", "taskflow ›"),
+                            v["response"].as_str().unwrap_or_default()
+                        );
+                    }
+                    Err(e) => println!("{} {e}", style.paint("1;31", "error ›")),
+                }
             }
-            Err(e) => println!("{} {e}", style.paint("1;31", "error ›")),
         }
     }
     ExitCode::SUCCESS

@@ -73,12 +73,19 @@ pub struct ChatOpts {
     /// Your account's email.
     #[arg(long, env = "TASKFLOW_EMAIL")]
     pub email: String,
-    /// Your password.
+    /// Your password. Asked for (without echo) when not given and the terminal is interactive.
     #[arg(long, env = "TASKFLOW_PASSWORD", hide_env_values = true)]
-    pub password: SecretString,
+    pub password: Option<SecretString>,
     /// Continue this conversation instead of starting a new one.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     pub conversation: Option<String>,
+    /// Continue your most recent conversation.
+    #[arg(long = "continue", id = "resume")]
+    pub resume: bool,
+    /// Where the lines you typed are kept between runs (arrow keys recall them).
+    /// Default: $XDG_STATE_HOME/taskflow/chat_history, else ~/.local/state/taskflow/chat_history.
+    #[arg(long, env = "TASKFLOW_CHAT_HISTORY")]
+    pub history_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

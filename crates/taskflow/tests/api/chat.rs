@@ -288,6 +288,159 @@ async fn the_terminal_chat_signs_in_and_talks_to_the_server() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("cannot sign in"));
+    // Without a terminal to ask at, a missing password is named.
+    let none = std::process::Command::new(BIN)
+        .args([
+            "chat",
+            "--url",
+            &app.server.base,
+            "--email",
+            "ada@example.com",
+        ])
+        .env_remove("TASKFLOW_PASSWORD")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("no password"),
+        "{}",
+        String::from_utf8_lossy(&none.stderr)
+    );
+}
+
+/// `taskflow chat` on a pseudo-terminal (by `script`), fed keystrokes, its output collected.
+struct Terminal {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    out: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Terminal {
+    fn open(args: &str, envs: &[(&str, &str)]) -> Self {
+        use std::io::Read as _;
+        let mut child = std::process::Command::new("script")
+            .args([
+                "-q",
+                "-e",
+                "-c",
+                &format!("'{BIN}' chat {args}"),
+                "/dev/null",
+            ])
+            .env_remove("TASKFLOW_PASSWORD")
+            .env_remove("NO_COLOR")
+            .env("TERM", "xterm")
+            .envs(envs.iter().copied())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("script(1) from util-linux runs the chat on a terminal");
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut stdout = child.stdout.take().unwrap();
+        let sink = out.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0; 4096];
+            while let Ok(n @ 1..) = stdout.read(&mut buf) {
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        let stdin = child.stdin.take().unwrap();
+        Self { child, stdin, out }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.out.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until the output shows `text` this many times.
+    fn wait_for(&self, text: &str, times: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.text().matches(text).count() < times {
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} in {:?}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn keys(&mut self, keys: &str) {
+        use std::io::Write as _;
+        self.stdin.write_all(keys.as_bytes()).unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    fn quit(mut self) -> String {
+        self.keys("/quit\r");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "still running: {:?}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.text()
+    }
+}
+
+#[tokio::test]
+async fn at_a_terminal_the_chat_asks_for_the_password_and_recalls_earlier_lines() {
+    let Some(app) = App::new().await else { return };
+    let home = tempfile::tempdir().unwrap();
+    let home_dir = home.path().to_str().unwrap();
+    let envs = [
+        ("TASKFLOW_URL", app.server.base.as_str()),
+        ("TASKFLOW_EMAIL", "ada@example.com"),
+        ("HOME", home_dir),
+        ("XDG_STATE_HOME", ""),
+    ];
+    let mut t = Terminal::open("", &envs);
+    t.wait_for("password for ada@example.com: ", 1);
+    t.keys("correct horse battery\r");
+    t.wait_for("Signed in. Say", 1);
+    t.keys("add water the plants tomorrow at 8am\r");
+    t.wait_for("Added #1", 1);
+    // The up arrow brings the line back; Enter sends it again.
+    t.keys("\x1b[A\r");
+    t.wait_for("Added #2", 1);
+    let out = t.quit();
+    assert!(
+        out.contains("\x1b[1;36mtaskflow ›\x1b[0m Added #1 “water the plants”"),
+        "replies are coloured at a terminal: {out:?}"
+    );
+    assert!(
+        !out.contains("correct horse battery"),
+        "the password is not echoed"
+    );
+    let history = std::fs::read_to_string(home.path().join(".local/state/taskflow/chat_history"))
+        .expect("the typed lines are kept");
+    assert!(
+        history.contains("add water the plants tomorrow at 8am\n/quit"),
+        "{history}"
+    );
+    assert!(
+        !history.contains("correct horse"),
+        "the password is not in the history"
+    );
+
+    // The next run recalls lines from the last one and continues its conversation;
+    // NO_COLOR turns the colours off.
+    let mut t = Terminal::open(
+        "--continue --password 'correct horse battery'",
+        &[envs.as_slice(), &[("NO_COLOR", "1")]].concat(),
+    );
+    t.wait_for("Signed in. Continuing.", 1);
+    t.keys("\x1b[A\x1b[A\r");
+    t.wait_for("Added #3 “water the plants”", 1);
+    t.keys("/history\r");
+    t.wait_for("you: add water the plants tomorrow at 8am", 3);
+    let out = t.quit();
+    assert!(!out.contains("\x1b[1;36m"), "NO_COLOR: {out:?}");
+    let listed = app.get("/api/tasks").await.body;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 3, "{listed}");
 }
 
 #[tokio::test]
