@@ -56,6 +56,11 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
 
+/// A JSON column's value; a value that does not parse is named as corrupt.
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| corrupt(what, e))
+}
+
 fn uuid(s: &str) -> Result<uuid::Uuid> {
     s.parse().map_err(|e| corrupt("id", e))
 }
@@ -67,7 +72,7 @@ impl TaskRow {
             (None, Some(d)) => Some(Due::Date(d.parse().map_err(|e| corrupt("due_date", e))?)),
             (None, None) => None,
         };
-        let tags: Vec<String> = serde_json::from_str(&self.tags).map_err(|e| corrupt("tags", e))?;
+        let tags: Vec<String> = from_json("tags", &self.tags)?;
         Ok(Task {
             id: TaskId(uuid(&self.id)?),
             user_id: UserId(uuid(&self.user_id)?),
@@ -185,7 +190,7 @@ macro_rules! impl_store {
             StoredEvent, Store, TaskStore, UserStore, UserWithHash, from_micros, micros,
             cursor::{Cursor, CursorKey},
             query::{Page, Param, SortBy, TaskQuery, build_list},
-            shared::{INSERT_TASK, TASK_COLUMNS, TaskRow, TaskValues, UPDATE_TASK, reminder_from},
+            shared::{INSERT_TASK, TASK_COLUMNS, TaskRow, TaskValues, UPDATE_TASK, from_json, reminder_from},
         };
 
         type Tx<'c> = sqlx::Transaction<'c, $db>;
@@ -384,7 +389,7 @@ macro_rules! impl_store {
             Ok(StoredEvent {
                 position: r.try_get(0)?,
                 topic: r.try_get(1)?,
-                event: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                event: from_json("event payload", &payload)?,
             })
         }
 
@@ -397,7 +402,7 @@ macro_rules! impl_store {
                 user_id: r.try_get(3)?,
                 task_id: r.try_get(4)?,
                 occurred_at: from_micros(r.try_get(5)?)?,
-                data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                data: from_json("audit data", &data)?,
             })
         }
 
@@ -407,7 +412,7 @@ macro_rules! impl_store {
                 id: r.try_get(0)?,
                 user_id: r.try_get(1)?,
                 title: r.try_get(2)?,
-                state: serde_json::from_str(&state).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                state: from_json("conversation state", &state)?,
                 created_at: from_micros(r.try_get(4)?)?,
                 updated_at: from_micros(r.try_get(5)?)?,
             })
@@ -993,7 +998,7 @@ macro_rules! impl_store {
                             id: r.try_get(0)?,
                             role: r.try_get(1)?,
                             content: r.try_get(2)?,
-                            tool_calls: serde_json::from_str(&calls).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                            tool_calls: from_json("tool calls", &calls)?,
                             created_at: from_micros(r.try_get(4)?)?,
                         })
                     })
