@@ -21,6 +21,8 @@ use crate::cli::ChatOpts;
 
 /// Lines kept in the history file.
 const HISTORY_LINES: usize = 1000;
+/// Tries of one request that the server's rate limit turns away, before the 429 is shown.
+const RATE_LIMIT_ATTEMPTS: u32 = 5;
 
 struct Style {
     on: bool,
@@ -82,6 +84,8 @@ impl Session {
         outcome(status, v)
     }
 
+    /// One request. A 429 (too many messages too fast, e.g. lines piped in) is refused
+    /// before anything happens, so it is sent again after the `Retry-After` it names.
     async fn send(
         &self,
         method: Method,
@@ -89,19 +93,35 @@ impl Session {
         body: Option<&Value>,
         auth: bool,
     ) -> Result<(StatusCode, Value), String> {
-        let mut req = self.client.request(method, format!("{}{path}", self.base));
-        if auth {
-            req = req.bearer_auth(&self.token);
+        let mut attempts = 0;
+        loop {
+            let mut req = self
+                .client
+                .request(method.clone(), format!("{}{path}", self.base));
+            if auth {
+                req = req.bearer_auth(&self.token);
+            }
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let res = req
+                .send()
+                .await
+                .map_err(|e| format!("cannot reach the server: {e}"))?;
+            let status = res.status();
+            attempts += 1;
+            if status == StatusCode::TOO_MANY_REQUESTS && attempts < RATE_LIMIT_ATTEMPTS {
+                let wait = res
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                    .unwrap_or(1)
+                    .clamp(1, 60);
+                tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+                continue;
+            }
+            return Ok((status, res.json().await.unwrap_or(Value::Null)));
         }
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let res = req
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach the server: {e}"))?;
-        let status = res.status();
-        Ok((status, res.json().await.unwrap_or(Value::Null)))
     }
 }
 

@@ -493,4 +493,20 @@ async fn chat_is_rate_limited_per_user() {
     assert!(limited.headers.contains_key("retry-after"));
     // Other requests of the same user are not held back by the chat limit.
     assert_eq!(app.get("/api/tasks").await.status, 200);
+    // The terminal chat waits out the limit instead of dropping piped lines.
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "printf 'add one\\nadd two\\nadd three\\n' | \"$0\" chat --url \"$1\" --email ada@example.com",
+            BIN,
+            &app.server.base,
+        ])
+        .env("TASKFLOW_PASSWORD", "correct horse battery")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for added in ["Added #1 “one”", "Added #2 “two”", "Added #3 “three”"] {
+        assert!(stdout.contains(added), "{stdout}");
+    }
+    assert!(!stdout.contains("error ›"), "{stdout}");
 }
