@@ -98,6 +98,15 @@ pub fn repeats(rule: &str) -> String {
     out
 }
 
+/// "1 day", "2 days".
+fn count(n: i64, unit: &str) -> String {
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
+}
+
 /// The one-line description of a task (its JSON).
 pub fn describe(task: &Value, tz: Tz) -> String {
     let mut parts = Vec::new();
@@ -145,9 +154,10 @@ pub fn describe(task: &Value, tz: Tz) -> String {
     for m in reminders {
         parts.push(match m {
             0 => "reminder at the due time".to_owned(),
-            m if m % 1440 == 0 => format!("reminder {} day(s) before", m / 1440),
-            m if m % 60 == 0 => format!("reminder {} hour(s) before", m / 60),
-            m => format!("reminder {m} min before"),
+            m if m % 10080 == 0 => format!("reminder {} before", count(m / 10080, "week")),
+            m if m % 1440 == 0 => format!("reminder {} before", count(m / 1440, "day")),
+            m if m % 60 == 0 => format!("reminder {} before", count(m / 60, "hour")),
+            m => format!("reminder {} before", count(m, "minute")),
         });
     }
     let done = if task["status"] == "completed" {

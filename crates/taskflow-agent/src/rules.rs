@@ -5,8 +5,9 @@
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use taskflow_app::TaskRef;
 use taskflow_core::User;
-use taskflow_nlu::{Changes, Filter, Intent, NewTask, Parsed, Target};
+use taskflow_nlu::{Changes, Filter, Intent, NewTask, Parsed, SmallTalk, Target};
 
 use crate::{
     reply::describe,
@@ -265,7 +266,15 @@ pub async fn respond(
     let parsed: Parsed = taskflow_nlu::parse(message, now, tz);
     let text = match parsed.intent {
         Intent::Help => HELP.to_owned(),
-        Intent::Unknown => not_understood(message),
+        Intent::Unknown => match taskflow_nlu::small_talk(message) {
+            Some(SmallTalk::Thanks) => "You're welcome!".to_owned(),
+            Some(SmallTalk::Greeting) => {
+                "Hello! What can I do for you? Try “add buy milk tomorrow at 5pm”, \
+                 “show my tasks”, or say “help”."
+                    .to_owned()
+            }
+            None => not_understood(message),
+        },
         Intent::AddTask => match parsed.task {
             Some(t) => add(&mut agent, &t).await,
             None => not_understood(message),
@@ -315,10 +324,26 @@ fn changes_args(c: &Changes) -> Value {
 }
 
 async fn add(agent: &mut Agent<'_>, t: &NewTask) -> String {
-    match agent.call("add_task", task_args(t)).await {
+    // "remind me to call mom": a reminder is relative to a due time, and none was said. The
+    // task is added all the same, and the reply asks for the time.
+    let undated = t.due_at.is_none() && t.due_date.is_none();
+    let dropped_reminders = undated && !t.reminders_before_minutes.is_empty();
+    let mut args = task_args(t);
+    if dropped_reminders && let Some(o) = args.as_object_mut() {
+        o.remove("reminders_before_minutes");
+    }
+    match agent.call("add_task", args).await {
         Ok(task) => {
             agent.state.last_task = task["number"].as_i64();
-            format!("Added {}.", describe(&task, agent.tz))
+            let added = format!("Added {}.", describe(&task, agent.tz));
+            if dropped_reminders {
+                format!(
+                    "{added} It has no due time, so there is no reminder yet: say when, \
+                     for example “remind me about it tomorrow at 9am”."
+                )
+            } else {
+                added
+            }
         }
         Err(e) => format!("I could not add that task: {e}."),
     }
@@ -449,6 +474,28 @@ async fn act(
             return format!(
                 "What should I change about #{number}? For example “move #{number} to friday” or “make #{number} urgent”."
             );
+        }
+        // A reminder is relative to the due time: a task without one is asked about, not
+        // sent to the tool for a validation error.
+        let reminders = args["reminders_before_minutes"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty());
+        let dates_it = !args["due_at"].is_null() || !args["due_date"].is_null();
+        if reminders && !dates_it {
+            let task = agent
+                .tools
+                .app()
+                .task(agent.user, TaskRef::Number(number))
+                .await;
+            if let Ok(task) = task
+                && task.due.is_none()
+            {
+                return format!(
+                    "#{number} “{}” has no due date or time, so there is nothing to remind you \
+                     before yet: say when, for example “remind me about #{number} tomorrow at 9am”.",
+                    task.title.as_str()
+                );
+            }
         }
     }
     match agent.call(tool, args).await {

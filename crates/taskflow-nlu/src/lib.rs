@@ -181,7 +181,7 @@ pattern!(
 );
 pattern!(
     GREETING,
-    r"^(?:hi|hello|hey|good (?:morning|afternoon|evening)|thanks|thank you)[ !.]*$"
+    r"^(?:hi|hello|hey|hi there|hello there|hey there|good (?:morning|afternoon|evening)|thanks|thank you|thanks a lot|thank you very much|thx|cheers)[ !.]*$"
 );
 pattern!(
     REOPEN,
@@ -230,6 +230,14 @@ pattern!(
     r"\b(?:tagged(?: with| as)?|tag it(?: with| as)?|with (?:the )?tags?|under|in (?:the )?(?:list|category|project)) ([a-z0-9_-]{1,50})(?:(?:,| and|,? &) ([a-z0-9_-]{1,50}))*\b"
 );
 pattern!(
+    REMINDER_FOR,
+    r"^(?:set|add|create|put|schedule)(?: up)? (?:a |an )?reminder (?:for|on|to|about|of)\b"
+);
+pattern!(
+    TAGGED_LEAD,
+    r"^(?:tagged(?: with| as)?|tag it(?: with| as)?|with (?:the )?tags?|under|in (?:the )?(?:list|category|project))\s+"
+);
+pattern!(
     PRIORITY_P,
     r"\b(?:priority )?p([1-4])\b|\b(?:priority|prio) ([1-4])\b"
 );
@@ -260,6 +268,32 @@ pattern!(
     IT_REF,
     r"\b(it|that|this|that one|this one|the last one|the previous one|the one i just added)\b"
 );
+
+/// Words that are not a request: a greeting or thanks. `parse` reads them as `unknown`
+/// (the contract of the corpus); the assistant answers them in kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmallTalk {
+    Greeting,
+    Thanks,
+}
+
+/// Whether `input` is only a greeting or thanks.
+pub fn small_talk(input: &str) -> Option<SmallTalk> {
+    let raw = input.trim().to_lowercase();
+    let mut text = Text::new(&raw);
+    strip(&mut text, &FILLER);
+    let lead = text.work().trim();
+    if !GREETING.is_match(&raw) && (lead.is_empty() || !GREETING.is_match(lead)) {
+        return None;
+    }
+    Some(
+        if ["thank", "thx", "cheers"].iter().any(|w| raw.contains(w)) {
+            SmallTalk::Thanks
+        } else {
+            SmallTalk::Greeting
+        },
+    )
+}
 
 /// Reads `input` said at local wall-clock time `now` in `tz`.
 pub fn parse(input: &str, now: NaiveDateTime, tz: Tz) -> Parsed {
@@ -334,12 +368,27 @@ fn strip(text: &mut Text, re: &Regex) {
 }
 
 fn command(text: &mut Text, lead: &str, ctx: &Ctx) -> Option<Parsed> {
-    if REMIND_ME_TO.is_match(lead) {
-        // "remind me about task 4 15 minutes before" changes a task; "remind me to …" adds one.
-        let about_task = lead.starts_with("remind me about") || lead.starts_with("remind me of");
-        if about_task && (NUMBER_REF.is_match(lead) || IT_REF.is_match(lead)) {
+    // "remind me about task 4 15 minutes before" and "set a reminder for it an hour before"
+    // change a task; so does "remind me about the passport a day before": a reminder relative
+    // to a due date that was not said belongs to a task that exists.
+    let reminder_for = REMINDER_FOR.is_match(lead);
+    if reminder_for || lead.starts_with("remind me about") || lead.starts_with("remind me of") {
+        if NUMBER_REF.is_match(lead) || IT_REF.is_match(lead) {
             return Some(update(text, lead, ctx));
         }
+        let mut named = text.clone();
+        let p = update(&mut named, lead, ctx);
+        let only_reminders = p.changes.as_ref().is_some_and(|c| {
+            !c.reminders_before_minutes.iter().all(|&m| m == 0)
+                && c.due_at.is_none()
+                && c.due_date.is_none()
+                && c.recurrence.is_none()
+        });
+        if only_reminders && matches!(&p.target, Some(Target::Query(q)) if !q.is_empty()) {
+            return Some(p);
+        }
+    }
+    if REMIND_ME_TO.is_match(lead) {
         strip(text, &REMIND_ME_TO);
         return Some(add(text, ctx, true, true));
     }
@@ -373,9 +422,11 @@ fn command(text: &mut Text, lead: &str, ctx: &Ctx) -> Option<Parsed> {
         return Some(list(text, lead, ctx));
     }
     if ADD.is_match(lead) || ctx.quoted.is_some() {
+        // "set a reminder for tomorrow at 9am to call mom" reminds on time, like "remind me to".
+        let reminder = lead.starts_with("set a reminder") || REMINDER_FOR.is_match(lead);
         strip(text, &ADD);
         strip(text, &ADD_LEAD);
-        return Some(add(text, ctx, false, true));
+        return Some(add(text, ctx, reminder, true));
     }
     if QUESTION.is_match(lead) {
         return Some(Parsed::only(Intent::Unknown));
@@ -465,35 +516,8 @@ fn tags(text: &mut Text) -> Vec<String> {
         }
     }
     if let Some(list) = text.take(&TAGGED, |c| {
-        let m = c.get(0)?;
-        let said = m.as_str();
-        let words: Vec<String> = said
-            .split([',', ' ', '&'])
-            .filter(|w| !w.is_empty())
-            .skip_while(|w| {
-                !matches!(
-                    *w,
-                    "tagged" | "it" | "tag" | "tags" | "under" | "list" | "category" | "project"
-                )
-            })
-            .skip(1)
-            .filter(|w| {
-                !matches!(
-                    *w,
-                    "with"
-                        | "as"
-                        | "and"
-                        | "the"
-                        | "tag"
-                        | "tags"
-                        | "list"
-                        | "category"
-                        | "project"
-                        | "under"
-                )
-            })
-            .map(str::to_owned)
-            .collect();
+        let said = TAGGED_LEAD.replace(c.get(0)?.as_str(), "");
+        let words = tag_words(&said);
         (!words.is_empty()).then_some(words)
     }) {
         for t in list {
@@ -503,6 +527,14 @@ fn tags(text: &mut Text) -> Vec<String> {
         }
     }
     out
+}
+
+/// The tags of a list said as words: "work", "work and home", "work, home & errands".
+fn tag_words(said: &str) -> Vec<String> {
+    said.split([',', ' ', '&'])
+        .filter(|w| !w.is_empty() && *w != "and")
+        .map(str::to_owned)
+        .collect()
 }
 
 fn priority(text: &mut Text) -> Option<&'static str> {
@@ -775,6 +807,8 @@ fn update(text: &mut Text, lead: &str, ctx: &Ctx) -> Parsed {
     } else if ADD_TAG.is_match(lead) {
         strip(text, &ADD_TAG);
         changes.add_tags = tags_or_word(text);
+    } else if REMINDER_FOR.is_match(lead) {
+        strip(text, &REMINDER_FOR);
     } else {
         strip(text, &VERB);
     }
@@ -785,6 +819,11 @@ fn update(text: &mut Text, lead: &str, ctx: &Ctx) -> Parsed {
         }
     }
     changes.reminders_before_minutes = reminders(text);
+    // "remind me about it tomorrow at 9am": a reminder when it is due.
+    let remind_lead = lead.starts_with("remind me") || REMINDER_FOR.is_match(lead);
+    if remind_lead && changes.reminders_before_minutes.is_empty() {
+        changes.reminders_before_minutes.push(0);
+    }
     if changes.add_tags.is_empty() && changes.remove_tags.is_empty() {
         changes.add_tags = tags(text);
     }
@@ -816,11 +855,25 @@ fn update(text: &mut Text, lead: &str, ctx: &Ctx) -> Parsed {
     }
 }
 
-/// Tags for "add tag #x to …": `#x`, else the first word.
+/// The tags a tag command names, after its verb: `#x` wherever said; the words after the
+/// task when it is named by a pronoun or number ("tag it work", "tag #4 with travel and
+/// home") or after "with"/"as" ("tag buy milk with groceries"); else the first word ("add
+/// tag travel to #4"). Only the tags are taken: what names the task is left for [`target`].
 fn tags_or_word(text: &mut Text) -> Vec<String> {
     let found = tags(text);
     if !found.is_empty() {
         return found;
+    }
+    static AFTER_TASK: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"(?:^\s*(?:it|that|this|#\d{1,9}|(?:task|number|no\.?) ?#?\d{1,9})\s+(?:with\s+|as\s+)?|\s(?:with|as)\s+)([a-z0-9_-]{1,50}(?:(?:\s*,\s*|\s+and\s+|\s*&\s*|\s+)[a-z0-9_-]{1,50})*)[\s.!]*$",
+        )
+    });
+    let work = text.work().to_owned();
+    if let Some(m) = AFTER_TASK.captures(&work).and_then(|c| c.get(1)) {
+        let words = tag_words(m.as_str());
+        text.blank(m.start(), m.end());
+        return words;
     }
     static WORD: LazyLock<Regex> = LazyLock::new(|| re(r"^\s*([a-z0-9_-]{1,50})\b"));
     text.take(&WORD, |c| Some(vec![c[1].to_owned()]))
@@ -906,4 +959,26 @@ pub fn parse_now(s: &str, tz: Tz) -> Option<NaiveDateTime> {
             .ok()
             .map(|d| d.and_time(NaiveTime::MIN))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SmallTalk, small_talk};
+
+    #[test]
+    fn greetings_and_thanks_are_small_talk_and_requests_are_not() {
+        for (said, expect) in [
+            ("hi", Some(SmallTalk::Greeting)),
+            ("Hello there!", Some(SmallTalk::Greeting)),
+            ("good morning", Some(SmallTalk::Greeting)),
+            ("thanks!", Some(SmallTalk::Thanks)),
+            ("ok, thank you very much.", Some(SmallTalk::Thanks)),
+            ("cheers", Some(SmallTalk::Thanks)),
+            ("hi, add buy milk", None),
+            ("thanks for adding milk, now show my tasks", None),
+            ("", None),
+        ] {
+            assert_eq!(small_talk(said), expect, "{said:?}");
+        }
+    }
 }

@@ -232,6 +232,29 @@ other("2026-10-24T12:00:00", "Europe/Berlin", "add run tomorrow at 8am",
 other("2026-03-28T12:00:00", "Europe/Berlin", "add call home every day at 9am",
       {"intent": "add_task", "task": {"title": "call home", "recurrence": "FREQ=DAILY", "due_at": "2026-03-29T09:00:00+02:00"}})
 
+# Tags and reminders on a task that exists.
+for say, expect in [
+    ("tag it work", {"intent": "update_task", "target": {"last": True}, "changes": {"add_tags": ["work"]}}),
+    ("tag that as urgent-stuff", {"intent": "update_task", "target": {"last": True}, "changes": {"add_tags": ["urgent-stuff"]}}),
+    ("tag #4 with travel", {"intent": "update_task", "target": {"number": 4}, "changes": {"add_tags": ["travel"]}}),
+    ("tag task 7 errands", {"intent": "update_task", "target": {"number": 7}, "changes": {"add_tags": ["errands"]}}),
+    ("tag #4 with travel and family", {"intent": "update_task", "target": {"number": 4}, "changes": {"add_tags": ["travel", "family"]}}),
+    ("tag buy milk with groceries", {"intent": "update_task", "target": {"query": "buy milk"}, "changes": {"add_tags": ["groceries"]}}),
+    ("untag #4 travel", {"intent": "update_task", "target": {"number": 4}, "changes": {"remove_tags": ["travel"]}}),
+    ("add review the report tag it work", {"intent": "add_task", "task": {"title": "review the report", "tags": ["work"]}}),
+    ("add plan the trip, tag it travel and family", {"intent": "add_task", "task": {"title": "plan the trip", "tags": ["travel", "family"]}}),
+    ("set a reminder for #2 30 minutes before", {"intent": "update_task", "target": {"number": 2}, "changes": {"reminders_before_minutes": [30]}}),
+    ("add a reminder to task 5 an hour before", {"intent": "update_task", "target": {"number": 5}, "changes": {"reminders_before_minutes": [60]}}),
+    ("set a reminder for it a day before", {"intent": "update_task", "target": {"last": True}, "changes": {"reminders_before_minutes": [1440]}}),
+    ("remind me about the passport a day before", {"intent": "update_task", "target": {"query": "passport"}, "changes": {"reminders_before_minutes": [1440]}}),
+    ("remind me about task 3", {"intent": "update_task", "target": {"number": 3}, "changes": {"reminders_before_minutes": [0]}}),
+    ("remind me about it tomorrow at 9am", {"intent": "update_task", "target": {"last": True}, "changes": {"due_at": "2026-11-23T09:00:00-05:00", "reminders_before_minutes": [0]}}),
+    ("set a reminder for tomorrow at 9am to call mom", {"intent": "add_task", "task": {"title": "call mom", "due_at": "2026-11-23T09:00:00-05:00", "reminders_before_minutes": [0]}}),
+    ("thanks!", {"intent": "unknown"}),
+    ("hi there", {"intent": "unknown"}),
+]:
+    other(now_s, tz, say, expect)
+
 for i, c in enumerate(cases, 1):
     c["id"] = f"own-{i:03d}"
     print(json.dumps({"id": c["id"], "now": c["now"], "tz": c["tz"], "say": c["say"], "expect": c["expect"]}, ensure_ascii=False))

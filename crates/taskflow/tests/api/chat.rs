@@ -160,6 +160,61 @@ async fn ambiguity_is_answered_with_a_number_and_a_missing_task_gets_a_helpful_r
 }
 
 #[tokio::test]
+async fn reminders_and_tags_go_on_existing_tasks_and_a_missing_due_time_is_asked_for() {
+    let Some(app) = App::new().await else { return };
+    let reply = |v: &Value| v["response"].as_str().unwrap().to_owned();
+    // By number, through the compatibility route.
+    let task_path = |n: i64| format!("/api/{}/tasks/{n}", app.user_id());
+    let first = say(&app, None, "remind me to call mom").await;
+    let cid = first["conversation_id"].as_str().unwrap().to_owned();
+    let text = reply(&first);
+    assert!(text.starts_with("Added #1 “call mom”."), "{text}");
+    assert!(
+        text.contains("no due time, so there is no reminder yet"),
+        "{text}"
+    );
+    let task = app.get(&task_path(1)).await.body;
+    assert_eq!(task["reminders"], json!([]), "{task}");
+
+    let text = reply(&say(&app, Some(&cid), "remind me about it tomorrow at 9am").await);
+    assert!(text.starts_with("Updated #1 “call mom” — due "), "{text}");
+    assert!(text.contains("reminder at the due time"), "{text}");
+    let task = app.get(&task_path(1)).await.body;
+    assert_eq!(task["reminders"].as_array().unwrap().len(), 1, "{task}");
+
+    say(&app, Some(&cid), "add renew passport").await;
+    let before = app.get(&task_path(2)).await.body;
+    let text = reply(
+        &say(
+            &app,
+            Some(&cid),
+            "remind me about the passport a day before",
+        )
+        .await,
+    );
+    assert!(
+        text.starts_with("#2 “renew passport” has no due date or time"),
+        "{text}"
+    );
+    assert_eq!(app.get(&task_path(2)).await.body, before, "nothing changed");
+    say(&app, Some(&cid), "move #2 to dec 15").await;
+    let text = reply(&say(&app, Some(&cid), "set a reminder for #2 a day before").await);
+    assert!(text.contains("reminder 1 day before"), "{text}");
+    let text = reply(&say(&app, Some(&cid), "tag it with travel and documents").await);
+    assert!(text.contains("#travel #documents"), "{text}");
+    let task = app.get(&task_path(2)).await.body;
+    assert_eq!(task["tags"], json!(["travel", "documents"]), "{task}");
+
+    let counts = app.counts().await;
+    assert_eq!(
+        reply(&say(&app, Some(&cid), "thanks!").await),
+        "You're welcome!"
+    );
+    assert!(reply(&say(&app, Some(&cid), "hi").await).starts_with("Hello!"));
+    assert_eq!(app.counts().await, counts, "small talk changes nothing");
+}
+
+#[tokio::test]
 async fn bad_messages_get_a_clear_reply_and_change_nothing() {
     let Some(app) = App::new().await else { return };
     let before = app.counts().await;
