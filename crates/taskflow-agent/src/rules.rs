@@ -6,7 +6,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use taskflow_app::TaskRef;
-use taskflow_core::User;
+use taskflow_core::{Task, TaskStatus, User};
 use taskflow_nlu::{Changes, Filter, Intent, NewTask, Parsed, SmallTalk, Target};
 
 use crate::{
@@ -158,6 +158,15 @@ impl Agent<'_> {
             result: shown,
         });
         result
+    }
+
+    /// The task as stored, read without a tool call (to word a reply, not to act).
+    async fn stored(&self, number: i64) -> Option<Task> {
+        self.tools
+            .app()
+            .task(self.user, TaskRef::Number(number))
+            .await
+            .ok()
     }
 
     fn done(self, text: String) -> Turn {
@@ -481,22 +490,33 @@ async fn act(
             .as_array()
             .is_some_and(|r| !r.is_empty());
         let dates_it = !args["due_at"].is_null() || !args["due_date"].is_null();
-        if reminders && !dates_it {
-            let task = agent
-                .tools
-                .app()
-                .task(agent.user, TaskRef::Number(number))
-                .await;
-            if let Ok(task) = task
-                && task.due.is_none()
-            {
-                return format!(
-                    "#{number} “{}” has no due date or time, so there is nothing to remind you \
-                     before yet: say when, for example “remind me about #{number} tomorrow at 9am”.",
-                    task.title.as_str()
-                );
-            }
+        if reminders
+            && !dates_it
+            && let Some(task) = agent.stored(number).await
+            && task.due.is_none()
+        {
+            return format!(
+                "#{number} “{}” has no due date or time, so there is nothing to remind you \
+                 before yet: say when, for example “remind me about #{number} tomorrow at 9am”.",
+                task.title.as_str()
+            );
         }
+    }
+    // Completing a completed task or reopening an open one changes nothing: say so.
+    let already = match intent {
+        Intent::CompleteTask => Some((TaskStatus::Completed, "is already done")),
+        Intent::ReopenTask => Some((
+            TaskStatus::Pending,
+            "is not completed, so it is already open",
+        )),
+        _ => None,
+    };
+    if let Some((status, said)) = already
+        && let Some(task) = agent.stored(number).await
+        && task.status == status
+    {
+        agent.state.last_task = Some(number);
+        return format!("#{number} “{}” {said}.", task.title.as_str());
     }
     match agent.call(tool, args).await {
         Ok(result) => {
