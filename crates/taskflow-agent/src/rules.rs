@@ -2,11 +2,12 @@
 //! and a friendly, specific reply. Its memory is the conversation's [`State`]: the task last
 //! singled out ("it", "that") and a question awaiting an answer ("which one?").
 
+use chrono::{NaiveTime, TimeZone as _};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use taskflow_app::TaskRef;
-use taskflow_core::{Task, TaskStatus, User};
+use taskflow_core::{Due, Task, TaskStatus, User};
 use taskflow_nlu::{Changes, Filter, Intent, NewTask, Parsed, SmallTalk, Target};
 
 use crate::{
@@ -40,7 +41,16 @@ const BULK_DELETE: &str = "delete_many";
 /// "all completed tasks", "everything tagged x": more than one task by intent.
 fn is_bulk(q: &str) -> bool {
     let q = q.to_ascii_lowercase();
-    q == "all"
+    // "completed tasks", "the done ones": a status and a plural, not a title.
+    let by_status = matches!(
+        q.split_whitespace().collect::<Vec<_>>().as_slice(),
+        [
+            "completed" | "done" | "finished",
+            "tasks" | "todos" | "ones" | "items"
+        ]
+    );
+    by_status
+        || q == "all"
         || q == "everything"
         || q.starts_with("all ")
         || q.starts_with("every ")
@@ -320,6 +330,17 @@ pub async fn respond(
     agent.done(text)
 }
 
+/// `time` on the local day of `due`, as RFC 3339 with the offset of that day; `None` when
+/// there is no day, or the time does not exist on it (skipped by a clock change).
+fn same_day_at(due: Option<&Due>, time: NaiveTime, tz: Tz) -> Option<String> {
+    let day = match due? {
+        Due::Date(d) => *d,
+        Due::At(t) => t.with_timezone(&tz).date_naive(),
+    };
+    let at = tz.from_local_datetime(&day.and_time(time)).earliest()?;
+    Some(at.to_rfc3339())
+}
+
 fn task_args(t: &NewTask) -> Value {
     let mut v = serde_json::to_value(t).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
@@ -459,7 +480,7 @@ async fn act(
     agent: &mut Agent<'_>,
     intent: Intent,
     number: i64,
-    _parsed: Option<&Changes>,
+    parsed: Option<&Changes>,
     changes: &Value,
 ) -> String {
     let (tool, verb) = match intent {
@@ -483,6 +504,13 @@ async fn act(
             return format!(
                 "What should I change about #{number}? For example “move #{number} to friday” or “make #{number} urgent”."
             );
+        }
+        // "change it to 3pm": a task that has a day keeps it and gets the new time.
+        if let Some(time) = parsed.and_then(|c| c.time_only)
+            && let Some(task) = agent.stored(number).await
+            && let Some(due_at) = same_day_at(task.due.as_ref(), time, agent.tz)
+        {
+            args["due_at"] = json!(due_at);
         }
         // A reminder is relative to the due time: a task without one is asked about, not
         // sent to the tool for a validation error.

@@ -87,6 +87,11 @@ pub struct Changes {
     pub recurrence_anchor: Option<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reminders_before_minutes: Vec<u32>,
+    /// A time said without a day ("change it to 3pm"). `due_at` holds it on the day the
+    /// corpus convention gives (today if still ahead, else tomorrow); a task that already has
+    /// a day keeps it, which only the caller, who knows the task, can do.
+    #[serde(skip)]
+    pub time_only: Option<NaiveTime>,
 }
 
 /// A due range of a list, both days inclusive, in the user's timezone.
@@ -195,13 +200,18 @@ pattern!(
     DELETE,
     r"^(?:delete|remove|erase|trash|cancel|drop|get rid of|forget about|forget|scrap|discard)\b"
 );
+pattern!(CLEAR, r"^clear\b");
+pattern!(
+    CLEAR_DONE,
+    r"^clear (?:all|everything|(?:all (?:the )?|the )?(?:completed|done|finished) (?:tasks|todos|ones|items))\b"
+);
 pattern!(
     UPDATE,
     r"^(?:rename|change|move|push|postpone|reschedule|defer|delay|make|set|update|edit|modify|stop repeating|stop recurring|don't repeat|do not repeat|tag|untag|add (?:the )?tags?|remove (?:the )?tags?|remind me about|remind me of|bump|prioriti[sz]e|mark)\b"
 );
 pattern!(
     LIST,
-    r"^(?:show|list|display|view|see|get|give me|what's|whats|what is|what are|what do i have|what have i|what did i|what else|which|any|do i have|tell me|search|find|look for|lookup|look up|my (?:tasks|todos|to-dos|list)|tasks|todos|to-dos|agenda)\b"
+    r"^(?:show|list|display|view|see|get|give me|what's|whats|what is|what are|what do i have|what have i|what did i|what else|which|any|do i have|how many|tell me|search|find|look for|lookup|look up|my (?:tasks|todos|to-dos|list)|tasks|todos|to-dos|agenda)\b"
 );
 pattern!(
     ADD,
@@ -218,7 +228,7 @@ pattern!(
 
 pattern!(
     LIST_WEAK,
-    r"^(?:what's|whats|what is|what are|what else|which|any|do i have|tell me|give me|get|see)\b"
+    r"^(?:what's|whats|what is|what are|what else|which|any|do i have|how many|tell me|give me|get|see)\b"
 );
 pattern!(
     TASKISH,
@@ -401,6 +411,10 @@ fn command(text: &mut Text, lead: &str, ctx: &Ctx) -> Option<Parsed> {
     }
     if COMPLETE.is_match(lead) && !ADD.is_match(lead) && !LIST.is_match(lead) {
         return Some(targeted(text, Intent::CompleteTask, &COMPLETE));
+    }
+    // "clear completed tasks" deletes (after a yes); "clear out the garage" is a chore.
+    if CLEAR_DONE.is_match(lead) {
+        return Some(targeted(text, Intent::DeleteTask, &CLEAR));
     }
     if DELETE.is_match(lead) {
         if lead.starts_with("remove") && (lead.contains(" tag") || lead.contains("from ")) {
@@ -842,6 +856,9 @@ fn update(text: &mut Text, lead: &str, ctx: &Ctx) -> Parsed {
     }
     let when = when::take(text, now);
     let (due_at, due_date) = resolve_due(&when, None, ctx);
+    if when.date.is_none() && when.at.is_none() {
+        changes.time_only = when.time;
+    }
     changes.due_at = due_at;
     changes.due_date = due_date;
     // What remains names the task, minus connectors ("to", "the priority of").

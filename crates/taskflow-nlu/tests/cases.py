@@ -250,6 +250,9 @@ for say, expect in [
     ("remind me about task 3", {"intent": "update_task", "target": {"number": 3}, "changes": {"reminders_before_minutes": [0]}}),
     ("remind me about it tomorrow at 9am", {"intent": "update_task", "target": {"last": True}, "changes": {"due_at": "2026-11-23T09:00:00-05:00", "reminders_before_minutes": [0]}}),
     ("set a reminder for tomorrow at 9am to call mom", {"intent": "add_task", "task": {"title": "call mom", "due_at": "2026-11-23T09:00:00-05:00", "reminders_before_minutes": [0]}}),
+    ("clear completed tasks", {"intent": "delete_task", "target": {"query": "completed tasks"}}),
+    ("how many tasks do I have", {"intent": "list_tasks", "filter": {}}),
+    ("how many tasks are due tomorrow?", {"intent": "list_tasks", "filter": {"due": {"from": "2026-11-23", "to": "2026-11-23"}}}),
     ("thanks!", {"intent": "unknown"}),
     ("hi there", {"intent": "unknown"}),
 ]:

@@ -229,6 +229,46 @@ async fn reminders_and_tags_go_on_existing_tasks_and_a_missing_due_time_is_asked
 }
 
 #[tokio::test]
+async fn a_new_time_keeps_the_day_and_completed_tasks_can_be_cleared() {
+    let Some(app) = App::with_args(&["--rate-limit-chat-per-user", "0"]).await else {
+        return;
+    };
+    let reply = |v: &Value| v["response"].as_str().unwrap().to_owned();
+    let first = say(&app, None, "add dentist on december 2nd at 8:15am").await;
+    let cid = first["conversation_id"].as_str().unwrap().to_owned();
+    let text = reply(&say(&app, Some(&cid), "change it to 3pm").await);
+    assert_eq!(text, "Updated #1 “dentist” — due Wed Dec 2, 3:00 PM.");
+    say(&app, Some(&cid), "add pack for the trip on dec 20").await;
+    let text = reply(&say(&app, Some(&cid), "move it to 7am").await);
+    assert_eq!(
+        text, "Updated #2 “pack for the trip” — due Sun Dec 20, 7:00 AM.",
+        "an all-day task gets the time on its day"
+    );
+
+    let text = reply(&say(&app, Some(&cid), "how many tasks do I have?").await);
+    assert!(text.starts_with("2 tasks:"), "{text}");
+    say(&app, Some(&cid), "complete #1").await;
+    say(&app, Some(&cid), "complete #2").await;
+    say(&app, Some(&cid), "add buy stamps").await;
+    let text = reply(&say(&app, Some(&cid), "clear completed tasks").await);
+    assert!(text.contains("2 tasks"), "lists what would go: {text}");
+    assert!(
+        text.contains("dentist") && !text.contains("stamps"),
+        "{text}"
+    );
+    let text = reply(&say(&app, Some(&cid), "yes").await);
+    assert!(text.starts_with("Deleted 2 tasks"), "{text}");
+    let left = app.get("/api/tasks?status=all").await.body;
+    let titles: Vec<&str> = left["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["buy stamps"]);
+}
+
+#[tokio::test]
 async fn bad_messages_get_a_clear_reply_and_change_nothing() {
     let Some(app) = App::new().await else { return };
     let before = app.counts().await;
