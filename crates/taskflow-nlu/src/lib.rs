@@ -244,6 +244,10 @@ pattern!(
     r"^(?:set|add|create|put|schedule)(?: up)? (?:a |an )?reminder (?:for|on|to|about|of)\b"
 );
 pattern!(
+    REMINDER_REF,
+    r"^(?:remind me (?:about|of)|(?:set|add|create|put|schedule)(?: up)? (?:a |an )?reminder (?:for|on|to|about|of)) (?:#\d{1,9}|(?:task|todo|item|number|no\.?) ?#?\d{1,9}|it|that|this one|that one|the last one)\b"
+);
+pattern!(
     TAGGED_LEAD,
     r"^(?:tagged(?: with| as)?|tag it(?: with| as)?|with (?:the )?tags?|under|in (?:the )?(?:list|category|project))\s+"
 );
@@ -381,9 +385,11 @@ fn command(text: &mut Text, lead: &str, ctx: &Ctx) -> Option<Parsed> {
     // "remind me about task 4 15 minutes before" and "set a reminder for it an hour before"
     // change a task; so does "remind me about the passport a day before": a reminder relative
     // to a due date that was not said belongs to a task that exists.
-    let reminder_for = REMINDER_FOR.is_match(lead);
-    if reminder_for || lead.starts_with("remind me about") || lead.starts_with("remind me of") {
-        if NUMBER_REF.is_match(lead) || IT_REF.is_match(lead) {
+    if REMINDER_FOR.is_match(lead)
+        || lead.starts_with("remind me about")
+        || lead.starts_with("remind me of")
+    {
+        if REMINDER_REF.is_match(lead) {
             return Some(update(text, lead, ctx));
         }
         let mut named = text.clone();
