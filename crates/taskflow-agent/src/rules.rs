@@ -129,7 +129,8 @@ pub const HELP: &str = "I keep your tasks. Try:\n\
 • “what's due this week?”, “show overdue tasks”, “show tasks tagged work”\n\
 • “complete #3”, “mark it as done”, “reopen task 4”\n\
 • “move the report to friday”, “rename #2 to call grandma”, “make task 6 repeat every week”\n\
-• “delete the dentist task”\n\
+• “remind me about #2 an hour before”, “tag it work”\n\
+• “delete the dentist task”, “clear completed tasks”\n\
 Tasks have numbers (#1, #2 …); “it” means the task we just talked about.";
 
 fn not_understood(message: &str) -> String {
@@ -568,5 +569,32 @@ async fn act(
             format!("There is no task #{n}. Say “show my tasks” to see them with their numbers.")
         }
         Err(e) => format!("I could not do that: {e}."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDate;
+    use taskflow_nlu::Intent;
+
+    use super::HELP;
+
+    /// Every example the help gives is understood: none reads as "unknown".
+    #[test]
+    fn every_example_in_the_help_is_understood() {
+        let now = NaiveDate::from_ymd_opt(2026, 11, 23)
+            .and_then(|d| d.and_hms_opt(10, 0, 0))
+            .expect("a valid moment");
+        let examples: Vec<&str> = HELP
+            .split('“')
+            .skip(1)
+            .filter_map(|s| s.split('”').next())
+            .filter(|s| s.split_whitespace().count() > 1)
+            .collect();
+        assert!(examples.len() >= 15, "{examples:?}");
+        for example in examples {
+            let parsed = taskflow_nlu::parse(example, now, chrono_tz::UTC);
+            assert_ne!(parsed.intent, Intent::Unknown, "{example:?}");
+        }
     }
 }
