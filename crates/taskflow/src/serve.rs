@@ -199,6 +199,9 @@ async fn prune_processed(app: App, mut stop: watch::Receiver<bool>) {
 }
 
 pub async fn run(opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
+    // The metrics recorder comes before anything that records: a gauge set before it exists
+    // (a consumer's dead-letter count, set once at start) would be lost.
+    let metrics = taskflow_api::prometheus();
     // Bind first: a taken address fails before any other work.
     let listener = match tokio::net::TcpListener::bind(opts.bind).await {
         Ok(l) => l,
@@ -259,7 +262,6 @@ pub async fn run(opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
             burst: opts.rate_limit_chat_per_user.saturating_mul(burst),
         },
     );
-    let metrics = taskflow_api::prometheus();
     let housekeeping = taskflow_api::spawn_housekeeping(limits.clone(), metrics.clone());
     let state = AppState {
         app,

@@ -647,7 +647,7 @@ async fn an_idle_stream_gets_heartbeats_and_metrics_show_lag_and_dead_letters_pe
             metrics.contains(&format!(
                 "taskflow_dead_letters{{consumer=\"{consumer}\"}} 0"
             )),
-            "dead letters of {consumer}"
+            "dead letters of {consumer}:\n{metrics}"
         );
     }
 }
