@@ -306,6 +306,12 @@ pub async fn respond(
             };
             bulk_delete(&mut agent, q).await
         }
+        // "mark all done", "postpone everything to monday": only deletes go by the batch.
+        Intent::CompleteTask | Intent::ReopenTask | Intent::UpdateTask if matches!(&parsed.target, Some(Target::Query(q)) if is_bulk(q)) => {
+            "I change one task at a time: say its number or some words of its title, like \
+             “complete #3” or “move the report to monday”. “show my tasks” lists the numbers."
+                .to_owned()
+        }
         intent => {
             let target = parsed.target.unwrap_or(Target::Last(true));
             let changes_json = parsed

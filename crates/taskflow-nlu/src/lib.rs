@@ -232,7 +232,7 @@ pattern!(
 );
 pattern!(
     TASKISH,
-    r"\b(?:tasks?|todos?|to-dos?|due|overdue|late|have|planned|scheduled|list|agenda|completed|done|finish|finished|left|pending|open|remaining|priority|urgent|important|tagged|today|tonight|tomorrow|week|weekend|month|on my plate|up next|next)\b|#\w"
+    r"\b(?:tasks?|todos?|to-dos?|due|overdue|late|have|planned|scheduled|list|agenda|completed|done|finish|finished|left|pending|open|remaining|priority|urgent|important|tagged|today|tonight|tomorrow|week|weekend|month|on my plate|up next|next|monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b|#\w"
 );
 pattern!(TAG_HASH, r"(?:^|\s)#([\p{L}\p{N}_-]{1,50})\b");
 pattern!(

@@ -253,6 +253,8 @@ for say, expect in [
     ("set a reminder for 9 am tomorrow to call mom", {"intent": "add_task", "task": {"title": "call mom", "due_at": "2026-11-23T09:00:00-05:00", "reminders_before_minutes": [0]}}),
     ("set a reminder for this evening to call mom", {"intent": "add_task", "task": {"title": "call mom", "due_at": "2026-11-22T18:00:00-05:00", "reminders_before_minutes": [0]}}),
     ("remind me of that at 5pm", {"intent": "update_task", "target": {"last": True}, "changes": {"due_at": "2026-11-22T17:00:00-05:00", "reminders_before_minutes": [0]}}),
+    ("what's on saturday?", {"intent": "list_tasks", "filter": {"due": {"from": "2026-11-28", "to": "2026-11-28"}}}),
+    ("what do I have on friday", {"intent": "list_tasks", "filter": {"due": {"from": "2026-11-27", "to": "2026-11-27"}}}),
     ("clear completed tasks", {"intent": "delete_task", "target": {"query": "completed tasks"}}),
     ("how many tasks do I have", {"intent": "list_tasks", "filter": {}}),
     ("how many tasks are due tomorrow?", {"intent": "list_tasks", "filter": {"due": {"from": "2026-11-23", "to": "2026-11-23"}}}),

@@ -247,6 +247,17 @@ async fn a_new_time_keeps_the_day_and_completed_tasks_can_be_cleared() {
 
     let text = reply(&say(&app, Some(&cid), "how many tasks do I have?").await);
     assert!(text.starts_with("2 tasks:"), "{text}");
+    let text = reply(&say(&app, Some(&cid), "what's on wednesday dec 2?").await);
+    assert!(
+        text.starts_with("1 task:") && text.contains("dentist"),
+        "{text}"
+    );
+    let counts = app.counts().await;
+    for batch in ["mark all done", "postpone everything to monday"] {
+        let text = reply(&say(&app, Some(&cid), batch).await);
+        assert!(text.starts_with("I change one task at a time"), "{text}");
+    }
+    assert_eq!(app.counts().await, counts, "nothing changed");
     say(&app, Some(&cid), "complete #1").await;
     say(&app, Some(&cid), "complete #2").await;
     say(&app, Some(&cid), "add buy stamps").await;
