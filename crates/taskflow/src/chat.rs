@@ -55,22 +55,25 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 struct Session {
     client: reqwest::Client,
     base: String,
-    email: String,
-    password: SecretString,
     token: String,
 }
 
 impl Session {
-    async fn sign_in(&mut self) -> Result<(), String> {
-        let body = json!({"email": self.email, "password": self.password.expose_secret()});
-        let (status, v) = self
+    async fn sign_in(base: &str, email: &str, password: &SecretString) -> Result<Self, String> {
+        let mut session = Self {
+            client: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_owned(),
+            token: String::new(),
+        };
+        let body = json!({"email": email, "password": password.expose_secret()});
+        let (status, v) = session
             .send(Method::POST, "/api/auth/login", Some(&body), false)
             .await?;
-        self.token = outcome(status, v)?["token"]
+        session.token = outcome(status, v)?["token"]
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        Ok(())
+        Ok(session)
     }
 
     /// One signed-in request.
@@ -220,16 +223,10 @@ pub async fn run(opts: ChatOpts) -> ExitCode {
         }
         None => return fail("no password: pass --password or set TASKFLOW_PASSWORD"),
     };
-    let mut session = Session {
-        client: reqwest::Client::new(),
-        base: opts.url.trim_end_matches('/').to_owned(),
-        email: opts.email,
-        password,
-        token: String::new(),
+    let session = match Session::sign_in(&opts.url, &opts.email, &password).await {
+        Ok(s) => s,
+        Err(e) => return fail(format_args!("cannot sign in at {}: {e}", opts.url)),
     };
-    if let Err(e) = session.sign_in().await {
-        return fail(format_args!("cannot sign in at {}: {e}", session.base));
-    }
     let style = Style::detect();
     let mut conversation = opts.conversation.clone();
     if opts.resume {

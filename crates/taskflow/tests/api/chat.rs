@@ -545,6 +545,16 @@ async fn at_a_terminal_the_chat_asks_for_the_password_and_recalls_earlier_lines(
         !history.contains("correct horse"),
         "the password is not in the history"
     );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(home.path().join(".local/state/taskflow/chat_history"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "only its owner reads the history: {mode:o}"
+    );
 
     // The next run recalls lines from the last one and continues its conversation;
     // NO_COLOR turns the colours off.
