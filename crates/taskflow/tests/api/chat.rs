@@ -535,8 +535,8 @@ async fn at_a_terminal_the_chat_asks_for_the_password_and_recalls_earlier_lines(
         !out.contains("correct horse battery"),
         "the password is not echoed"
     );
-    let history = std::fs::read_to_string(home.path().join(".local/state/taskflow/chat_history"))
-        .expect("the typed lines are kept");
+    let history_file = home.path().join(".local/state/taskflow/chat_history");
+    let history = std::fs::read_to_string(&history_file).expect("the typed lines are kept");
     assert!(
         history.contains("add water the plants tomorrow at 8am\n/quit"),
         "{history}"
@@ -546,9 +546,7 @@ async fn at_a_terminal_the_chat_asks_for_the_password_and_recalls_earlier_lines(
         "the password is not in the history"
     );
     let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(home.path().join(".local/state/taskflow/chat_history"))
-            .unwrap()
-            .permissions(),
+        &std::fs::metadata(&history_file).unwrap().permissions(),
     );
     assert_eq!(
         mode & 0o077,
