@@ -887,15 +887,32 @@ fn tags_or_word(text: &mut Text) -> Vec<String> {
     if !found.is_empty() {
         return found;
     }
-    static AFTER_TASK: LazyLock<Regex> = LazyLock::new(|| {
-        re(
-            r"(?:^\s*(?:it|that|this|#\d{1,9}|(?:task|number|no\.?) ?#?\d{1,9})\s+(?:with\s+|as\s+)?|\s(?:with|as)\s+)([a-z0-9_-]{1,50}(?:(?:\s*,\s*|\s+and\s+|\s*&\s*|\s+)[a-z0-9_-]{1,50})*)[\s.!]*$",
-        )
+    const LIST: &str =
+        r"([a-z0-9_-]{1,50}(?:(?:\s*,\s*|\s+and\s+|\s*&\s*|\s+)[a-z0-9_-]{1,50})*)[\s.!]*$";
+    static AFTER_REF: LazyLock<Regex> = LazyLock::new(|| {
+        re(&format!(
+            r"^\s*(?:it|that|this|#\d{{1,9}}|(?:task|number|no\.?) ?#?\d{{1,9}})\s+(?:with\s+|as\s+)?{LIST}"
+        ))
     });
+    static AFTER_WITH: LazyLock<Regex> = LazyLock::new(|| re(&format!(r"^{LIST}")));
     let work = text.work().to_owned();
-    if let Some(m) = AFTER_TASK.captures(&work).and_then(|c| c.get(1)) {
-        let words = tag_words(m.as_str());
-        text.blank(m.start(), m.end());
+    // After the last "with"/"as": "tag the meeting with bob as work" tags "work".
+    let last_with = [" with ", " as "]
+        .iter()
+        .filter_map(|w| work.rfind(w).map(|i| i + w.len()))
+        .max();
+    let found = AFTER_REF
+        .captures(&work)
+        .and_then(|c| c.get(1))
+        .map(|m| (m.start(), m.end()))
+        .or_else(|| {
+            let from = last_with?;
+            let m = AFTER_WITH.captures(&work[from..])?.get(1)?;
+            Some((from + m.start(), from + m.end()))
+        });
+    if let Some((start, end)) = found {
+        let words = tag_words(&work[start..end]);
+        text.blank(start, end);
         return words;
     }
     static WORD: LazyLock<Regex> = LazyLock::new(|| re(r"^\s*([a-z0-9_-]{1,50})\b"));
@@ -987,6 +1004,20 @@ pub fn parse_now(s: &str, tz: Tz) -> Option<NaiveDateTime> {
 #[cfg(test)]
 mod tests {
     use super::{SmallTalk, small_talk};
+
+    #[test]
+    fn the_tags_of_a_tag_command_come_after_the_last_with_or_as() {
+        let now = chrono::NaiveDate::from_ymd_opt(2026, 11, 22)
+            .and_then(|d| d.and_hms_opt(10, 0, 0))
+            .expect("a valid moment");
+        let parsed = super::parse("tag the meeting with bob as work", now, chrono_tz::UTC);
+        let changes = parsed.changes.expect("an update");
+        assert_eq!(changes.add_tags, ["work"]);
+        assert!(
+            matches!(parsed.target, Some(super::Target::Query(q)) if q.contains("bob")),
+            "the task is named by what comes before"
+        );
+    }
 
     #[test]
     fn greetings_and_thanks_are_small_talk_and_requests_are_not() {
