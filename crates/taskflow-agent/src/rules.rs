@@ -284,9 +284,14 @@ pub async fn respond(
         return agent.done(text);
     }
     let parsed: Parsed = taskflow_nlu::parse(message, now, tz);
-    let text = match parsed.intent {
-        Intent::Help => HELP.to_owned(),
-        Intent::Unknown => match taskflow_nlu::small_talk(message) {
+    // "delete all …", "mark all done": a query that means more than one task.
+    let bulk = match &parsed.target {
+        Some(Target::Query(q)) if is_bulk(q) => Some(q.clone()),
+        _ => None,
+    };
+    let text = match (parsed.intent, bulk) {
+        (Intent::Help, _) => HELP.to_owned(),
+        (Intent::Unknown, _) => match taskflow_nlu::small_talk(message) {
             Some(SmallTalk::Thanks) => "You're welcome!".to_owned(),
             Some(SmallTalk::Greeting) => {
                 "Hello! What can I do for you? Try “add buy milk tomorrow at 5pm”, \
@@ -295,24 +300,19 @@ pub async fn respond(
             }
             None => not_understood(message),
         },
-        Intent::AddTask => match parsed.task {
+        (Intent::AddTask, _) => match parsed.task {
             Some(t) => add(&mut agent, &t).await,
             None => not_understood(message),
         },
-        Intent::ListTasks => list(&mut agent, parsed.filter.unwrap_or_default()).await,
-        Intent::DeleteTask if matches!(&parsed.target, Some(Target::Query(q)) if is_bulk(q)) => {
-            let Some(Target::Query(q)) = &parsed.target else {
-                unreachable!("matched above")
-            };
-            bulk_delete(&mut agent, q).await
-        }
+        (Intent::ListTasks, _) => list(&mut agent, parsed.filter.unwrap_or_default()).await,
+        (Intent::DeleteTask, Some(q)) => bulk_delete(&mut agent, &q).await,
         // "mark all done", "postpone everything to monday": only deletes go by the batch.
-        Intent::CompleteTask | Intent::ReopenTask | Intent::UpdateTask if matches!(&parsed.target, Some(Target::Query(q)) if is_bulk(q)) => {
+        (Intent::CompleteTask | Intent::ReopenTask | Intent::UpdateTask, Some(_)) => {
             "I change one task at a time: say its number or some words of its title, like \
              “complete #3” or “move the report to monday”. “show my tasks” lists the numbers."
                 .to_owned()
         }
-        intent => {
+        (intent, _) => {
             let target = parsed.target.unwrap_or(Target::Last(true));
             let changes_json = parsed
                 .changes
