@@ -50,6 +50,23 @@ fn body_text(s: &str) -> String {
     s.split_once(": ").map_or(s, |(_, rest)| rest).to_owned()
 }
 
+/// The client's address, when the listener recorded it (not in router unit tests).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
 /// The user the bearer token names. Also applies the per-user rate limit.
 #[derive(Debug, Clone)]
 pub struct CurrentUser(pub User);

@@ -7,12 +7,13 @@ mod events;
 mod extract;
 mod health;
 mod limits;
+mod listener;
 mod mcp;
 mod problem;
 mod tasks;
 mod users;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Router,
@@ -36,7 +37,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_scalar::{Scalar, Servable};
 
 pub use health::prometheus;
-pub use limits::{Limits, Rate};
+pub use limits::{AuthRates, Limits, Rate};
+pub use listener::{ConnLimits, open_file_limit, serve};
 pub use problem::{ApiError, PROBLEM_JSON, Problem};
 
 /// The largest request body accepted.
@@ -139,20 +141,6 @@ pub fn ops_router(state: AppState) -> Router {
         })
         .layer(middleware::from_fn(problem::render_problems))
         .with_state(state)
-}
-
-/// Serves `router` on `listener` until `shutdown` resolves, then drains in-flight requests.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
 }
 
 /// Periodic upkeep: drains recorded histogram samples into their buckets (without it they

@@ -1,6 +1,13 @@
-//! Rate limits per client IP and per user (token bucket, GCRA). A limit of 0 turns it off.
+//! Rate limits per client IP and per user (token bucket, GCRA), the stricter ones of the
+//! sign-in routes, and the throttle on repeated failed logins. A limit of 0 turns it off.
 
-use std::{net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    num::NonZeroU32,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use axum::{
     extract::{ConnectInfo, Request, State},
@@ -29,6 +36,23 @@ pub struct Limits {
     user: Option<DefaultKeyedRateLimiter<UserId>>,
     /// Chat messages per user: each may run several writes and, with a model, cost money.
     chat: Option<DefaultKeyedRateLimiter<UserId>>,
+    /// `/api/auth/*` per client IP: each request costs an argon2 hash.
+    auth_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// `/api/auth/*` per account (the email as sent, lowercased), per minute.
+    auth_account: Option<DefaultKeyedRateLimiter<String>>,
+    failed_logins: FailedLogins,
+}
+
+/// The limits of the sign-in routes.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthRates {
+    /// Requests per second and burst from one client IP.
+    pub per_ip: Rate,
+    /// Requests per minute for one account.
+    pub per_account_per_minute: u32,
+    /// Failed logins of one account in a row that are let through before each further try
+    /// has to wait (1 s, doubling up to 15 min); 0 turns the throttle off.
+    pub failures_before_throttle: u32,
 }
 
 fn limiter<K: std::hash::Hash + Eq + Clone>(rate: Rate) -> Option<DefaultKeyedRateLimiter<K>> {
@@ -40,12 +64,34 @@ fn limiter<K: std::hash::Hash + Eq + Clone>(rate: Rate) -> Option<DefaultKeyedRa
 }
 
 impl Limits {
-    pub fn new(ip: Rate, user: Rate, chat: Rate) -> Arc<Self> {
+    pub fn new(ip: Rate, user: Rate, chat: Rate, auth: AuthRates) -> Arc<Self> {
+        let auth_account = NonZeroU32::new(auth.per_account_per_minute)
+            .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
         Arc::new(Self {
             ip: limiter(ip),
             user: limiter(user),
             chat: limiter(chat),
+            auth_ip: limiter(auth.per_ip),
+            auth_account,
+            failed_logins: FailedLogins::new(auth.failures_before_throttle),
         })
+    }
+
+    /// Before a signup or login of `account` from `ip`: the sign-in limits and, for a login,
+    /// the failed-login throttle.
+    pub fn check_auth(&self, ip: Option<IpAddr>, account: &str) -> Result<String, ApiError> {
+        if let Some(ip) = ip {
+            check(self.auth_ip.as_ref(), &ip)?;
+        }
+        let account = account.trim().to_lowercase();
+        check(self.auth_account.as_ref(), &account)?;
+        self.failed_logins.check(&account)?;
+        Ok(account)
+    }
+
+    /// Records the outcome of a login of `account` (as returned by [`Self::check_auth`]).
+    pub fn login_outcome(&self, account: String, ok: bool) {
+        self.failed_logins.record(account, ok);
     }
 
     pub fn check_chat(&self, user: UserId) -> Result<(), ApiError> {
@@ -66,10 +112,19 @@ impl Limits {
             l.retain_recent();
             l.shrink_to_fit();
         }
+        if let Some(l) = &self.auth_ip {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+        if let Some(l) = &self.auth_account {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
         for l in [&self.user, &self.chat].into_iter().flatten() {
             l.retain_recent();
             l.shrink_to_fit();
         }
+        self.failed_logins.forget_old();
     }
 }
 
@@ -96,4 +151,102 @@ pub async fn per_ip(State(state): State<AppState>, req: Request, next: Next) -> 
         return e.into_response();
     }
     next.run(req).await
+}
+
+/// Failed logins in a row per account. After `free` of them each further try must wait,
+/// 1 s doubling up to 15 min after the latest failure; a success clears the account. The
+/// account need not exist, so the answer tells nothing about which emails have one.
+#[derive(Debug)]
+struct FailedLogins {
+    free: u32,
+    accounts: Mutex<HashMap<String, Failures>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    last: Instant,
+}
+
+impl FailedLogins {
+    const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
+
+    fn new(free: u32) -> Self {
+        Self {
+            free,
+            accounts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn wait(&self, f: Failures) -> Duration {
+        let over = f.count.saturating_sub(self.free);
+        if self.free == 0 || over == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_secs(1u64 << (over - 1).min(10)).min(Self::MAX_WAIT)
+    }
+
+    fn check(&self, account: &str) -> Result<(), ApiError> {
+        if self.free == 0 {
+            return Ok(());
+        }
+        let accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(&f) = accounts.get(account) else {
+            return Ok(());
+        };
+        let ready = f.last + self.wait(f);
+        let now = Instant::now();
+        if ready > now {
+            return Err(ApiError::LoginThrottled(ready - now));
+        }
+        Ok(())
+    }
+
+    fn record(&self, account: String, ok: bool) {
+        if self.free == 0 {
+            return;
+        }
+        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        if ok {
+            accounts.remove(&account);
+            return;
+        }
+        let f = accounts.entry(account).or_insert(Failures {
+            count: 0,
+            last: Instant::now(),
+        });
+        f.count = f.count.saturating_add(1);
+        f.last = Instant::now();
+    }
+
+    fn forget_old(&self) {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        accounts.retain(|_, f| f.last.elapsed() < Self::MAX_WAIT * 2);
+        accounts.shrink_to_fit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_logins_are_free_up_to_the_threshold_then_wait_doubling() {
+        let f = FailedLogins::new(3);
+        let at = |count| Failures {
+            count,
+            last: Instant::now(),
+        };
+        assert_eq!(f.wait(at(3)), Duration::ZERO);
+        assert_eq!(f.wait(at(4)), Duration::from_secs(1));
+        assert_eq!(f.wait(at(6)), Duration::from_secs(4));
+        assert_eq!(f.wait(at(40)), FailedLogins::MAX_WAIT);
+        for _ in 0..4 {
+            f.record("ada@example.com".into(), false);
+        }
+        assert!(f.check("ada@example.com").is_err());
+        assert!(f.check("bob@example.com").is_ok());
+        f.record("ada@example.com".into(), true);
+        assert!(f.check("ada@example.com").is_ok());
+    }
 }

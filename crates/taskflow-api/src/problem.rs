@@ -60,6 +60,9 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("too many requests")]
     TooManyRequests(Duration),
+    /// Too many failed logins of one account in a row.
+    #[error("too many failed logins")]
+    LoginThrottled(Duration),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -101,6 +104,13 @@ impl ApiError {
             }
             ApiError::App(AppError::NotFound) => Problem::new(S::NOT_FOUND, "no such task"),
             ApiError::Unavailable(m) => Problem::new(S::SERVICE_UNAVAILABLE, *m),
+            ApiError::App(AppError::Busy(wait)) => Problem::new(
+                S::SERVICE_UNAVAILABLE,
+                format!(
+                    "the server is busy checking passwords; retry in {} s",
+                    retry_secs(*wait)
+                ),
+            ),
             ApiError::TooManyStreams(m) => Problem::new(S::TOO_MANY_REQUESTS, m.clone()),
             ApiError::App(e @ AppError::PreconditionFailed { .. }) => {
                 Problem::new(S::PRECONDITION_FAILED, e.to_string())
@@ -122,7 +132,14 @@ impl ApiError {
             ApiError::NotFound(m) => Problem::new(S::NOT_FOUND, *m),
             ApiError::TooManyRequests(wait) => Problem::new(
                 S::TOO_MANY_REQUESTS,
-                format!("rate limit exceeded; retry in {} s", wait.as_secs().max(1)),
+                format!("rate limit exceeded; retry in {} s", retry_secs(*wait)),
+            ),
+            ApiError::LoginThrottled(wait) => Problem::new(
+                S::TOO_MANY_REQUESTS,
+                format!(
+                    "too many failed logins for this account; retry in {} s",
+                    retry_secs(*wait)
+                ),
             ),
             ApiError::UnsupportedMediaType(m) => Problem::new(S::UNSUPPORTED_MEDIA_TYPE, m.clone()),
             ApiError::PayloadTooLarge(m) => Problem::new(S::PAYLOAD_TOO_LARGE, m.clone()),
@@ -144,17 +161,29 @@ impl IntoResponse for ApiError {
                 res.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::TooManyRequests(wait) => {
-                let secs = wait.as_secs().max(1).to_string();
+            ApiError::TooManyRequests(wait)
+            | ApiError::LoginThrottled(wait)
+            | ApiError::App(AppError::Busy(wait)) => {
+                let secs = retry_secs(*wait).to_string();
                 if let Ok(v) = HeaderValue::from_str(&secs) {
                     res.headers_mut().insert(header::RETRY_AFTER, v);
                 }
+            }
+            // A stream ends when its client leaves: a few seconds is a fair guess.
+            ApiError::TooManyStreams(_) => {
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             _ => {}
         }
         res.extensions_mut().insert(problem);
         res
     }
+}
+
+/// Whole seconds to wait, rounded up, at least 1 (what `Retry-After` says).
+fn retry_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 /// The cause of a 5xx, logged once by [`render_problems`] and never sent to the client.

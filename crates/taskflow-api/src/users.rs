@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::{
     AppState,
-    extract::{CurrentUser, Json},
+    extract::{ClientIp, CurrentUser, Json},
     problem::{ApiError, Problem},
 };
 
@@ -68,8 +68,11 @@ pub struct TokenResponse {
     responses((status = 201, body = TokenResponse), (status = 409, body = Problem), (status = 422, body = Problem)))]
 async fn signup(
     State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
     Json(b): Json<SignupBody>,
 ) -> Result<impl IntoResponse, ApiError> {
+    s.limits
+        .check_auth(ip, b.email.as_deref().unwrap_or_default())?;
     let mut missing = ValidationErrors::default();
     if b.email.is_none() {
         missing.push("email", "is required");
@@ -98,10 +101,21 @@ async fn signup(
     responses((status = 200, body = TokenResponse), (status = 401, body = Problem)))]
 async fn login(
     State(s): State<AppState>,
+    ClientIp(ip): ClientIp,
     Json(b): Json<LoginBody>,
 ) -> Result<axum::Json<TokenResponse>, ApiError> {
-    let (user, token) = s.app.login(&b.email, b.password).await?;
-    Ok(axum::Json(TokenResponse { token, user }))
+    let account = s.limits.check_auth(ip, &b.email)?;
+    match s.app.login(&b.email, b.password).await {
+        Ok((user, token)) => {
+            s.limits.login_outcome(account, true);
+            Ok(axum::Json(TokenResponse { token, user }))
+        }
+        Err(e @ taskflow_app::AppError::Unauthorized(_)) => {
+            s.limits.login_outcome(account, false);
+            Err(e.into())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The signed-in user.

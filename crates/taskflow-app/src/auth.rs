@@ -1,6 +1,10 @@
 //! Passwords (argon2id) and signed, expiring bearer tokens (HS256).
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    sync::{Arc, Mutex, OnceLock, mpsc},
+    time::Duration,
+};
 
 use argon2::{
     Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
@@ -123,38 +127,108 @@ impl Tokens {
     }
 }
 
-/// Hashes a password with argon2id on the blocking pool (it is CPU-heavy by design).
-pub(crate) async fn hash_password(password: String) -> Result<String, AppError> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| AppError::Internal(format!("hashing a password: {e}")))
-    })
-    .await
-    .map_err(|e| AppError::Internal(e.to_string()))?
+/// Argon2 runs on a few threads of its own, as many as there are cores, fed by a short
+/// queue: a flood of signups or logins waits its turn or is told to come back (503 with
+/// `Retry-After`), instead of filling the blocking pool with hundreds of threads that each
+/// hold argon2's 19 MiB and starve every other request of CPU.
+struct HashPool {
+    jobs: mpsc::SyncSender<Box<dyn FnOnce() + Send>>,
 }
 
-/// Checks a password against a stored hash on the blocking pool. Without a hash (unknown
+impl HashPool {
+    /// Jobs that may wait per hashing thread; beyond that the caller is turned away.
+    const QUEUE_PER_THREAD: usize = 4;
+
+    fn get() -> &'static HashPool {
+        static POOL: OnceLock<HashPool> = OnceLock::new();
+        POOL.get_or_init(|| {
+            let threads = std::thread::available_parallelism().map_or(2, usize::from);
+            Self::start(threads, threads * Self::QUEUE_PER_THREAD)
+        })
+    }
+
+    fn start(threads: usize, queue: usize) -> Self {
+        let (jobs, rx) = mpsc::sync_channel::<Box<dyn FnOnce() + Send>>(queue);
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password hashing thread");
+            }
+        }
+        Self { jobs }
+    }
+
+    /// Runs `work` on the pool, or refuses at once when the queue is full.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, AppError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .try_send(Box::new(move || {
+                let _ = tx.send(work());
+            }))
+            .map_err(|e| match e {
+                mpsc::TrySendError::Full(_) => {
+                    metrics::counter!("taskflow_password_hashing_refused_total").increment(1);
+                    AppError::Busy(Duration::from_secs(1))
+                }
+                mpsc::TrySendError::Disconnected(_) => {
+                    AppError::Internal("the password hashing threads are gone".into())
+                }
+            })?;
+        rx.await
+            .map_err(|_| AppError::Internal("a password hashing job was lost".into()))
+    }
+}
+
+/// Hashes a password with argon2id on the hashing threads (it is CPU-heavy by design).
+pub(crate) async fn hash_password(password: String) -> Result<String, AppError> {
+    HashPool::get()
+        .run(move || {
+            let salt = SaltString::generate(&mut OsRng);
+            Argon2::default()
+                .hash_password(password.as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| AppError::Internal(format!("hashing a password: {e}")))
+        })
+        .await?
+}
+
+/// Checks a password against a stored hash on the hashing threads. Without a hash (unknown
 /// user) it still does the work, so both failures take as long.
 pub(crate) async fn verify_password(
     password: String,
     hash: Option<String>,
 ) -> Result<bool, AppError> {
     const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$5n6BZ5tNDs0oqUP3aVqZKGRoTcv3mMW8cO36hp1mZnU";
-    tokio::task::spawn_blocking(move || {
-        let known = hash.is_some();
-        let stored = hash.unwrap_or_else(|| DUMMY.to_owned());
-        let parsed = PasswordHash::new(&stored)
-            .map_err(|e| AppError::Internal(format!("stored hash: {e}")))?;
-        let ok = Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
-        Ok(ok && known)
-    })
-    .await
-    .map_err(|e| AppError::Internal(e.to_string()))?
+    HashPool::get()
+        .run(move || {
+            let known = hash.is_some();
+            let stored = hash.unwrap_or_else(|| DUMMY.to_owned());
+            let parsed = PasswordHash::new(&stored)
+                .map_err(|e| AppError::Internal(format!("stored hash: {e}")))?;
+            let ok = Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok();
+            Ok(ok && known)
+        })
+        .await?
 }
 
 #[cfg(test)]
@@ -187,6 +261,24 @@ mod tests {
         let token = a.issue(UserId::new(), chrono::Utc::now()).expect("signs");
         assert!(b.verify(&token).is_err());
         assert!(a.verify("not.a.token").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_full_hashing_queue_turns_work_away_at_once() {
+        let pool: &'static HashPool = Box::leak(Box::new(HashPool::start(1, 1)));
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let blocked = pool.run(move || {
+            let _ = gate.recv();
+        });
+        let blocked = tokio::spawn(blocked);
+        // One runs (blocked), one waits in the queue; the third is refused.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let queued = tokio::spawn(pool.run(|| 2));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(matches!(pool.run(|| 3).await, Err(AppError::Busy(_))));
+        release.send(()).expect("unblocks");
+        blocked.await.expect("joins").expect("ran");
+        assert_eq!(queued.await.expect("joins").expect("ran"), 2);
     }
 
     #[tokio::test]

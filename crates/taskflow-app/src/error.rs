@@ -19,6 +19,9 @@ pub enum AppError {
     InvalidCursor(String),
     #[error("the change did not go through because of concurrent changes; try again")]
     Contended,
+    /// Too much of one kind of work is already queued (password hashing); retry after this.
+    #[error("the server is busy; retry in {0:?}")]
+    Busy(std::time::Duration),
     #[error(transparent)]
     Store(StoreError),
     #[error("internal error: {0}")]

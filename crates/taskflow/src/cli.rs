@@ -146,10 +146,45 @@ pub struct ServeOpts {
     /// Chat messages per second allowed for one signed-in user (0 turns the limit off).
     #[arg(long, env = "TASKFLOW_RATE_LIMIT_CHAT_PER_USER", default_value_t = 5)]
     pub rate_limit_chat_per_user: u32,
+    /// Sign-up and login requests per second allowed from one client IP (0 turns the limit
+    /// off); each costs a deliberately slow password hash.
+    #[arg(long, env = "TASKFLOW_RATE_LIMIT_AUTH_PER_IP", default_value_t = 5)]
+    pub rate_limit_auth_per_ip: u32,
+    /// Sign-up and login requests per minute allowed for one account (0 turns the limit off).
+    #[arg(
+        long,
+        env = "TASKFLOW_RATE_LIMIT_AUTH_PER_ACCOUNT",
+        default_value_t = 20
+    )]
+    pub rate_limit_auth_per_account: u32,
+    /// Failed logins of one account in a row before each further try must wait (1 s,
+    /// doubling up to 15 min; a successful login clears it). 0 turns the throttle off.
+    #[arg(
+        long,
+        env = "TASKFLOW_LOGIN_FAILURES_BEFORE_THROTTLE",
+        default_value_t = 5
+    )]
+    pub login_failures_before_throttle: u32,
     /// Burst allowance: how many requests above the steady rate a client may send at once,
     /// as a multiple of the rate.
     #[arg(long, env = "TASKFLOW_RATE_LIMIT_BURST", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub rate_limit_burst: u32,
+    /// Open connections allowed in total; lowered to fit the open-file limit (0: as many as
+    /// that limit allows).
+    #[arg(long, env = "TASKFLOW_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Open connections allowed from one client address (0 turns the cap off, e.g. behind a
+    /// proxy that sends every request from its own address).
+    #[arg(long, env = "TASKFLOW_MAX_CONNECTIONS_PER_IP", default_value_t = 512)]
+    pub max_connections_per_ip: usize,
+    /// Seconds a client has to send a request's headers (counted from its first byte, or
+    /// from the connection's start for the first request).
+    #[arg(long, env = "TASKFLOW_HEADER_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout_secs: u64,
+    /// Seconds a keep-alive connection may stay idle (no byte moving, no request running)
+    /// before it is closed.
+    #[arg(long, env = "TASKFLOW_IDLE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_timeout_secs: u64,
     /// Event bus: `embedded` (the event log in the database).
     #[arg(long, env = "TASKFLOW_BUS", value_enum, default_value_t = Bus::Embedded)]
     pub bus: Bus,

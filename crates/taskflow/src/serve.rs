@@ -3,7 +3,7 @@
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use taskflow_agent::{Llm, LlmConfig};
-use taskflow_api::{AppState, Limits, Rate};
+use taskflow_api::{AppState, AuthRates, ConnLimits, Limits, Rate};
 use taskflow_app::{App, TokenConfig, Tokens};
 use taskflow_bus::{Consumer, ConsumerConfig, EmbeddedBus, Handler, Readiness, RoleState};
 use taskflow_core::SystemClock;
@@ -261,6 +261,14 @@ pub async fn run(opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
             per_second: opts.rate_limit_chat_per_user,
             burst: opts.rate_limit_chat_per_user.saturating_mul(burst),
         },
+        AuthRates {
+            per_ip: Rate {
+                per_second: opts.rate_limit_auth_per_ip,
+                burst: opts.rate_limit_auth_per_ip.saturating_mul(burst),
+            },
+            per_account_per_minute: opts.rate_limit_auth_per_account,
+            failures_before_throttle: opts.login_failures_before_throttle,
+        },
     );
     let housekeeping = taskflow_api::spawn_housekeeping(limits.clone(), metrics.clone());
     let state = AppState {
@@ -289,9 +297,22 @@ pub async fn run(opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
 
     let grace = Duration::from_secs(opts.shutdown_grace_secs);
     let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(taskflow_api::serve(listener, router, async move {
-        let _ = server_stop.wait_for(|stop| *stop).await;
-    }));
+    let conn_limits = ConnLimits {
+        max_total: opts.max_connections,
+        max_per_ip: opts.max_connections_per_ip,
+        header_timeout: Duration::from_secs(opts.header_timeout_secs),
+        // A live stream's heartbeat must keep its connection open.
+        idle_timeout: Duration::from_secs(opts.idle_timeout_secs.max(opts.heartbeat_secs * 2)),
+    }
+    .fit_to_fd_limit(taskflow_api::open_file_limit());
+    let server = tokio::spawn(taskflow_api::serve(
+        listener,
+        router,
+        conn_limits,
+        async move {
+            let _ = server_stop.wait_for(|stop| *stop).await;
+        },
+    ));
     shutdown_signal().await;
     tracing::info!("shutting down: draining in-flight requests and stopping consumers");
     let _ = stop_tx.send(true);

@@ -532,6 +532,10 @@ async fn a_user_may_hold_only_so_many_live_connections() {
             .unwrap()
             .contains("2 live connections")
     );
+    assert_eq!(
+        third.headers["retry-after"], "5",
+        "the stream cap says when to retry"
+    );
     drop(b);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let _c = Sse::open(&app.server, &app.token, None).await;
