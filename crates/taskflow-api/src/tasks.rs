@@ -19,7 +19,7 @@ use taskflow_core::{
     TaskDraft, TaskId, TaskPatch, TaskStatus, TaskTitle, Timezone, User, ValidationErrors,
     task::local_instant,
 };
-use taskflow_store::{Cursor, Order, SortBy, TaskQuery};
+use taskflow_store::{Order, SortBy, TaskQuery};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -409,6 +409,7 @@ pub(crate) fn parse_list_query(
     raw: Option<&str>,
     user: &User,
     now: DateTime<Utc>,
+    tokens: &taskflow_app::Tokens,
 ) -> Result<TaskQuery, ValidationErrors> {
     let mut q = TaskQuery::default();
     let mut e = ValidationErrors::default();
@@ -493,8 +494,9 @@ pub(crate) fn parse_list_query(
         }
     }
     if let Some(raw) = cursor {
-        match Cursor::decode(&raw, q.sort, q.order) {
+        match tokens.open_cursor(&raw, q.sort, q.order) {
             Ok(c) => q.cursor = Some(c),
+            Err(taskflow_app::AppError::InvalidCursor(m)) => e.push("cursor", m),
             Err(err) => e.push("cursor", err.to_string()),
         }
     }
@@ -586,7 +588,7 @@ async fn list_tasks(
     Owner(user): Owner,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let query = parse_list_query(raw.as_deref(), &user, s.app.clock().now())?;
+    let query = parse_list_query(raw.as_deref(), &user, s.app.clock().now(), s.app.tokens())?;
     let page = s.app.list_tasks(&user, &query).await?;
     Ok(axum::Json(TaskPage {
         items: page.items,

@@ -10,13 +10,18 @@ use argon2::{
     Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
     password_hash::{SaltString, rand_core::OsRng},
 };
-use base64::{Engine, engine::general_purpose::STANDARD};
+use base64::{
+    Engine,
+    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
+};
+use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 use taskflow_core::UserId;
-use taskflow_store::SettingStore;
+use taskflow_store::{Cursor, Order, SettingStore, SortBy};
 
 use crate::AppError;
 
@@ -44,6 +49,8 @@ pub struct Tokens {
 }
 
 struct Keys {
+    /// Signs pagination cursors; derived from the token secret, so it is as stable.
+    cursor: Hmac<Sha256>,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -81,6 +88,7 @@ impl Tokens {
         validation.leeway = 5;
         Self {
             inner: Arc::new(Keys {
+                cursor: cursor_key(secret),
                 encoding: EncodingKey::from_secret(secret),
                 decoding: DecodingKey::from_secret(secret),
                 validation,
@@ -124,6 +132,54 @@ impl Tokens {
             .parse()
             .map(UserId)
             .map_err(|_| AppError::Unauthorized("the token is not valid"))
+    }
+}
+
+/// The cursor key: HMAC-SHA256 of a fixed label under the token secret.
+fn cursor_key(secret: &[u8]) -> Hmac<Sha256> {
+    let mut derive = hmac(secret);
+    derive.update(b"taskflow pagination cursor v1");
+    hmac(&derive.finalize().into_bytes())
+}
+
+fn hmac(key: &[u8]) -> Hmac<Sha256> {
+    match <Hmac<Sha256> as Mac>::new_from_slice(key) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC takes a key of any length"),
+    }
+}
+
+/// Bytes of the cursor's signature kept (128 bits).
+const CURSOR_TAG: usize = 16;
+
+impl Tokens {
+    /// `cursor` as the opaque, tamper-evident string clients get: `<payload>.<signature>`.
+    pub fn seal_cursor(&self, cursor: &Cursor) -> String {
+        let payload = cursor.encode();
+        let mut mac = self.inner.cursor.clone();
+        mac.update(payload.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        format!("{payload}.{}", URL_SAFE_NO_PAD.encode(&tag[..CURSOR_TAG]))
+    }
+
+    /// The cursor in a string [`Self::seal_cursor`] made, for a query with this sort and
+    /// order; anything else is refused.
+    pub fn open_cursor(&self, raw: &str, sort: SortBy, order: Order) -> Result<Cursor, AppError> {
+        const FORGED: &str = "not a cursor this server issued; start again without it";
+        let (payload, tag) = raw
+            .trim()
+            .split_once('.')
+            .ok_or_else(|| AppError::InvalidCursor(FORGED.into()))?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .ok()
+            .filter(|t| t.len() == CURSOR_TAG)
+            .ok_or_else(|| AppError::InvalidCursor(FORGED.into()))?;
+        let mut mac = self.inner.cursor.clone();
+        mac.update(payload.as_bytes());
+        mac.verify_truncated_left(&tag)
+            .map_err(|_| AppError::InvalidCursor(FORGED.into()))?;
+        Ok(Cursor::decode(payload, sort, order)?)
     }
 }
 
@@ -261,6 +317,50 @@ mod tests {
         let token = a.issue(UserId::new(), chrono::Utc::now()).expect("signs");
         assert!(b.verify(&token).is_err());
         assert!(a.verify("not.a.token").is_err());
+    }
+
+    #[test]
+    fn a_cursor_opens_only_as_sealed_by_this_server() {
+        use taskflow_store::CursorKey;
+        let tokens = Tokens::from_secret(b"secret-a", Duration::from_secs(60));
+        let c = Cursor {
+            sort: SortBy::Due,
+            order: Order::Asc,
+            flag: 0,
+            key: CursorKey::I64(42),
+            number: 7,
+        };
+        let sealed = tokens.seal_cursor(&c);
+        assert_eq!(
+            tokens
+                .open_cursor(&sealed, SortBy::Due, Order::Asc)
+                .expect("opens"),
+            c
+        );
+        // Another sort, another server, an edited payload, no signature: all refused.
+        assert!(
+            tokens
+                .open_cursor(&sealed, SortBy::Title, Order::Asc)
+                .is_err()
+        );
+        let other = Tokens::from_secret(b"secret-b", Duration::from_secs(60));
+        assert!(other.open_cursor(&sealed, SortBy::Due, Order::Asc).is_err());
+        let forged = Cursor {
+            number: 1,
+            ..c.clone()
+        };
+        let (_, tag) = sealed.split_once('.').expect("two parts");
+        let edited = format!("{}.{tag}", forged.encode());
+        assert!(
+            tokens
+                .open_cursor(&edited, SortBy::Due, Order::Asc)
+                .is_err()
+        );
+        assert!(
+            tokens
+                .open_cursor(&c.encode(), SortBy::Due, Order::Asc)
+                .is_err()
+        );
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@ use taskflow_store::Store;
 
 pub use auth::{Claims, TokenConfig, Tokens};
 pub use error::AppError;
-pub use tasks::TaskRef;
+pub use tasks::{TaskPage, TaskRef};
 pub use users::{ProfilePatch, Signup};
 
 /// The role name put in the `source` of events the API produces.

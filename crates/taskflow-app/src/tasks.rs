@@ -4,9 +4,16 @@
 use taskflow_core::{
     CloudEvent, EventKind, Task, TaskDraft, TaskId, TaskPatch, TaskStatus, User, recur,
 };
-use taskflow_store::{Handled, Page, StoreError, TaskQuery};
+use taskflow_store::{Handled, StoreError, TaskQuery};
 
 use crate::{API_SOURCE, App, AppError};
+
+/// One page of tasks; `next_cursor` is signed by this server.
+#[derive(Debug, Clone)]
+pub struct TaskPage {
+    pub items: Vec<Task>,
+    pub next_cursor: Option<String>,
+}
 
 /// How a request names a task: by id, or by the per-user number people use in chat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,8 +48,12 @@ impl App {
         found.ok_or(AppError::NotFound)
     }
 
-    pub async fn list_tasks(&self, user: &User, query: &TaskQuery) -> Result<Page, AppError> {
-        Ok(self.store.list_tasks(user.id, query).await?)
+    pub async fn list_tasks(&self, user: &User, query: &TaskQuery) -> Result<TaskPage, AppError> {
+        let page = self.store.list_tasks(user.id, query).await?;
+        Ok(TaskPage {
+            items: page.items,
+            next_cursor: page.next_cursor.map(|c| self.tokens.seal_cursor(&c)),
+        })
     }
 
     /// Applies `patch`. With `if_match`, only if the task is still at that version; without it

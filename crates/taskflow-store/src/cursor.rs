@@ -17,6 +17,7 @@ pub enum CursorKey {
 }
 
 /// Where the next page starts. Encoded as URL-safe base64 JSON; bound to its sort and order.
+/// The use cases sign the encoding before it leaves the server, so a client cannot make one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
     #[serde(rename = "s")]
@@ -46,6 +47,17 @@ impl Cursor {
         if c.sort != sort || c.order != order {
             return Err(StoreError::InvalidCursor(
                 "the cursor belongs to a different sort or order; start again without it".into(),
+            ));
+        }
+        // The key has the type of the sort's column (a database refuses to compare others).
+        let key_fits = match (&c.key, c.sort) {
+            (CursorKey::Text(_), SortBy::Title) => true,
+            (CursorKey::I64(_), SortBy::Due | SortBy::Priority | SortBy::Created) => true,
+            _ => false,
+        };
+        if !key_fits || !(0..=1).contains(&c.flag) {
+            return Err(StoreError::InvalidCursor(
+                "not a cursor this server issued".into(),
             ));
         }
         Ok(c)
@@ -81,6 +93,18 @@ mod tests {
             number: 1,
         };
         assert!(Cursor::decode(&c.encode(), SortBy::Title, Order::Asc).is_err());
+    }
+
+    #[test]
+    fn a_key_of_the_wrong_type_for_its_sort_is_rejected() {
+        let c = Cursor {
+            sort: SortBy::Due,
+            order: Order::Asc,
+            flag: 0,
+            key: CursorKey::Text("x".into()),
+            number: 1,
+        };
+        assert!(Cursor::decode(&c.encode(), SortBy::Due, Order::Asc).is_err());
     }
 
     #[test]

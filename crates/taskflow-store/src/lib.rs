@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use taskflow_core::{CloudEvent, Email, Task, TaskId, User, UserId};
 
-pub use cursor::Cursor;
+pub use cursor::{Cursor, CursorKey};
 pub use postgres::PgStore;
 pub use query::{Order, Page, SortBy, TaskQuery};
 pub use sqlite::SqliteStore;

@@ -72,7 +72,7 @@ impl Default for TaskQuery {
 #[derive(Debug, Clone)]
 pub struct Page {
     pub items: Vec<Task>,
-    pub next_cursor: Option<String>,
+    pub next_cursor: Option<Cursor>,
 }
 
 /// A bound parameter of a built query.

@@ -630,7 +630,7 @@ macro_rules! impl_store {
                             SortBy::Created => (0, CursorKey::I64(last.created_at)),
                             SortBy::Title => (0, CursorKey::Text(last.title_key.clone())),
                         };
-                        Cursor { sort: query.sort, order: query.order, flag, key, number: last.number }.encode()
+                        Cursor { sort: query.sort, order: query.order, flag, key, number: last.number }
                     })
                 } else {
                     None

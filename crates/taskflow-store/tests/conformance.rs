@@ -62,7 +62,7 @@ async fn all_pages(store: &dyn Store, u: &User, mut q: TaskQuery) -> Vec<i64> {
         assert!(page.items.len() <= q.limit as usize);
         seen.extend(page.items.iter().map(|t| t.number));
         let Some(c) = page.next_cursor else { break };
-        q.cursor = Some(taskflow_store::Cursor::decode(&c, q.sort, q.order).unwrap());
+        q.cursor = Some(c);
     }
     seen
 }

@@ -191,3 +191,50 @@ async fn cursors_walk_every_task_once_and_are_stable_under_inserts() {
         .await
         .problem(422);
 }
+
+/// URL-safe base64 without padding, as the server encodes a cursor's payload.
+fn b64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |n, b| n << 8 | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_cursor_the_server_did_not_issue_is_422_on_every_backend() {
+    let Some(app) = App::new().await else { return };
+    for i in 0..3 {
+        app.task(json!({"title": format!("t{i}")})).await;
+    }
+    let real = app.get("/api/tasks?limit=1").await.body["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (payload, tag) = real.split_once('.').expect("payload.signature");
+    // A text key under a numeric sort (was a 500 on PostgreSQL), unsigned and signed with
+    // another payload's signature; a valid payload with its signature cut; an edited one.
+    let text_key = b64(br#"{"s":"due","o":"asc","f":0,"k":"text","n":1}"#);
+    let forged = [
+        text_key.clone(),
+        format!("{text_key}.{tag}"),
+        payload.to_owned(),
+        format!("{payload}.{}", &tag[1..]),
+        format!(
+            "{}.{tag}",
+            b64(br#"{"s":"due","o":"asc","f":1,"k":0,"n":0}"#)
+        ),
+        "%00".to_owned(),
+    ];
+    for c in forged {
+        let res = app.get(&format!("/api/tasks?limit=1&cursor={c}")).await;
+        assert_eq!(res.error_fields(), ["cursor"], "{c}: {}", res.body);
+    }
+    let next = app.get(&format!("/api/tasks?limit=1&cursor={real}")).await;
+    assert_eq!(next.status, 200, "{}", next.body);
+    assert_eq!(next.body["items"][0]["number"], 2);
+}
