@@ -196,6 +196,11 @@ impl Tools {
 
     /// Runs `tool` for `user`.
     pub async fn call(&self, user: &User, tool: &str, args: &Value) -> Result<Value, ToolError> {
+        if let Some(field) = taskflow_core::error::nul_field(args) {
+            return Err(ToolError::Invalid(format!(
+                "{field} must not contain the NUL character"
+            )));
+        }
         let args = args.as_object().cloned().unwrap_or_default();
         if let Some(id) = args.get("user_id").filter(|v| !v.is_null())
             && id.as_str() != Some(user.id.to_string().as_str())

@@ -23,8 +23,18 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Json(v)),
+        match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(v)) => {
+                if let Some(field) = taskflow_core::error::nul_field(&v) {
+                    return Err(ApiError::invalid(
+                        &field,
+                        "must not contain the NUL character (\\u0000)",
+                    ));
+                }
+                serde_json::from_value(v)
+                    .map(Json)
+                    .map_err(|e| ApiError::invalid("body", e.to_string()))
+            }
             Err(JsonRejection::JsonDataError(e)) => {
                 Err(ApiError::invalid("body", body_text(&e.body_text())))
             }
@@ -43,6 +53,41 @@ where
             Err(e) => Err(ApiError::BadRequest(e.body_text())),
         }
     }
+}
+
+/// The longest URL (path and query) accepted.
+pub const MAX_URL: usize = 8 * 1024;
+
+/// Middleware: a URL longer than [`MAX_URL`] is 414, and one whose path or query holds a
+/// NUL character (`%00`) is 422, before any handler sees it.
+pub async fn check_url(req: Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let uri = req.uri();
+    let len = uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if len > MAX_URL {
+        return ApiError::UriTooLong(format!(
+            "the URL is {len} bytes long; the server accepts up to {MAX_URL}"
+        ))
+        .into_response();
+    }
+    let has_nul = |s: &str| s.contains("%00") || s.contains('\0');
+    if has_nul(uri.path()) {
+        return ApiError::invalid("path", "must not contain the NUL character (%00)")
+            .into_response();
+    }
+    if let Some(q) = uri.query()
+        && has_nul(q)
+    {
+        let field = q
+            .split('&')
+            .find(|kv| has_nul(kv))
+            .and_then(|kv| kv.split('=').next())
+            .filter(|k| !k.is_empty() && !has_nul(k))
+            .unwrap_or("query");
+        return ApiError::invalid(field, "must not contain the NUL character (%00)")
+            .into_response();
+    }
+    next.run(req).await
 }
 
 /// serde's message without axum's prefix.
@@ -90,7 +135,8 @@ impl FromRequestParts<AppState> for CurrentUser {
 }
 
 /// Browsers cannot set headers on `EventSource` and `WebSocket`: the live streams also take
-/// the token as `?access_token=`. No other route does, so tokens stay out of URLs elsewhere.
+/// the token as `?token=` (or `?access_token=`, as OAuth clients send it). No other route
+/// does, so tokens stay out of URLs elsewhere.
 fn query_token(parts: &Parts) -> Option<&str> {
     if !matches!(parts.uri.path(), "/api/events" | "/api/ws") {
         return None;
@@ -99,7 +145,10 @@ fn query_token(parts: &Parts) -> Option<&str> {
         .uri
         .query()?
         .split('&')
-        .find_map(|kv| kv.strip_prefix("access_token="))
+        .find_map(|kv| {
+            kv.strip_prefix("token=")
+                .or_else(|| kv.strip_prefix("access_token="))
+        })
         .filter(|t| !t.is_empty())
 }
 

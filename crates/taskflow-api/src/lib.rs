@@ -118,6 +118,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound("there is no such endpoint; see /docs").into_response() })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(middleware::from_fn(extract::check_url))
         .layer(middleware::from_fn_with_state(state.clone(), limits::per_ip))
         .layer(middleware::from_fn(problem::render_problems))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))

@@ -38,6 +38,9 @@ use tokio::{
 };
 use tower::ServiceExt as _;
 
+/// The largest request head (request line and headers) read.
+const MAX_HEAD: usize = 64 * 1024;
+
 /// Connection limits and timeouts; a cap of 0 turns that cap off.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnLimits {
@@ -164,6 +167,7 @@ async fn connection(
         inner: stream,
         activity: activity.clone(),
         _permit: permit,
+        rewrite: None,
     });
     let service = {
         let activity = activity.clone();
@@ -180,6 +184,9 @@ async fn connection(
     };
     let conn = http1::Builder::new()
         .keep_alive(true)
+        // The read buffer, and so the largest request head, is 64 KiB per connection.
+        .max_buf_size(MAX_HEAD)
+        .max_header_size(MAX_HEAD)
         .serve_connection(io, service)
         .with_upgrades();
     tokio::pin!(conn);
@@ -298,6 +305,62 @@ struct Watched {
     inner: TcpStream,
     activity: Arc<Activity>,
     _permit: Permit,
+    /// hyper's own answer to a request it could not parse, replaced by a problem+json one:
+    /// the bytes and how many of them are written.
+    rewrite: Option<(Vec<u8>, usize)>,
+}
+
+impl Watched {
+    /// Writes the replacement of hyper's automatic answer, then reports `len` (the bytes of
+    /// hyper's answer, which are dropped) as written.
+    fn poll_rewrite(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<io::Result<usize>> {
+        let Some((bytes, done)) = &mut self.rewrite else {
+            return Poll::Ready(Ok(0));
+        };
+        while *done < bytes.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &bytes[*done..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => *done += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.activity.wrote();
+        Poll::Ready(Ok(len))
+    }
+}
+
+/// hyper answers a request it cannot parse (400) or whose head is over [`MAX_HEAD`] (431;
+/// also a URI that long: longer ones get 414 from the router) by itself, with an empty body and before any handler runs. This is
+/// that answer as problem+json, like every other error of the API.
+fn automatic_problem(buf: &[u8]) -> Option<Vec<u8>> {
+    let (status, title, detail) = if buf.starts_with(b"HTTP/1.1 431 ") {
+        (
+            431,
+            "Request Header Fields Too Large",
+            "the request's headers are larger than the server accepts (64 KiB in all)",
+        )
+    } else if buf.starts_with(b"HTTP/1.1 400 ") {
+        (400, "Bad Request", "the request is not valid HTTP/1.1")
+    } else {
+        return None;
+    };
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    if head.contains("\r\ncontent-type:") || !head.contains("\r\ncontent-length: 0") {
+        return None;
+    }
+    let body = format!(
+        r#"{{"type":"about:blank","title":"{title}","status":{status},"detail":"{detail}"}}"#
+    );
+    Some(
+        format!(
+            "HTTP/1.1 {status} {title}\r\ncontent-type: application/problem+json\r\n\
+             connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
 }
 
 impl AsyncRead for Watched {
@@ -321,6 +384,12 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.rewrite.is_none() && self.activity.busy.load(Ordering::Relaxed) == 0 {
+            self.rewrite = automatic_problem(buf).map(|r| (r, 0));
+        }
+        if self.rewrite.is_some() {
+            return self.poll_rewrite(cx, buf.len());
+        }
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.wrote();
@@ -333,6 +402,14 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.rewrite.is_none() && self.activity.busy.load(Ordering::Relaxed) == 0 {
+            let first = bufs.iter().find(|b| !b.is_empty());
+            self.rewrite = first.and_then(|b| automatic_problem(b)).map(|r| (r, 0));
+        }
+        if self.rewrite.is_some() {
+            let len = bufs.iter().map(|b| b.len()).sum();
+            return self.poll_rewrite(cx, len);
+        }
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.wrote();
@@ -502,6 +579,19 @@ mod tests {
             max_per_ip: per_ip,
             ..ConnLimits::default()
         }
+    }
+
+    #[test]
+    fn only_hypers_bodiless_error_answers_are_rewritten() {
+        let bare =
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        let ours = automatic_problem(bare).expect("rewritten");
+        let text = String::from_utf8(ours).expect("utf-8");
+        assert!(text.starts_with("HTTP/1.1 431 "), "{text}");
+        assert!(text.contains("application/problem+json") && text.contains(r#""status":431"#));
+        let problem = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/problem+json\r\ncontent-length: 10\r\n\r\n";
+        assert!(automatic_problem(problem).is_none());
+        assert!(automatic_problem(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_none());
     }
 
     #[test]

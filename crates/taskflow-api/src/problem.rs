@@ -67,6 +67,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    #[error("{0}")]
+    UriTooLong(String),
     /// The user has as many live connections open as allowed.
     #[error("{0}")]
     TooManyStreams(String),
@@ -143,6 +145,7 @@ impl ApiError {
             ),
             ApiError::UnsupportedMediaType(m) => Problem::new(S::UNSUPPORTED_MEDIA_TYPE, m.clone()),
             ApiError::PayloadTooLarge(m) => Problem::new(S::PAYLOAD_TOO_LARGE, m.clone()),
+            ApiError::UriTooLong(m) => Problem::new(S::URI_TOO_LONG, m.clone()),
         }
     }
 }

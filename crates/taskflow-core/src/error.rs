@@ -70,3 +70,62 @@ impl fmt::Display for ValidationErrors {
         f.write_str(&parts.join("; "))
     }
 }
+
+/// The path of the first string (or key) in `v` that holds a NUL character, which no text
+/// of the API may contain (PostgreSQL cannot store it): `title`, `tags[2]`, or `body`.
+pub fn nul_field(v: &serde_json::Value) -> Option<String> {
+    nul_at(v, "")
+}
+
+fn nul_at(v: &serde_json::Value, at: &str) -> Option<String> {
+    use serde_json::Value;
+    let here = || {
+        if at.is_empty() {
+            "body".to_owned()
+        } else {
+            at.to_owned()
+        }
+    };
+    match v {
+        Value::String(s) => s.contains('\0').then(here),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_at(item, &format!("{}[{i}]", here()))),
+        Value::Object(map) => map.iter().find_map(|(k, item)| {
+            let path = if at.is_empty() {
+                k.clone()
+            } else {
+                format!("{at}.{k}")
+            };
+            if k.contains('\0') {
+                return Some(here());
+            }
+            nul_at(item, &path)
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod nul_tests {
+    use super::*;
+
+    #[test]
+    fn the_first_text_with_nul_is_named_by_its_path() {
+        let v = serde_json::json!({"title": "a", "tags": ["x", "y\u{0}"]});
+        assert_eq!(nul_field(&v).as_deref(), Some("tags[1]"));
+        assert_eq!(
+            nul_field(&serde_json::json!("\u{0}")).as_deref(),
+            Some("body")
+        );
+        assert_eq!(
+            nul_field(&serde_json::json!({"a": {"b": "\u{0}"}})).as_deref(),
+            Some("a.b")
+        );
+        assert_eq!(
+            nul_field(&serde_json::json!({"title": "fine", "n": 1})),
+            None
+        );
+    }
+}

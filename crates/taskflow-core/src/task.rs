@@ -45,8 +45,10 @@ pub struct TaskTitle(String);
 impl TaskTitle {
     pub const MAX_LEN: usize = 500;
 
+    /// Trims whitespace and invisible format characters (zero-width spaces, bidi marks, a
+    /// byte-order mark …) from both ends, then checks 1–500 characters.
     pub fn parse(raw: &str) -> Result<Self, ValidationErrors> {
-        let s = raw.trim();
+        let s = raw.trim_matches(|c: char| c.is_whitespace() || is_invisible(c));
         let err = |m: &str| Err(ValidationErrors::one("title", m));
         if s.is_empty() {
             return err("must not be empty");
@@ -68,6 +70,17 @@ impl TaskTitle {
     pub fn sort_key(&self) -> String {
         self.0.to_lowercase()
     }
+}
+
+/// Characters that show nothing: Unicode format characters (category Cf) and the blank
+/// letters that render as empty space.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{2800}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}'
+        | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}' | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0000}'..='\u{E0FFF}')
 }
 
 /// A description: up to 10,000 characters; line breaks allowed, NUL not.
@@ -942,6 +955,28 @@ mod tests {
     #[test]
     fn a_description_with_nul_is_rejected() {
         assert!(Description::parse("a\0b").is_err());
+    }
+
+    #[test]
+    fn a_title_of_only_invisible_characters_is_empty() {
+        for blank in [
+            "\u{200B}",
+            "\u{FEFF}\u{200D}",
+            " \u{2060}\u{00A0}\u{3000}",
+            "\u{3164}",
+            "\u{E0020}",
+        ] {
+            assert!(TaskTitle::parse(blank).is_err(), "{blank:?}");
+        }
+        let t = TaskTitle::parse("\u{200B}pay rent\u{FEFF} ").expect("valid");
+        assert_eq!(t.as_str(), "pay rent");
+        // Inside a title, a joiner is part of an emoji and stays.
+        assert_eq!(
+            TaskTitle::parse("👩\u{200D}💻 ship")
+                .expect("valid")
+                .as_str(),
+            "👩\u{200D}💻 ship"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod bad_input;
 mod chat;
 mod cli;
 mod contract;
+mod edges;
 mod limits;
 mod list;
 mod llm;
