@@ -7,7 +7,7 @@ use rmcp::{
     model::{
         CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
         JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
-        Tool,
+        Tool, ToolAnnotations,
     },
     service::{RequestContext, RoleServer},
 };
@@ -55,6 +55,23 @@ impl McpServer {
     }
 }
 
+/// What each tool does to the user's tasks, for clients that ask before they call.
+fn annotations(tool: &str) -> ToolAnnotations {
+    let (read_only, destructive, idempotent) = match tool {
+        "list_tasks" | "search_tasks" => (true, false, true),
+        // Completing a done task or reopening an open one changes nothing.
+        "complete_task" | "reopen_task" => (false, false, true),
+        // Overwrites fields / removes the task: the same call again has no further effect.
+        "update_task" | "delete_task" => (false, true, true),
+        // Each call adds a task or a reminder.
+        _ => (false, false, false),
+    };
+    ToolAnnotations::new()
+        .read_only(read_only)
+        .destructive(destructive)
+        .idempotent(idempotent)
+}
+
 impl ServerHandler for McpServer {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
@@ -72,7 +89,7 @@ impl ServerHandler for McpServer {
             .into_iter()
             .map(|d| {
                 let schema: JsonObject = d.input_schema.as_object().cloned().unwrap_or_default();
-                Tool::new(d.name, d.description, schema)
+                Tool::new(d.name, d.description, schema).annotate(annotations(d.name))
             })
             .collect();
         Ok(ListToolsResult::with_all_items(tools))
@@ -86,7 +103,12 @@ impl ServerHandler for McpServer {
         let user = self.user(&ctx)?;
         let args = Value::Object(request.arguments.unwrap_or_default());
         match self.tools.call(&user, &request.name, &args).await {
-            Ok(result) => Ok(CallToolResult::structured(result).into()),
+            Ok(result) => {
+                let text = crate::reply::summary(&request.name, &result, user.timezone.tz());
+                let mut answer = CallToolResult::structured(result);
+                answer.content = vec![ContentBlock::text(text)];
+                Ok(answer.into())
+            }
             Err(ToolError::UnknownTool(name)) => Err(McpError::invalid_params(
                 format!("unknown tool `{name}`"),
                 None,

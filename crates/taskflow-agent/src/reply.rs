@@ -202,3 +202,42 @@ mod tests {
         assert_eq!(repeats("FREQ=DAILY;COUNT=5"), "daily, 5 times");
     }
 }
+
+/// What a tool did, in a sentence or a short list, for the text block of an MCP result (the
+/// JSON goes in `structuredContent`).
+pub fn summary(tool: &str, result: &Value, tz: Tz) -> String {
+    let task = |verb: &str| format!("{verb} {}.", describe(result, tz));
+    match tool {
+        "add_task" => task("Added"),
+        "update_task" => task("Updated"),
+        "complete_task" if result["series_ended"] == true => {
+            format!("{} That was the last one of its series.", task("Completed"))
+        }
+        "complete_task" => task("Completed"),
+        "reopen_task" => task("Reopened"),
+        "set_reminder" => task("Reminder set:"),
+        "delete_task" => format!("Deleted {}.", describe(&result["task"], tz)),
+        "list_tasks" | "search_tasks" => {
+            let items = result["items"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            if items.is_empty() {
+                return "No tasks match.".into();
+            }
+            let mut text = match items.len() {
+                1 => "1 task:".to_owned(),
+                n => format!("{n} tasks:"),
+            };
+            for t in items {
+                text.push_str("\n- ");
+                text.push_str(&describe(t, tz));
+            }
+            if result["next_cursor"].is_string() {
+                text.push_str("\n(more tasks follow; narrow the filter to see them)");
+            }
+            text
+        }
+        _ => result.to_string(),
+    }
+}

@@ -566,7 +566,9 @@ async fn act(
                 Some(number)
             };
             let mut text = format!("{verb} {}.", describe(&task, agent.tz));
-            if tool == "complete_task" && task["recurrence"].is_string() {
+            if tool == "complete_task" && task["series_ended"] == true {
+                text.push_str(" That was the last one: the series has ended.");
+            } else if tool == "complete_task" && task["recurrence"].is_string() {
                 text.push_str(" Its next occurrence is on the way.");
             }
             text

@@ -202,6 +202,21 @@ impl Tools {
             )));
         }
         let args = args.as_object().cloned().unwrap_or_default();
+        // The schemas say `additionalProperties: false`: an argument they do not declare is
+        // an error, not silently ignored (`list_tasks {"tag": "x"}` would list everything).
+        if let Some(def) = Self::definitions().into_iter().find(|d| d.name == tool) {
+            let declared = def.input_schema["properties"].as_object();
+            if let Some(declared) = declared
+                && let Some(unknown) = args.keys().find(|k| !declared.contains_key(k.as_str()))
+            {
+                let mut known: Vec<&str> = declared.keys().map(String::as_str).collect();
+                known.sort_unstable();
+                return Err(ToolError::Invalid(format!(
+                    "{tool} has no argument `{unknown}`; it takes {}",
+                    known.join(", ")
+                )));
+            }
+        }
         if let Some(id) = args.get("user_id").filter(|v| !v.is_null())
             && id.as_str() != Some(user.id.to_string().as_str())
         {
@@ -220,9 +235,17 @@ impl Tools {
                 let page = self.app.list_tasks(user, &query).await?;
                 Ok(json!({"items": page.items, "next_cursor": page.next_cursor}))
             }
-            "complete_task" => Ok(self
-                .by_number(user, &args, |r| self.app.complete_task(user, r))
-                .await?),
+            "complete_task" => {
+                let n = task_number(&args)?;
+                self.find(user, n).await?;
+                let task = self.app.complete_task(user, TaskRef::Number(n)).await?;
+                let mut result = task.to_json();
+                let now = self.app.clock().now();
+                if taskflow_core::recur::series_ended(&task, user.timezone, now) {
+                    result["series_ended"] = Value::Bool(true);
+                }
+                Ok(result)
+            }
             "reopen_task" => Ok(self
                 .by_number(user, &args, |r| self.app.reopen_task(user, r))
                 .await?),
@@ -330,18 +353,19 @@ fn strings(args: &serde_json::Map<String, Value>, key: &str) -> Vec<String> {
 }
 
 fn instant(field: &str, s: &str) -> Result<DateTime<Utc>, ToolError> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            ToolError::Invalid(format!(
-                "{field} must be an RFC 3339 time with offset, got `{s}`"
-            ))
-        })
+    taskflow_core::time::parse_instant(s).ok_or_else(|| {
+        ToolError::Invalid(format!(
+            "{field} must be an RFC 3339 time with offset in the years 0001-9999, got `{s}`"
+        ))
+    })
 }
 
 fn date(field: &str, s: &str) -> Result<NaiveDate, ToolError> {
-    s.parse()
-        .map_err(|_| ToolError::Invalid(format!("{field} must be a date YYYY-MM-DD, got `{s}`")))
+    taskflow_core::time::parse_date(s).ok_or_else(|| {
+        ToolError::Invalid(format!(
+            "{field} must be a date YYYY-MM-DD (years 0001-9999), got `{s}`"
+        ))
+    })
 }
 
 fn due(args: &serde_json::Map<String, Value>) -> Result<Option<Option<Due>>, ToolError> {

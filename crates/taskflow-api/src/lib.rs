@@ -39,6 +39,7 @@ use utoipa_scalar::{Scalar, Servable};
 pub use health::prometheus;
 pub use limits::{AuthRates, Limits, Rate};
 pub use listener::{ConnLimits, open_file_limit, serve};
+pub use mcp::McpSettings;
 pub use problem::{ApiError, PROBLEM_JSON, Problem};
 
 /// The largest request body accepted.
@@ -58,8 +59,8 @@ pub struct AppState {
     pub heartbeat: Duration,
     /// The model behind the chat, when one is configured; else the rule-based agent answers.
     pub llm: Option<taskflow_agent::Llm>,
-    /// Host names `/mcp` accepts (DNS-rebinding protection).
-    pub mcp_allowed_hosts: Vec<String>,
+    /// The settings of `/mcp`.
+    pub mcp: McpSettings,
 }
 
 #[derive(OpenApi)]

@@ -208,11 +208,12 @@ pub async fn render_problems(req: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return res;
     }
-    let is_problem = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if is_problem {
+    // problem+json already, or a JSON body of its own (the JSON-RPC errors of /mcp).
+    let rendered = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes().starts_with(PROBLEM_JSON.as_bytes())
+            || v.as_bytes().starts_with(b"application/json")
+    });
+    if rendered {
         return res;
     }
     let (mut parts, body) = res.into_parts();

@@ -182,21 +182,23 @@ pub struct TaskPage {
 
 /// Parses an RFC 3339 instant that carries an offset.
 pub(crate) fn instant(field: &str, raw: &str) -> Result<DateTime<Utc>, ValidationErrors> {
-    DateTime::parse_from_rfc3339(raw.trim())
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            ValidationErrors::one(
-                field,
-                format!(
-                    "`{raw}` is not an RFC 3339 time with an offset, e.g. 2026-12-01T09:00:00-05:00"
-                ),
-            )
-        })
+    taskflow_core::time::parse_instant(raw.trim()).ok_or_else(|| {
+        ValidationErrors::one(
+            field,
+            format!(
+                "`{raw}` is not an RFC 3339 time with an offset in the years 0001-9999, e.g. 2026-12-01T09:00:00-05:00"
+            ),
+        )
+    })
 }
 
 fn date(field: &str, raw: &str) -> Result<NaiveDate, ValidationErrors> {
-    NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
-        .map_err(|_| ValidationErrors::one(field, format!("`{raw}` is not a date like 2026-12-01")))
+    taskflow_core::time::parse_date(raw.trim()).ok_or_else(|| {
+        ValidationErrors::one(
+            field,
+            format!("`{raw}` is not a date YYYY-MM-DD (years 0001-9999) like 2026-12-01"),
+        )
+    })
 }
 
 fn due(errors: &mut ValidationErrors, due_at: Option<&str>, due_date: Option<&str>) -> Option<Due> {
@@ -386,7 +388,7 @@ fn bound(
     tz: Timezone,
     end_of_day: bool,
 ) -> Result<DateTime<Utc>, ValidationErrors> {
-    if let Ok(d) = NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d") {
+    if let Some(d) = taskflow_core::time::parse_date(raw.trim()) {
         return Ok(if end_of_day {
             local_instant(d.succ_opt().unwrap_or(d), NaiveTime::MIN, tz)
                 - TimeDelta::microseconds(1)

@@ -171,7 +171,11 @@ impl App {
             if changed.is_empty() {
                 return Ok(task);
             }
-            let event = CloudEvent::for_task(kind, &task, &changed, API_SOURCE, None, now);
+            let mut event = CloudEvent::for_task(kind, &task, &changed, API_SOURCE, None, now);
+            if kind == EventKind::TaskCompleted && recur::series_ended(&task, user.timezone, now) {
+                // Consumers and clients learn that no next occurrence will come.
+                event.data["series_ended"] = serde_json::Value::Bool(true);
+            }
             match self
                 .store
                 .update_task(&task, before, user.timezone, &event)

@@ -7,6 +7,7 @@ pub mod error;
 pub mod event;
 pub mod recur;
 pub mod task;
+pub mod time;
 pub mod user;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -12,9 +12,16 @@ use crate::{
     user::Timezone,
 };
 
-/// How many rule instances are looked at before giving up on finding the next one; a rule
-/// such as `FREQ=MINUTELY` on a task due years ago would otherwise run for a long time.
+/// How many rule instances are looked at before giving up on finding the next one. The
+/// search starts about one interval before the moment it looks after (see [`Rule::jump`]), so
+/// this is reached only by rules whose instances are very sparse.
 const MAX_STEPS: usize = 200_000;
+
+/// The last day an occurrence may fall on: dates are `YYYY-MM-DD`, so a series that would
+/// pass the year 9999 ends.
+pub fn last_day() -> NaiveDate {
+    NaiveDate::from_ymd_opt(9999, 12, 31).unwrap_or(NaiveDate::MAX)
+}
 
 /// Whether `raw` is an UNTIL value this module understands.
 pub(crate) fn until_is_valid(raw: &str) -> bool {
@@ -103,20 +110,59 @@ impl Rule {
     }
 
     /// The first of the rule's instances from `start` (a local time in the user's zone)
-    /// that satisfies `pred`.
+    /// that is after `after` and satisfies `pred`.
     fn find(
         &self,
         start: DateTime<chrono_tz::Tz>,
+        after: DateTime<Utc>,
         pred: impl Fn(DateTime<Utc>) -> bool,
     ) -> Option<DateTime<Utc>> {
+        let start = self.jump(start, after);
         let start = start.with_timezone(&rrule::Tz::Tz(start.timezone()));
         let rule: rrule::RRule<rrule::Unvalidated> = self.body.parse().ok()?;
-        let set = rule.build(start).ok()?;
+        // `limit` stops rrule's own search after 100,000 fruitless periods, so a rule that
+        // yields nothing more ends instead of looping.
+        let set = rule.build(start).ok()?.limit();
         (&set)
             .into_iter()
             .take(MAX_STEPS)
             .map(|t| t.with_timezone(&Utc))
-            .find(|t| pred(*t))
+            .find(|t| *t > after && pred(*t))
+    }
+
+    /// `start` moved forward by whole periods to about one period before `to`, so that a
+    /// task due long ago is not stepped through its past instances one by one. Only for the
+    /// fixed-length frequencies (hours, days, weeks), where every BYxxx part repeats with
+    /// the period; months and years are few enough to step through.
+    fn jump(&self, start: DateTime<chrono_tz::Tz>, to: DateTime<Utc>) -> DateTime<chrono_tz::Tz> {
+        let unit = match self.freq.as_str() {
+            "HOURLY" => TimeDelta::hours(1),
+            "DAILY" => TimeDelta::days(1),
+            "WEEKLY" => TimeDelta::weeks(1),
+            _ => return start,
+        };
+        let period = unit * i32::try_from(self.interval.max(1)).unwrap_or(1);
+        let zone = start.timezone();
+        let from = start.naive_local();
+        let gap = to.with_timezone(&zone).naive_local() - from;
+        // One period of margin for a DST change in between.
+        let periods = gap.num_seconds() / period.num_seconds().max(1) - 1;
+        if periods <= 0 {
+            return start;
+        }
+        let Some(moved) = i32::try_from(periods)
+            .ok()
+            .and_then(|p| from.checked_add_signed(period.checked_mul(p)?))
+        else {
+            return start;
+        };
+        zone.from_local_datetime(&moved)
+            .earliest()
+            .or_else(|| {
+                zone.from_local_datetime(&(moved + TimeDelta::hours(1)))
+                    .earliest()
+            })
+            .unwrap_or(start)
     }
 
     /// `date` moved on by one interval of the rule's frequency (anchor `completion`).
@@ -159,26 +205,40 @@ pub fn next_due(
     let next = match (task.recurrence_anchor, task.due) {
         (RecurrenceAnchor::Due, Some(Due::At(due))) => {
             let after = due.max(now);
-            Due::At(rule.find(due.with_timezone(&zone), |t| t > after)?)
+            Due::At(rule.find(due.with_timezone(&zone), after, |_| true)?)
         }
         (RecurrenceAnchor::Due, Some(Due::Date(date))) => {
             // Whole days: evaluate on dates, at midnight in the user's zone.
             let today = now.with_timezone(&zone).date_naive();
             let start = local_midnight(date, zone)?;
             let after = local_midnight(date.max(today), zone)?.with_timezone(&Utc);
-            let t = rule.find(start, |t| t > after)?;
+            let t = rule.find(start, after, |_| true)?;
             Due::Date(t.with_timezone(&zone).date_naive())
         }
         (RecurrenceAnchor::Due, None) | (RecurrenceAnchor::Completion, None) => {
             // Counted from now, at the time of day of the completion.
-            Due::At(rule.find(completed_at.with_timezone(&zone), |t| t > now)?)
+            Due::At(rule.find(completed_at.with_timezone(&zone), now, |_| true)?)
         }
         (RecurrenceAnchor::Completion, Some(due)) => completion_next(&rule, due, tz, completed_at)?,
     };
+    let in_range = match next {
+        Due::At(t) => t.date_naive() <= last_day(),
+        Due::Date(d) => d <= last_day(),
+    };
     match rule.until {
+        _ if !in_range => None,
         Some(until) if !until.allows(next, tz) => None,
         _ => Some(next),
     }
+}
+
+/// Whether completing `task` ended its series: it repeats, but COUNT, UNTIL or the year 9999
+/// leave no occurrence after this one.
+pub fn series_ended(task: &Task, tz: Timezone, now: DateTime<Utc>) -> bool {
+    task.recurrence.is_some()
+        && task
+            .completed_at
+            .is_some_and(|done| next_due(task, tz, done, now).is_none())
 }
 
 fn completion_next(
@@ -206,7 +266,7 @@ fn completion_next(
         Due::Date(d) => local_midnight(d, zone)?,
     };
     let from = start.with_timezone(&Utc);
-    let first = rule.find(start, |t| t >= from)?;
+    let first = rule.find(start, from - TimeDelta::seconds(1), |t| t >= from)?;
     Some(match candidate {
         Due::At(_) => Due::At(first),
         Due::Date(_) => Due::Date(first.with_timezone(&zone).date_naive()),
@@ -300,6 +360,95 @@ mod tests {
 
     fn day(s: &str) -> Due {
         Due::Date(s.parse().expect("date"))
+    }
+
+    #[test]
+    fn a_task_due_long_ago_gets_its_next_occurrence_after_now_without_walking_the_past() {
+        let started = std::time::Instant::now();
+        // Hourly from 60 years back: over 500,000 past instances, more than the search cap.
+        assert_eq!(
+            next(
+                "FREQ=HOURLY;INTERVAL=3",
+                at("1966-01-01T10:30:00Z"),
+                "UTC",
+                "2026-06-01T12:00:00Z"
+            ),
+            Some(at("2026-06-01T13:30:00Z"))
+        );
+        // Every other Tuesday and Thursday at 9:00 New York time, from 1900.
+        let got = next(
+            "FREQ=WEEKLY;INTERVAL=2;BYDAY=TU,TH",
+            at("1900-01-02T14:00:00Z"),
+            "America/New_York",
+            "2026-06-01T12:00:00Z",
+        )
+        .expect("a next one");
+        let Due::At(got) = got else { panic!("a time") };
+        assert!(
+            got > t("2026-06-01T12:00:00Z") && got < t("2026-06-16T00:00:00Z"),
+            "{got}"
+        );
+        assert_eq!(
+            got.with_timezone(&tz("America/New_York").tz()).time(),
+            NaiveTime::from_hms_opt(9, 0, 0).expect("time")
+        );
+        // All-day, daily from the year 1.
+        assert_eq!(
+            next(
+                "FREQ=DAILY",
+                day("0001-01-01"),
+                "UTC",
+                "2026-06-01T12:00:00Z"
+            ),
+            Some(day("2026-06-02"))
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_series_that_would_pass_the_year_9999_ends() {
+        assert_eq!(
+            next(
+                "FREQ=YEARLY",
+                day("9999-06-01"),
+                "UTC",
+                "9999-06-01T12:00:00Z"
+            ),
+            None
+        );
+        assert_eq!(
+            next(
+                "FREQ=DAILY",
+                at("9999-12-31T10:00:00Z"),
+                "UTC",
+                "9999-12-31T11:00:00Z"
+            ),
+            None
+        );
+        assert_eq!(
+            next(
+                "FREQ=YEARLY",
+                day("9998-06-01"),
+                "UTC",
+                "9998-06-01T12:00:00Z"
+            ),
+            Some(day("9999-06-01"))
+        );
+    }
+
+    #[test]
+    fn rules_more_frequent_than_hourly_or_that_never_occur_are_rejected() {
+        for rule in [
+            "FREQ=MINUTELY",
+            "FREQ=SECONDLY;INTERVAL=30",
+            "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30",
+            "FREQ=MONTHLY;BYMONTHDAY=31;BYMONTH=4",
+        ] {
+            let e = Recurrence::parse(rule).expect_err(rule);
+            assert_eq!(e.0[0].field, "recurrence");
+        }
+        assert!(Recurrence::parse("FREQ=HOURLY;INTERVAL=2").is_ok());
+        assert!(Recurrence::parse("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29").is_ok());
     }
 
     #[test]

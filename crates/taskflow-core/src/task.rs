@@ -395,9 +395,28 @@ impl Recurrence {
             .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
             .single()
             .ok_or_else(|| ValidationErrors::one("recurrence", "internal: no start"))?;
+        let freq = upper
+            .split(';')
+            .find_map(|p| p.strip_prefix("FREQ="))
+            .unwrap_or_default();
+        if matches!(freq, "SECONDLY" | "MINUTELY") {
+            return err(format!(
+                "FREQ={freq} is not supported: the most frequent repeat is hourly (FREQ=HOURLY)"
+            ));
+        }
+        let has_occurrence = checked
+            .join(";")
+            .parse::<rrule::RRule<rrule::Unvalidated>>()
+            .ok()
+            .and_then(|r| r.build(start).ok())
+            .is_some_and(|set| !set.all(1).dates.is_empty());
         match parsed.validate(start) {
             Ok(valid) if valid.get_interval() == 0 => err("INTERVAL must be at least 1".into()),
             Ok(valid) if valid.get_count() == Some(0) => err("COUNT must be at least 1".into()),
+            Ok(_) if !has_occurrence => err(
+                "never occurs: no date matches every part of the rule (e.g. BYMONTH=2;BYMONTHDAY=30)"
+                    .into(),
+            ),
             // Keep the rule as given: the validated form would pin the validation start's time
             // of day (BYHOUR=0…), which is not what the user asked for.
             Ok(_) => Ok(Self(upper)),

@@ -213,6 +213,12 @@ pub struct ServeOpts {
         default_value = "localhost,127.0.0.1,::1"
     )]
     pub mcp_allowed_hosts: Vec<String>,
+    /// MCP sessions (streamable HTTP) one user may have open at once.
+    #[arg(long, env = "TASKFLOW_MCP_SESSIONS_PER_USER", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub mcp_sessions_per_user: u32,
+    /// Seconds an MCP session may go without a message before it is closed.
+    #[arg(long, env = "TASKFLOW_MCP_SESSION_IDLE_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(5..=86_400))]
+    pub mcp_session_idle_secs: u64,
     /// Seconds between heartbeats on an idle live stream (SSE comment, WebSocket ping).
     #[arg(long, env = "TASKFLOW_HEARTBEAT_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub heartbeat_secs: u64,

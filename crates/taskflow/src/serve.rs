@@ -3,7 +3,7 @@
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use taskflow_agent::{Llm, LlmConfig};
-use taskflow_api::{AppState, AuthRates, ConnLimits, Limits, Rate};
+use taskflow_api::{AppState, AuthRates, ConnLimits, Limits, McpSettings, Rate};
 use taskflow_app::{App, TokenConfig, Tokens};
 use taskflow_bus::{Consumer, ConsumerConfig, EmbeddedBus, Handler, Readiness, RoleState};
 use taskflow_core::SystemClock;
@@ -279,7 +279,11 @@ pub async fn run(opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
         readiness: readiness.clone(),
         heartbeat: Duration::from_secs(opts.heartbeat_secs),
         llm,
-        mcp_allowed_hosts: opts.mcp_allowed_hosts.clone(),
+        mcp: McpSettings {
+            allowed_hosts: opts.mcp_allowed_hosts.clone(),
+            sessions_per_user: opts.mcp_sessions_per_user as usize,
+            session_idle: Duration::from_secs(opts.mcp_session_idle_secs),
+        },
     };
     let router = if roles.contains(&Role::Api) {
         readiness.set("api", RoleState::Ready);

@@ -167,3 +167,158 @@ async fn a_title_of_invisible_characters_is_empty() {
     let t = app.task(json!({"title": "\u{200B}Pay rent\u{FEFF}"})).await;
     assert_eq!(t["title"], "Pay rent");
 }
+
+#[tokio::test]
+async fn dates_are_exactly_yyyy_mm_dd_and_instants_stay_in_the_years_0001_to_9999() {
+    let Some(app) = App::new().await else { return };
+    let before = app.counts().await;
+    for (body, field) in [
+        (
+            json!({"title": "a", "due_at": "9999-12-31T23:59:59-14:00"}),
+            "due_at",
+        ),
+        (json!({"title": "a", "due_date": "-0001-01-01"}), "due_date"),
+        (
+            json!({"title": "a", "due_date": "+002024-01-01"}),
+            "due_date",
+        ),
+        (json!({"title": "a", "due_date": "2024-1-1"}), "due_date"),
+        (json!({"title": "a", "due_date": "0000-01-01"}), "due_date"),
+    ] {
+        let res = app.post("/api/tasks", body.clone()).await;
+        assert_eq!(res.error_fields(), [field], "{body}");
+    }
+    app.get("/api/tasks?due_after=2024-1-1").await.problem(422);
+    assert_eq!(app.counts().await, before);
+    let first = app
+        .task(json!({"title": "a", "due_date": "0001-01-01"}))
+        .await;
+    assert_eq!(first["due_date"], "0001-01-01");
+    let last = app
+        .task(json!({"title": "b", "due_at": "9999-12-31T23:59:59Z"}))
+        .await;
+    assert_eq!(last["due_at"], "9999-12-31T23:59:59Z");
+}
+
+#[tokio::test]
+async fn rules_that_repeat_faster_than_hourly_or_never_occur_are_422() {
+    let Some(app) = App::new().await else { return };
+    for rule in [
+        "FREQ=MINUTELY",
+        "FREQ=SECONDLY",
+        "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30",
+    ] {
+        let res = app
+            .post(
+                "/api/tasks",
+                json!({"title": "a", "due_date": "2030-01-01", "recurrence": rule}),
+            )
+            .await;
+        assert_eq!(res.error_fields(), ["recurrence"], "{rule}");
+    }
+}
+
+/// Pending tasks titled `title`, polled until `n` exist (the recurring service is a consumer).
+async fn pending_titled(app: &App, title: &str, n: usize) -> Vec<serde_json::Value> {
+    for _ in 0..100 {
+        let items = app.get("/api/tasks?status=pending&limit=200").await.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["title"] == title)
+            .cloned()
+            .collect::<Vec<_>>();
+        if items.len() >= n {
+            return items;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Vec::new()
+}
+
+#[tokio::test]
+async fn an_hourly_task_due_decades_ago_gets_its_next_occurrence_after_now() {
+    let Some(app) = App::new().await else { return };
+    let t = app
+        .task(json!({"title": "hourly", "due_at": "1980-01-01T00:30:00Z", "recurrence": "FREQ=HOURLY"}))
+        .await;
+    let done = app
+        .post(
+            &format!("/api/tasks/{}/complete", t["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await;
+    assert_eq!(done.status, 200);
+    let next = pending_titled(&app, "hourly", 1).await;
+    assert_eq!(next.len(), 1, "the next occurrence was made");
+    let due = chrono::DateTime::parse_from_rfc3339(next[0]["due_at"].as_str().unwrap()).unwrap();
+    let now = chrono::Utc::now();
+    assert!(
+        due > now && due < now + chrono::TimeDelta::hours(2),
+        "{due}"
+    );
+    assert!(next[0]["due_at"].as_str().unwrap().ends_with(":30:00Z"));
+}
+
+#[tokio::test]
+async fn the_end_of_a_series_is_said_in_the_event_and_in_the_chat() {
+    let Some(app) = App::new().await else { return };
+    app.task(
+        json!({"title": "twice", "due_date": "2030-01-01", "recurrence": "FREQ=DAILY;COUNT=2"}),
+    )
+    .await;
+    let reply = app
+        .post("/api/chat", json!({"message": "complete #1"}))
+        .await;
+    assert!(
+        reply.body["response"]
+            .as_str()
+            .unwrap()
+            .contains("next occurrence"),
+        "{}",
+        reply.body
+    );
+    let second = pending_titled(&app, "twice", 1).await;
+    let number = second[0]["number"].as_i64().unwrap();
+    let reply = app
+        .post(
+            "/api/chat",
+            json!({"message": format!("complete #{number}")}),
+        )
+        .await;
+    let text = reply.body["response"].as_str().unwrap();
+    assert!(text.contains("the series has ended"), "{text}");
+    assert_eq!(reply.body["tool_calls"][0]["result"]["series_ended"], true);
+    let history = app
+        .get(&format!(
+            "/api/tasks/{}/history",
+            second[0]["id"].as_str().unwrap()
+        ))
+        .await;
+    let completed = history.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "com.taskflow.task.completed.v1")
+        .cloned();
+    // The audit log is a consumer too: wait for it.
+    let completed = match completed {
+        Some(c) => c,
+        None => {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            app.get(&format!(
+                "/api/tasks/{}/history",
+                second[0]["id"].as_str().unwrap()
+            ))
+            .await
+            .body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["type"] == "com.taskflow.task.completed.v1")
+                .cloned()
+                .expect("the completion is in the history")
+        }
+    };
+    assert_eq!(completed["data"]["series_ended"], true, "{completed}");
+}

@@ -30,11 +30,18 @@ fn structured(r: &CallToolResult) -> Value {
         .map(|t| t.text.clone())
         .expect("a text block");
     let v = r.structured_content.clone().expect("structuredContent");
-    assert_eq!(
-        serde_json::from_str::<Value>(&text).unwrap(),
-        v,
-        "the text block says the same"
+    // The text block is prose for people; the JSON is in structuredContent.
+    assert!(
+        serde_json::from_str::<Value>(&text).is_err(),
+        "prose, not JSON: {text}"
     );
+    let first = v["number"]
+        .as_i64()
+        .or_else(|| v["task"]["number"].as_i64())
+        .or_else(|| v["items"][0]["number"].as_i64());
+    if let Some(n) = first {
+        assert!(text.contains(&format!("#{n}")), "{text} names #{n}");
+    }
     v
 }
 
@@ -57,6 +64,26 @@ async fn exercise(app: &App, client: &RunningService<RoleClient, ()>) {
     let add = tools.tools.iter().find(|t| t.name == "add_task").unwrap();
     assert!(add.description.as_deref().unwrap_or_default().len() > 20);
     assert_eq!(add.input_schema["required"], json!(["title"]));
+    let hints = |name: &str| {
+        let a = tools
+            .tools
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap()
+            .annotations
+            .clone()
+            .unwrap();
+        (a.read_only_hint, a.destructive_hint, a.idempotent_hint)
+    };
+    assert_eq!(hints("list_tasks"), (Some(true), Some(false), Some(true)));
+    assert_eq!(hints("delete_task"), (Some(false), Some(true), Some(true)));
+    assert_eq!(hints("add_task"), (Some(false), Some(false), Some(false)));
+
+    // An argument the schema does not declare is an error naming it, not ignored.
+    let stray = call(client, "list_tasks", json!({"tag": "x"})).await;
+    assert_eq!(stray.is_error, Some(true));
+    let said = stray.content[0].as_text().unwrap().text.clone();
+    assert!(said.contains("`tag`") && said.contains("tags"), "{said}");
 
     let created = structured(
         &call(
@@ -165,4 +192,122 @@ async fn mcp_over_streamable_http_acts_for_the_bearer_tokens_user() {
     // Without a token there is no session.
     let anonymous = StreamableHttpClientTransport::from_uri(app.server.url("/mcp"));
     assert!(().serve(anonymous).await.is_err());
+}
+
+/// A raw POST to /mcp: (status, headers, JSON body).
+async fn post_mcp(
+    app: &App,
+    body: &str,
+    session: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut req = app
+        .server
+        .client
+        .post(app.server.url("/mcp"))
+        .bearer_auth(&app.token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_owned());
+    if let Some(id) = session {
+        req = req.header("mcp-session-id", id);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let text = res.text().await.unwrap();
+    let json = serde_json::from_str(&text)
+        .or_else(|_| {
+            // An SSE answer: the JSON is on its data line.
+            let data = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .find(|d| !d.trim().is_empty());
+            serde_json::from_str(data.unwrap_or("null"))
+        })
+        .unwrap_or(Value::Null);
+    (status, headers, json)
+}
+
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+
+#[tokio::test]
+async fn mcp_protocol_errors_are_json_rpc_errors_with_the_right_status() {
+    let Some(app) = App::new().await else { return };
+    let (status, _, body) = post_mcp(&app, "{not json", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_i64()),
+        (400, Some(-32700)),
+        "{body}"
+    );
+    let (status, _, body) = post_mcp(&app, r#"{"hello": "world"}"#, None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_i64()),
+        (400, Some(-32600)),
+        "{body}"
+    );
+    let (status, headers, body) = post_mcp(&app, INITIALIZE, Some("bogus-session")).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(body["jsonrpc"], "2.0");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("session"),
+        "{body}"
+    );
+    // A session is its owner's: another user's token cannot use it.
+    let (status, headers, _) = post_mcp(&app, INITIALIZE, None).await;
+    assert_eq!(status, 200);
+    let id = headers["mcp-session-id"].to_str().unwrap().to_owned();
+    let (eve, _) = app.server.signup("eve@example.com", "UTC").await;
+    let res = app
+        .server
+        .client
+        .post(app.server.url("/mcp"))
+        .bearer_auth(eve)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &id)
+        .body(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+}
+
+#[tokio::test]
+async fn one_user_may_hold_only_so_many_mcp_sessions() {
+    let Some(app) = App::with_args(&["--mcp-sessions-per-user", "2"]).await else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (status, headers, _) = post_mcp(&app, INITIALIZE, None).await;
+        assert_eq!(status, 200);
+        ids.push(headers["mcp-session-id"].to_str().unwrap().to_owned());
+    }
+    let (status, headers, body) = post_mcp(&app, INITIALIZE, None).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(headers.contains_key("retry-after"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("2 MCP sessions"),
+        "{body}"
+    );
+    // Closing one frees its place.
+    let closed = app
+        .server
+        .client
+        .delete(app.server.url("/mcp"))
+        .bearer_auth(&app.token)
+        .header("mcp-session-id", &ids[0])
+        .send()
+        .await
+        .unwrap();
+    assert!(closed.status().is_success(), "{}", closed.status());
+    let (status, _, body) = post_mcp(&app, INITIALIZE, None).await;
+    assert_eq!(status, 200, "{body}");
 }
