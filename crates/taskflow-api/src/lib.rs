@@ -3,6 +3,7 @@
 //! metrics, rate limits, body limit, and problem+json for every error.
 
 mod chat;
+mod docs;
 mod events;
 mod extract;
 mod health;
@@ -34,7 +35,6 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 use utoipa_axum::router::OpenApiRouter;
-use utoipa_scalar::{Scalar, Servable};
 
 pub use health::prometheus;
 pub use limits::{AuthRates, Limits, Rate};
@@ -106,7 +106,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
 pub fn router(state: AppState) -> Router {
     let (api, doc) = api_routes().split_for_parts();
     let request_id = HeaderName::from_static("x-request-id");
-    let doc_json = doc.clone();
+    let doc_json = doc;
     Router::new()
         .merge(api)
         .merge(tasks::compat_router())
@@ -115,7 +115,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn(health::track))
         .merge(health::router())
         .route("/openapi.json", axum::routing::get(move || async move { axum::Json(doc_json.clone()) }))
-        .merge(Scalar::with_url("/docs", doc))
+        .merge(docs::router())
         .fallback(|| async { ApiError::NotFound("there is no such endpoint; see /docs").into_response() })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))

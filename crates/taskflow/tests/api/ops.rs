@@ -74,9 +74,50 @@ async fn openapi_and_docs_are_served() {
         .await
         .unwrap();
     assert!(
-        html.contains("/openapi.json") || html.contains("openapi"),
+        html.contains(r#"data-url="/openapi.json""#),
         "the docs page loads the spec"
     );
+    // Everything it loads comes from this server: no CDN, no web fonts.
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "{html}"
+    );
+    assert!(html.contains(r#""withDefaultFonts": false"#), "{html}");
+    let src = html
+        .split(r#"<script src=""#)
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    let script = app
+        .server
+        .client
+        .get(app.server.url(&src))
+        .header("accept-encoding", "gzip, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), 200);
+    assert_eq!(script.headers()["content-encoding"], "gzip");
+    assert!(
+        script.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+    let bytes = script.bytes().await.unwrap();
+    assert!(
+        bytes.len() > 1_000_000 && bytes.starts_with(&[0x1f, 0x8b]),
+        "the embedded bundle"
+    );
+    let plain = app
+        .server
+        .client
+        .get(app.server.url(&src))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 406);
 }
 
 #[tokio::test]
