@@ -38,6 +38,9 @@ pub enum StoreError {
     InvalidCursor(String),
     #[error("unsupported database URL: {0}")]
     UnsupportedUrl(String),
+    /// The database server could not be reached or refused the connection.
+    #[error("{0}")]
+    Connect(String),
     #[error("migration {version} failed: {message}")]
     Migration { version: i64, message: String },
     #[error("stored data is corrupt: {0}")]
@@ -338,15 +341,29 @@ pub trait Store:
     async fn migrate(&self) -> Result<usize>;
     /// Which backend this is: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
+    /// Writes a consistent copy of the database to a new file at `path`, while it is in use
+    /// (SQLite's `VACUUM INTO`); `Ok(false)` where the backend has its own tools (pg_dump).
+    async fn backup(&self, path: &str) -> Result<bool>;
+    /// Closes the connections; SQLite first moves its write-ahead log into the database
+    /// file, so the file alone holds every change after a clean shutdown.
+    async fn close(&self);
 }
 
 /// Opens the store the URL names: `sqlite:PATH` (created when missing) or
 /// `postgres://…`/`postgresql://…`. Does not migrate.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
-    let scheme = url.split(':').next().unwrap_or_default();
-    match scheme {
-        "sqlite" => Ok(Arc::new(SqliteStore::open(url).await?)),
-        "postgres" | "postgresql" => Ok(Arc::new(PgStore::open(url).await?)),
+    check_url(url)?;
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else {
+        Ok(Arc::new(PgStore::open(url).await?))
+    }
+}
+
+/// Whether `url` names a backend this program has, before anything is opened.
+pub fn check_url(url: &str) -> Result<()> {
+    match url.split(':').next().unwrap_or_default() {
+        "sqlite" | "postgres" | "postgresql" => Ok(()),
         _ => Err(StoreError::UnsupportedUrl(format!(
             "`{}`: use sqlite:PATH or postgres://USER@HOST/DB",
             redact_url(url)

@@ -1071,6 +1071,22 @@ macro_rules! impl_store {
             fn backend(&self) -> &'static str {
                 $backend
             }
+
+            async fn backup(&self, path: &str) -> Result<bool> {
+                let Some(sql) = dialect::BACKUP else { return Ok(false) };
+                sqlx::query(sql).bind(path).execute(self.reader()).await?;
+                Ok(true)
+            }
+
+            async fn close(&self) {
+                if let Some(sql) = dialect::ON_CLOSE
+                    && let Err(e) = sqlx::raw_sql(sql).execute(self.writer()).await
+                {
+                    tracing::warn!(error = %e, "cannot checkpoint the write-ahead log");
+                }
+                self.writer().close().await;
+                self.reader().close().await;
+            }
         }
     };
 }

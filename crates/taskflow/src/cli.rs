@@ -54,6 +54,34 @@ pub enum Command {
     Chat(ChatOpts),
     /// Serve the task tools over MCP on stdio, for one user (e.g. for Claude Desktop).
     Mcp(McpOpts),
+    /// Write a consistent copy of the SQLite database to a new file, also while the server
+    /// runs (for PostgreSQL use pg_dump).
+    Backup(BackupOpts),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackupOpts {
+    #[command(flatten)]
+    pub db: DbOpts,
+    /// The file to write; it must not exist yet.
+    pub path: std::path::PathBuf,
+}
+
+/// `HOST:PORT` with a port number; the host is resolved when the server binds.
+fn parse_bind(raw: &str) -> Result<String, String> {
+    if raw.parse::<SocketAddr>().is_ok() {
+        return Ok(raw.to_owned());
+    }
+    match raw.rsplit_once(':') {
+        Some((host, port))
+            if !host.is_empty() && !host.contains(':') && port.parse::<u16>().is_ok() =>
+        {
+            Ok(raw.to_owned())
+        }
+        _ => Err(format!(
+            "`{raw}` is not HOST:PORT (e.g. 127.0.0.1:8080, localhost:8080 or [::1]:8080)"
+        )),
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -127,9 +155,10 @@ pub struct DbOpts {
 pub struct ServeOpts {
     #[command(flatten)]
     pub db: DbOpts,
-    /// Address to listen on.
-    #[arg(long, env = "TASKFLOW_BIND", default_value = "127.0.0.1:8080")]
-    pub bind: SocketAddr,
+    /// Address to listen on: HOST:PORT, where HOST is an IP address or a name such as
+    /// `localhost` (port 0 picks a free port).
+    #[arg(long, env = "TASKFLOW_BIND", default_value = "127.0.0.1:8080", value_parser = parse_bind)]
+    pub bind: String,
     /// Secret that signs tokens; when unset one is generated on first start and kept in the
     /// database.
     #[arg(long, env = "TASKFLOW_JWT_SECRET", hide_env_values = true)]
@@ -301,13 +330,21 @@ pub fn exit_for_clap(e: clap::Error) -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
-        _ => {
+        kind => {
             let text = e.render().to_string();
             let line = text
                 .lines()
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("invalid arguments");
             eprintln!("taskflow: {}", line.trim_start_matches("error: "));
+            // A mistyped flag or command: show how the command is used, and where help is.
+            if matches!(
+                kind,
+                ErrorKind::UnknownArgument | ErrorKind::InvalidSubcommand
+            ) && let Some(usage) = text.lines().find(|l| l.starts_with("Usage:"))
+            {
+                eprintln!("{usage}  (see --help)");
+            }
             ExitCode::from(2)
         }
     }

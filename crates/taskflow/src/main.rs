@@ -29,6 +29,7 @@ async fn main() -> ExitCode {
         cli::Command::Migrate(opts) => serve::migrate(opts).await,
         cli::Command::Chat(opts) => chat::run(opts).await,
         cli::Command::Mcp(opts) => serve::mcp_stdio(opts).await,
+        cli::Command::Backup(opts) => serve::backup(opts).await,
         cli::Command::Nlu(cli::NluCommand::Parse { now, tz, utterance }) => {
             nlu::parse(now.as_deref(), tz.as_deref(), &utterance.join(" "))
         }

@@ -38,6 +38,34 @@ async fn open(db: &DbOpts) -> Result<Arc<dyn Store>, ExitCode> {
     Ok(store)
 }
 
+/// `taskflow backup PATH`: a consistent copy of the database, also while it is served.
+pub async fn backup(opts: crate::cli::BackupOpts) -> ExitCode {
+    if opts.path.exists() {
+        return fail(format_args!(
+            "{} already exists; name a new file",
+            opts.path.display()
+        ));
+    }
+    let store = match open(&opts.db).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let path = opts.path.display().to_string();
+    match store.backup(&path).await {
+        Ok(true) => {
+            store.close().await;
+            let size = std::fs::metadata(&opts.path).map(|m| m.len()).unwrap_or(0);
+            eprintln!("taskflow: backed up to {path} ({} KiB)", size / 1024);
+            ExitCode::SUCCESS
+        }
+        Ok(false) => fail(format_args!(
+            "the {} backend is backed up with its own tools (pg_dump)",
+            store.backend()
+        )),
+        Err(e) => fail(format_args!("cannot back up to {path}: {e}")),
+    }
+}
+
 pub async fn migrate(db: DbOpts) -> ExitCode {
     match open(&db).await {
         Ok(_) => ExitCode::SUCCESS,
@@ -202,15 +230,20 @@ pub async fn run(opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
     // The metrics recorder comes before anything that records: a gauge set before it exists
     // (a consumer's dead-letter count, set once at start) would be lost.
     let metrics = taskflow_api::prometheus();
-    // Bind first: a taken address fails before any other work.
-    let listener = match tokio::net::TcpListener::bind(opts.bind).await {
+    // A database URL of no known kind is a bad setting, reported before anything else.
+    if let Err(e) = taskflow_store::check_url(&opts.db.database_url) {
+        return fail(format_args!("--database-url: {e}"));
+    }
+    // Bind next: a taken address fails before any other work.
+    let listener = match tokio::net::TcpListener::bind(&opts.bind).await {
         Ok(l) => l,
-        Err(e) => return fail(format_args!("cannot listen on {}: {e}", opts.bind)),
+        Err(e) => return fail(format_args!("cannot listen on --bind {}: {e}", opts.bind)),
     };
     let store = match open(&opts.db).await {
         Ok(s) => s,
         Err(code) => return code,
     };
+    let closing_store = store.clone();
     let token_config = TokenConfig {
         secret: opts.jwt_secret.clone(),
         ttl: Duration::from_secs(opts.token_ttl_hours * 3600),
@@ -332,7 +365,7 @@ pub async fn run(opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
     if drained.is_err() {
         tracing::warn!("consumers did not stop within {grace:?}");
     }
-    match tokio::time::timeout(grace, server).await {
+    let code = match tokio::time::timeout(grace, server).await {
         Ok(Ok(Ok(()))) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
@@ -343,7 +376,11 @@ pub async fn run(opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
             tracing::warn!("in-flight requests did not finish within {grace:?}; stopping anyway");
             ExitCode::SUCCESS
         }
-    }
+    };
+    // After a clean stop the database file alone holds every change (SQLite's WAL is
+    // checkpointed into it).
+    closing_store.close().await;
+    code
 }
 
 async fn shutdown_signal() {

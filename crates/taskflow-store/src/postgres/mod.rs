@@ -10,9 +10,30 @@ pub struct PgStore {
     pool: PgPool,
 }
 
+/// The cause of a failed connection in a few words: the server's own message (`database
+/// "x" does not exist`), or the operating system's (`Connection refused`).
+fn connect_error(e: sqlx::Error) -> crate::StoreError {
+    let text = match &e {
+        sqlx::Error::Database(d) => d.message().to_owned(),
+        sqlx::Error::Io(io) => io.to_string(),
+        sqlx::Error::Tls(t) => format!("TLS: {t}"),
+        other => other.to_string(),
+    };
+    crate::StoreError::Connect(text)
+}
+
 impl PgStore {
     /// Connects to `postgres://…`; fails within seconds when the server is unreachable.
     pub async fn open(url: &str) -> crate::Result<Self> {
+        use sqlx::{ConnectOptions as _, Connection as _};
+        // One connection first: its error names the cause (connection refused, no such
+        // database, wrong password), where the pool would only say that it timed out.
+        let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+        let first = tokio::time::timeout(Duration::from_secs(5), options.connect())
+            .await
+            .map_err(|_| crate::StoreError::Connect("no answer within 5 s".into()))?
+            .map_err(connect_error)?;
+        let _ = first.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .min_connections(1)
@@ -71,6 +92,9 @@ mod dialect {
     }
     /// Two instances starting together migrate one after the other.
     pub(super) const MIGRATION_LOCK: Option<&str> = Some("SELECT pg_advisory_xact_lock(7294561)");
+    /// PostgreSQL is backed up with its own tools (pg_dump, base backups).
+    pub(super) const BACKUP: Option<&str> = None;
+    pub(super) const ON_CLOSE: Option<&str> = None;
     pub(super) const FTS_CONDITION: &str = "t.search @@ plainto_tsquery('simple', ?)";
 
     /// `?` placeholders become `$1`, `$2`, …

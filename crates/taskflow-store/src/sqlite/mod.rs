@@ -59,6 +59,10 @@ mod dialect {
         ),
     ];
     pub(super) const MIGRATION_LOCK: Option<&str> = None;
+    /// A consistent copy while readers and the writer go on.
+    pub(super) const BACKUP: Option<&str> = Some("VACUUM INTO ?");
+    /// Everything in the WAL into the database file, and the WAL emptied.
+    pub(super) const ON_CLOSE: Option<&str> = Some("PRAGMA wal_checkpoint(TRUNCATE)");
     /// One writer: a claimed row cannot be claimed by anyone else meanwhile.
     pub(super) const SKIP_LOCKED: &str = "";
     /// Positions are handed out by the one writer in commit order: a gap is never filled

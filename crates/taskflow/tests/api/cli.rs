@@ -72,22 +72,40 @@ fn a_bad_setting_exits_2_with_one_line() {
         &[("TASKFLOW_BIND", "999.1.1.1:1")],
         "--bind",
     );
+    // Port 0 everywhere: no test depends on a fixed port (the README's server may be up).
+    let any = "127.0.0.1:0";
     one_line_exit_2(
-        &["serve", "--database-url", "mysql://localhost/x"],
+        &[
+            "serve",
+            "--bind",
+            any,
+            "--database-url",
+            "mysql://localhost/x",
+        ],
         &[],
         "sqlite:PATH",
     );
     one_line_exit_2(
         &[
             "serve",
+            "--bind",
+            any,
             "--database-url",
             "postgres://nobody@127.0.0.1:1/none",
         ],
         &[],
-        "cannot open database",
+        "Connection refused",
     );
     one_line_exit_2(
-        &["serve", "--database-url", &db, "--token-ttl-hours", "0"],
+        &[
+            "serve",
+            "--bind",
+            any,
+            "--database-url",
+            &db,
+            "--token-ttl-hours",
+            "0",
+        ],
         &[],
         "--token-ttl-hours",
     );
@@ -96,6 +114,143 @@ fn a_bad_setting_exits_2_with_one_line() {
         &[],
         "teleport",
     );
+}
+
+#[test]
+fn a_bad_database_url_is_reported_even_when_the_port_is_taken() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    one_line_exit_2(
+        &[
+            "serve",
+            "--bind",
+            &addr,
+            "--database-url",
+            "mysql://localhost/x",
+        ],
+        &[],
+        "--database-url",
+    );
+}
+
+#[test]
+fn an_unknown_flag_shows_how_the_command_is_used() {
+    let (code, _, err) = run(&["serve", "--bnd", "x"], &[]);
+    assert_eq!(code, 2);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines[0].contains("--bnd"), "{err}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("Usage: taskflow serve")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_postgres_database_says_so_in_a_few_words() {
+    let Ok(admin) = std::env::var("TASKFLOW_TEST_PG_URL") else {
+        return;
+    };
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    let url = format!("{base}/taskflow_no_such_database");
+    let (code, _, err) = run(&["migrate", "--database-url", &url], &[]);
+    assert_eq!(code, 2, "{err}");
+    let line = err.lines().find(|l| l.starts_with("taskflow:")).unwrap();
+    assert!(line.contains("does not exist"), "{line}");
+    assert!(
+        !line.contains("line") && !line.contains("timed out"),
+        "{line}"
+    );
+}
+
+/// Starts `serve` with `args` and returns the child and the address it listens on.
+fn serve_child(args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead as _;
+    let mut child = Command::new(BIN)
+        .args(["--log-format", "json", "serve"])
+        .args(args)
+        .env_remove("TASKFLOW_BIND")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines.next().expect("the server logs").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["message"] == "listening" {
+            break v["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
+}
+
+#[tokio::test]
+async fn bind_takes_a_host_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("t.db").display());
+    let (mut child, addr) = serve_child(&["--bind", "localhost:0", "--database-url", &db]);
+    let res = reqwest::get(format!("http://{addr}/healthz/live"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test]
+async fn after_a_clean_stop_the_sqlite_file_alone_holds_the_data_and_backup_copies_while_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.db");
+    let db = format!("sqlite:{}", file.display());
+    let (mut child, addr) = serve_child(&["--bind", "127.0.0.1:0", "--database-url", &db]);
+    let client = reqwest::Client::new();
+    let res = client
+        .post(format!("http://{addr}/api/auth/signup"))
+        .json(&serde_json::json!({"email": "ada@example.com", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap();
+    let token = res.json::<serde_json::Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = client
+        .post(format!("http://{addr}/api/tasks"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"title": "kept"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+
+    // A copy while the server runs.
+    let copy = dir.path().join("copy.db");
+    let copy_path = copy.display().to_string();
+    let (code, _, err) = run(&["backup", "--database-url", &db, &copy_path], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("backed up"), "{err}");
+    let (code, _, err) = run(&["backup", "--database-url", &db, &copy_path], &[]);
+    assert_eq!(code, 2, "an existing file is not overwritten: {err}");
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+    let wal = dir.path().join("t.db-wal");
+    assert!(
+        !wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0,
+        "the WAL was checkpointed into the file"
+    );
+    // The main file alone, moved elsewhere, has the task; so has the backup.
+    let alone = tempfile::tempdir().unwrap();
+    std::fs::copy(&file, alone.path().join("t.db")).unwrap();
+    for path in [alone.path().join("t.db"), copy] {
+        let store = taskflow_store::connect(&format!("sqlite:{}", path.display()))
+            .await
+            .unwrap();
+        assert_eq!(store.count_tasks().await.unwrap(), 1, "{}", path.display());
+    }
 }
 
 #[test]
