@@ -34,7 +34,7 @@ pub fn compat_router() -> Router<AppState> {
 }
 
 /// A message to the assistant.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatRequest {
     /// What the user says.

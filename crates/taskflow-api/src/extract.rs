@@ -17,7 +17,7 @@ pub struct Json<T>(pub T);
 
 impl<S, T> FromRequest<S> for Json<T>
 where
-    T: DeserializeOwned,
+    T: DeserializeOwned + serde::Serialize,
     S: Send + Sync,
 {
     type Rejection = ApiError;
@@ -25,15 +25,20 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<serde_json::Value>::from_request(req, state).await {
             Ok(axum::Json(v)) => {
-                if let Some(field) = taskflow_core::error::nul_field(&v) {
+                if !v.is_object() {
+                    return Err(ApiError::invalid("body", "must be a JSON object"));
+                }
+                let t: T = serde_json::from_value(v)
+                    .map_err(|e| ApiError::invalid("body", e.to_string()))?;
+                // Only the fields this request uses: unknown ones are ignored, NUL or not.
+                let used = serde_json::to_value(&t).unwrap_or_default();
+                if let Some(field) = taskflow_core::error::nul_field(&used) {
                     return Err(ApiError::invalid(
                         &field,
                         "must not contain the NUL character (\\u0000)",
                     ));
                 }
-                serde_json::from_value(v)
-                    .map(Json)
-                    .map_err(|e| ApiError::invalid("body", e.to_string()))
+                Ok(Json(t))
             }
             Err(JsonRejection::JsonDataError(e)) => {
                 Err(ApiError::invalid("body", body_text(&e.body_text())))

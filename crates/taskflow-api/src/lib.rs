@@ -10,6 +10,7 @@ mod health;
 mod limits;
 mod listener;
 mod mcp;
+mod openapi;
 mod problem;
 mod tasks;
 mod users;
@@ -90,8 +91,8 @@ impl Modify for BearerAuth {
 }
 
 /// The OpenAPI document of the API, generated from the handlers.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().split_for_parts().1
+pub fn openapi() -> serde_json::Value {
+    openapi::document(api_routes().split_for_parts().1)
 }
 
 fn api_routes() -> OpenApiRouter<AppState> {
@@ -105,6 +106,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let (api, doc) = api_routes().split_for_parts();
+    let doc = Arc::new(openapi::document(doc));
     let request_id = HeaderName::from_static("x-request-id");
     let doc_json = doc;
     Router::new()
@@ -114,7 +116,7 @@ pub fn router(state: AppState) -> Router {
         .merge(mcp::router(&state))
         .route_layer(middleware::from_fn(health::track))
         .merge(health::router())
-        .route("/openapi.json", axum::routing::get(move || async move { axum::Json(doc_json.clone()) }))
+        .route("/openapi.json", axum::routing::get(move || async move { axum::Json(doc_json.as_ref().clone()) }))
         .merge(docs::router())
         .fallback(|| async { ApiError::NotFound("there is no such endpoint; see /docs").into_response() })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -61,7 +61,7 @@ pub fn compat_router() -> Router<AppState> {
 }
 
 /// A reminder as asked for: `{before_minutes}` or `{at}`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct ReminderBody {
     /// Minutes before the due time (needs a due date or time).
     before_minutes: Option<i64>,
@@ -70,7 +70,7 @@ pub struct ReminderBody {
 }
 
 /// `POST /api/tasks`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct CreateTask {
     /// 1–500 characters.
     title: Option<String>,
@@ -99,7 +99,7 @@ fn double<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 }
 
 /// `PATCH /api/tasks/{id}`: absent fields stay, `null` clears.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 pub struct PatchTask {
     #[serde(default, deserialize_with = "double")]
     #[schema(value_type = Option<String>)]
