@@ -145,6 +145,17 @@ enum Command {
         #[arg(long)]
         pid: Option<u32>,
     },
+    /// A flood of `signups` parallel signups from one address while another user reads
+    /// `GET /api/tasks` every 20 ms: that user's latency, how the flood was answered, and
+    /// the server's peak memory.
+    AuthFlood {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        base: String,
+        #[arg(long, default_value_t = 300)]
+        signups: usize,
+        #[arg(long)]
+        pid: Option<u32>,
+    },
     /// Live events: open `streams` SSE connections over `users` users; with `rate` > 0, create
     /// tasks at that rate and measure create → SSE delivery latency; with `rate` 0, hold the
     /// connections idle and report the server's memory per connection.
@@ -196,6 +207,7 @@ async fn main() -> Result<()> {
             pid,
         } => load(&base, scenario, concurrency, seconds, users, seeded, pid).await,
         Command::Nlu { corpus, rounds } => nlu_bench(&corpus, rounds),
+        Command::AuthFlood { base, signups, pid } => auth_flood(&base, signups, pid).await,
         Command::SeedReminders {
             database_url,
             pending,
@@ -593,6 +605,98 @@ fn nlu_bench(files: &[String], rounds: usize) -> Result<()> {
         "{}",
         json!({"scenario": "nlu-parse", "utterances": cases.len(), "parses": times.len(),
                "p50_us": pct(0.5), "p99_us": pct(0.99), "max_us": pct(1.0)})
+    );
+    Ok(())
+}
+
+/// See [`Command::AuthFlood`].
+async fn auth_flood(base: &str, signups: usize, pid: Option<u32>) -> Result<()> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(1024).build()?;
+    let reader = format!("reader-{}@example.com", std::process::id());
+    let res = client
+        .post(format!("{base}/api/auth/signup"))
+        .json(&json!({"email": reader, "password": PASSWORD}))
+        .send()
+        .await?;
+    anyhow::ensure!(res.status() == 201, "the reader's signup failed: {}", res.status());
+    let token = res.json::<serde_json::Value>().await?["token"].as_str().unwrap_or_default().to_owned();
+    let idle_rss = pid.and_then(rss_kib);
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (done, peak) = (done.clone(), peak.clone());
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                if let Some(kib) = pid.and_then(rss_kib) {
+                    peak.fetch_max(kib, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let reads = {
+        let (client, base, done) = (client.clone(), base.to_owned(), done.clone());
+        tokio::spawn(async move {
+            let mut times = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let ok = client
+                    .get(format!("{base}/api/tasks?limit=10"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200);
+                if ok {
+                    times.push(started.elapsed().as_micros() as u64);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            times
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let mut flood = tokio::task::JoinSet::new();
+    for i in 0..signups {
+        let (client, base) = (client.clone(), base.to_owned());
+        flood.spawn(async move {
+            client
+                .post(format!("{base}/api/auth/signup"))
+                .json(&json!({"email": format!("flood-{}-{i}@example.com", std::process::id()), "password": PASSWORD}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        });
+    }
+    let statuses = flood.join_all().await;
+    let flood_secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    done.store(true, Ordering::Relaxed);
+    let mut times = reads.await?;
+    sampler.await?;
+    times.sort_unstable();
+    let pct = |p: f64| {
+        times.get(((times.len() as f64 * p) as usize).min(times.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1000.0
+    };
+    let count = |code: u16| statuses.iter().filter(|s| **s == code).count();
+    println!(
+        "{}",
+        json!({
+            "scenario": "auth-flood",
+            "signups": signups,
+            "flood_seconds": (flood_secs * 100.0).round() / 100.0,
+            "created": count(201),
+            "busy_503": count(503),
+            "limited_429": count(429),
+            "other": signups - count(201) - count(503) - count(429),
+            "reader_gets": times.len(),
+            "reader_p50_ms": pct(0.50),
+            "reader_p99_ms": pct(0.99),
+            "reader_max_ms": times.last().copied().unwrap_or(0) as f64 / 1000.0,
+            "rss_idle_mib": idle_rss.map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0),
+            "rss_peak_mib": pid.map(|_| (peak.load(Ordering::Relaxed) as f64 / 1024.0 * 10.0).round() / 10.0),
+        })
     );
     Ok(())
 }

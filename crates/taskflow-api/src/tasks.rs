@@ -64,6 +64,7 @@ pub fn compat_router() -> Router<AppState> {
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct ReminderBody {
     /// Minutes before the due time (needs a due date or time).
+    #[serde(default, deserialize_with = "whole_number")]
     before_minutes: Option<i64>,
     /// An absolute RFC 3339 instant.
     at: Option<String>,
@@ -90,6 +91,23 @@ pub struct CreateTask {
     recurrence_anchor: Option<String>,
     /// Up to 10.
     reminders: Option<Vec<ReminderBody>>,
+}
+
+/// A whole number, also when written `60.0` (JSON has one number type, and JSON Schema
+/// counts `60.0` as an integer); `60.5` is refused.
+fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(i) = n.as_i64() {
+        return Ok(Some(i));
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Some(f as i64)),
+        _ => Err(serde::de::Error::custom(format!(
+            "before_minutes must be a whole number, got {n}"
+        ))),
+    }
 }
 
 fn double<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
