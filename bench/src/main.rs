@@ -145,14 +145,16 @@ enum Command {
         #[arg(long)]
         pid: Option<u32>,
     },
-    /// A flood of `signups` parallel signups from one address while another user reads
-    /// `GET /api/tasks` every 20 ms: that user's latency, how the flood was answered, and
-    /// the server's peak memory.
+    /// `signups` clients signing up in parallel from one address, each again as soon as it
+    /// is answered, for `seconds`, while another user reads `GET /api/tasks` every 20 ms:
+    /// that user's latency, how the flood was answered, and the server's peak memory.
     AuthFlood {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         base: String,
         #[arg(long, default_value_t = 300)]
         signups: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
         #[arg(long)]
         pid: Option<u32>,
     },
@@ -207,7 +209,12 @@ async fn main() -> Result<()> {
             pid,
         } => load(&base, scenario, concurrency, seconds, users, seeded, pid).await,
         Command::Nlu { corpus, rounds } => nlu_bench(&corpus, rounds),
-        Command::AuthFlood { base, signups, pid } => auth_flood(&base, signups, pid).await,
+        Command::AuthFlood {
+            base,
+            signups,
+            seconds,
+            pid,
+        } => auth_flood(&base, signups, seconds, pid).await,
         Command::SeedReminders {
             database_url,
             pending,
@@ -610,16 +617,25 @@ fn nlu_bench(files: &[String], rounds: usize) -> Result<()> {
 }
 
 /// See [`Command::AuthFlood`].
-async fn auth_flood(base: &str, signups: usize, pid: Option<u32>) -> Result<()> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(1024).build()?;
+async fn auth_flood(base: &str, signups: usize, seconds: u64, pid: Option<u32>) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .build()?;
     let reader = format!("reader-{}@example.com", std::process::id());
     let res = client
         .post(format!("{base}/api/auth/signup"))
         .json(&json!({"email": reader, "password": PASSWORD}))
         .send()
         .await?;
-    anyhow::ensure!(res.status() == 201, "the reader's signup failed: {}", res.status());
-    let token = res.json::<serde_json::Value>().await?["token"].as_str().unwrap_or_default().to_owned();
+    anyhow::ensure!(
+        res.status() == 201,
+        "the reader's signup failed: {}",
+        res.status()
+    );
+    let token = res.json::<serde_json::Value>().await?["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let idle_rss = pid.and_then(rss_kib);
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let peak = Arc::new(AtomicU64::new(0));
@@ -657,19 +673,28 @@ async fn auth_flood(base: &str, signups: usize, pid: Option<u32>) -> Result<()> 
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
     let mut flood = tokio::task::JoinSet::new();
+    let until = started + Duration::from_secs(seconds);
     for i in 0..signups {
         let (client, base) = (client.clone(), base.to_owned());
         flood.spawn(async move {
-            client
-                .post(format!("{base}/api/auth/signup"))
-                .json(&json!({"email": format!("flood-{}-{i}@example.com", std::process::id()), "password": PASSWORD}))
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-                .unwrap_or(0)
+            let mut statuses = Vec::new();
+            let mut n = 0;
+            while Instant::now() < until {
+                n += 1;
+                let email = format!("flood-{}-{i}-{n}@example.com", std::process::id());
+                let status = client
+                    .post(format!("{base}/api/auth/signup"))
+                    .json(&json!({"email": email, "password": PASSWORD}))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0);
+                statuses.push(status);
+            }
+            statuses
         });
     }
-    let statuses = flood.join_all().await;
+    let statuses: Vec<u16> = flood.join_all().await.into_iter().flatten().collect();
     let flood_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(200)).await;
     done.store(true, Ordering::Relaxed);
@@ -677,19 +702,24 @@ async fn auth_flood(base: &str, signups: usize, pid: Option<u32>) -> Result<()> 
     sampler.await?;
     times.sort_unstable();
     let pct = |p: f64| {
-        times.get(((times.len() as f64 * p) as usize).min(times.len().saturating_sub(1))).copied().unwrap_or(0) as f64 / 1000.0
+        times
+            .get(((times.len() as f64 * p) as usize).min(times.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
     };
     let count = |code: u16| statuses.iter().filter(|s| **s == code).count();
     println!(
         "{}",
         json!({
             "scenario": "auth-flood",
-            "signups": signups,
+            "clients": signups,
+            "signups": statuses.len(),
             "flood_seconds": (flood_secs * 100.0).round() / 100.0,
             "created": count(201),
             "busy_503": count(503),
             "limited_429": count(429),
-            "other": signups - count(201) - count(503) - count(429),
+            "other": statuses.len() - count(201) - count(503) - count(429),
             "reader_gets": times.len(),
             "reader_p50_ms": pct(0.50),
             "reader_p99_ms": pct(0.99),

@@ -106,9 +106,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let (api, doc) = api_routes().split_for_parts();
-    let doc = Arc::new(openapi::document(doc));
+    // Serialised once; each request gets the same bytes.
+    let doc_json =
+        axum::body::Bytes::from(serde_json::to_vec(&openapi::document(doc)).unwrap_or_default());
     let request_id = HeaderName::from_static("x-request-id");
-    let doc_json = doc;
     Router::new()
         .merge(api)
         .merge(tasks::compat_router())
@@ -116,7 +117,13 @@ pub fn router(state: AppState) -> Router {
         .merge(mcp::router(&state))
         .route_layer(middleware::from_fn(health::track))
         .merge(health::router())
-        .route("/openapi.json", axum::routing::get(move || async move { axum::Json(doc_json.as_ref().clone()) }))
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let body = doc_json.clone();
+                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], body) }
+            }),
+        )
         .merge(docs::router())
         .fallback(|| async { ApiError::NotFound("there is no such endpoint; see /docs").into_response() })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

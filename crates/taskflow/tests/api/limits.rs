@@ -207,6 +207,15 @@ async fn auth(
         .unwrap()
 }
 
+async fn code(
+    server: &taskflow_testkit::TestServer,
+    route: &str,
+    email: &str,
+    password: &str,
+) -> u16 {
+    auth(server, route, email, password).await.status().as_u16()
+}
+
 async fn assert_problem(
     res: reqwest::Response,
     status: u16,
@@ -260,23 +269,17 @@ async fn one_account_has_a_limit_of_its_own_whatever_the_address() {
         return;
     };
     assert_eq!(
-        auth(&server, "signup", "ada@example.com", "correct horse")
-            .await
-            .status(),
+        code(&server, "signup", "ada@example.com", "correct horse").await,
         201
     );
     assert_eq!(
-        auth(&server, "login", "ADA@example.com", "correct horse")
-            .await
-            .status(),
+        code(&server, "login", "ADA@example.com", "correct horse").await,
         200
     );
     let third = auth(&server, "login", "ada@example.com", "correct horse").await;
     assert_problem(third, 429, "rate limit").await;
     assert_eq!(
-        auth(&server, "signup", "bob@example.com", "correct horse")
-            .await
-            .status(),
+        code(&server, "signup", "bob@example.com", "correct horse").await,
         201
     );
 }
@@ -296,16 +299,12 @@ async fn repeated_failed_logins_of_one_account_must_wait_and_a_success_clears_th
         return;
     };
     assert_eq!(
-        auth(&server, "signup", "ada@example.com", "correct horse")
-            .await
-            .status(),
+        code(&server, "signup", "ada@example.com", "correct horse").await,
         201
     );
     for _ in 0..4 {
         assert_eq!(
-            auth(&server, "login", "ada@example.com", "wrong horse")
-                .await
-                .status(),
+            code(&server, "login", "ada@example.com", "wrong horse").await,
             401
         );
     }
@@ -314,23 +313,14 @@ async fn repeated_failed_logins_of_one_account_must_wait_and_a_success_clears_th
     let headers = assert_problem(held, 429, "too many failed logins").await;
     assert_eq!(headers["retry-after"], "1");
     // Another account is not affected, and the same holds for emails without an account.
-    assert_eq!(
-        auth(&server, "login", "nobody@example.com", "x")
-            .await
-            .status(),
-        401
-    );
+    assert_eq!(code(&server, "login", "nobody@example.com", "x").await, 401);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(
-        auth(&server, "login", "ada@example.com", "correct horse")
-            .await
-            .status(),
+        code(&server, "login", "ada@example.com", "correct horse").await,
         200
     );
     assert_eq!(
-        auth(&server, "login", "ada@example.com", "wrong horse")
-            .await
-            .status(),
+        code(&server, "login", "ada@example.com", "wrong horse").await,
         401
     );
 }
