@@ -180,7 +180,8 @@ async fn an_idle_keep_alive_connection_is_closed_but_a_live_stream_stays() {
         .expect("the idle connection is closed");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(
-        after >= Duration::from_secs(2) && after < Duration::from_secs(5),
+        // The server counts from its own last write, a moment before this read began.
+        after >= Duration::from_millis(1500) && after < Duration::from_secs(5),
         "closed after {after:?}"
     );
     // The stream, silent from the client's side, is kept open by its heartbeats.
