@@ -177,32 +177,6 @@ pub fn describe(task: &Value, tz: Tz) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_task_reads_as_one_specific_line() {
-        let task = serde_json::json!({"number": 12, "title": "Pay rent", "due_at": "2026-12-01T14:00:00Z",
-            "recurrence": "FREQ=MONTHLY;BYMONTHDAY=1", "priority": "urgent", "tags": [], "reminders": []});
-        assert_eq!(
-            describe(&task, chrono_tz::America::New_York),
-            "#12 “Pay rent” — due Tue Dec 1, 9:00 AM, repeats monthly on the 1st, urgent"
-        );
-    }
-
-    #[test]
-    fn rules_read_as_words() {
-        assert_eq!(
-            repeats("FREQ=WEEKLY;INTERVAL=2;BYDAY=FR"),
-            "every 2 weeks on Fri"
-        );
-        assert_eq!(repeats("FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR"), "on weekdays");
-        assert_eq!(repeats("FREQ=MONTHLY;BYDAY=-1FR"), "monthly on last Fri");
-        assert_eq!(repeats("FREQ=DAILY;COUNT=5"), "daily, 5 times");
-    }
-}
-
 /// What a tool did, in a sentence or a short list, for the text block of an MCP result (the
 /// JSON goes in `structuredContent`).
 pub fn summary(tool: &str, result: &Value, tz: Tz) -> String {
@@ -239,5 +213,31 @@ pub fn summary(tool: &str, result: &Value, tz: Tz) -> String {
             text
         }
         _ => result.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_reads_as_one_specific_line() {
+        let task = serde_json::json!({"number": 12, "title": "Pay rent", "due_at": "2026-12-01T14:00:00Z",
+            "recurrence": "FREQ=MONTHLY;BYMONTHDAY=1", "priority": "urgent", "tags": [], "reminders": []});
+        assert_eq!(
+            describe(&task, chrono_tz::America::New_York),
+            "#12 “Pay rent” — due Tue Dec 1, 9:00 AM, repeats monthly on the 1st, urgent"
+        );
+    }
+
+    #[test]
+    fn rules_read_as_words() {
+        assert_eq!(
+            repeats("FREQ=WEEKLY;INTERVAL=2;BYDAY=FR"),
+            "every 2 weeks on Fri"
+        );
+        assert_eq!(repeats("FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR"), "on weekdays");
+        assert_eq!(repeats("FREQ=MONTHLY;BYDAY=-1FR"), "monthly on last Fri");
+        assert_eq!(repeats("FREQ=DAILY;COUNT=5"), "daily, 5 times");
     }
 }

@@ -559,7 +559,7 @@ impl LogEvery {
     }
 
     fn due(&self) -> bool {
-        let now = u64::try_from(self.start.elapsed().as_secs()).unwrap_or(u64::MAX);
+        let now = self.start.elapsed().as_secs();
         let next = self.next.load(Ordering::Relaxed);
         now >= next
             && self

@@ -37,11 +37,13 @@ fn set(obj: &mut Value, pointer: &str, value: Value) {
     }
 }
 
+/// `schema`, or null (which clears a field or leaves it at its default).
 fn nullable(mut schema: Value) -> Value {
     if let Some(t) = schema.get("type").cloned() {
         schema["type"] = json!([t, "null"]);
-    } else if schema.get("enum").is_some() {
-        schema["enum"].as_array_mut().map(|e| e.push(Value::Null));
+    }
+    if let Some(e) = schema.get_mut("enum").and_then(Value::as_array_mut) {
+        e.push(Value::Null);
     }
     schema
 }

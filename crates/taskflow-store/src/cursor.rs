@@ -50,11 +50,14 @@ impl Cursor {
             ));
         }
         // The key has the type of the sort's column (a database refuses to compare others).
-        let key_fits = match (&c.key, c.sort) {
-            (CursorKey::Text(_), SortBy::Title) => true,
-            (CursorKey::I64(_), SortBy::Due | SortBy::Priority | SortBy::Created) => true,
-            _ => false,
-        };
+        let key_fits = matches!(
+            (&c.key, c.sort),
+            (CursorKey::Text(_), SortBy::Title)
+                | (
+                    CursorKey::I64(_),
+                    SortBy::Due | SortBy::Priority | SortBy::Created
+                )
+        );
         if !key_fits || !(0..=1).contains(&c.flag) {
             return Err(StoreError::InvalidCursor(
                 "not a cursor this server issued".into(),
