@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use sqlx::{AssertSqlSafe, Row as _};
 
-use crate::{login, rss_kib, sql};
+use crate::{login, mib, rss_kib, sql};
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted
@@ -110,7 +110,7 @@ pub async fn reminder_report(url: &str, expect: usize, wait: u64, pid: Option<u3
             "late_p50_ms": percentile(&late, 0.5),
             "late_p99_ms": percentile(&late, 0.99),
             "late_max_ms": late.last().copied().unwrap_or(0.0),
-            "rss_mib": pid.and_then(rss_kib).map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0),
+            "rss_mib": pid.and_then(rss_kib).map(mib),
         })
     );
     Ok(())
@@ -262,10 +262,10 @@ pub async fn sse(
             "p50_ms": percentile(&lat, 0.5),
             "p99_ms": percentile(&lat, 0.99),
             "max_ms": lat.last().copied().unwrap_or(0.0),
-            "rss_before_streams_mib": rss_before.map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0),
-            "rss_fifth_open_mib": rss_first.map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0),
-            "rss_streams_open_mib": rss_open.map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0),
-            "rss_end_mib": rss_end.map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0),
+            "rss_before_streams_mib": rss_before.map(mib),
+            "rss_fifth_open_mib": rss_first.map(mib),
+            "rss_streams_open_mib": rss_open.map(mib),
+            "rss_end_mib": rss_end.map(mib),
             "kib_per_stream": per_conn,
         })
     );

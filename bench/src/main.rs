@@ -401,6 +401,17 @@ mod pg_seed {
     flush_impl!(flush, sqlx::Postgres);
 }
 
+/// Mebibytes with one decimal, from kibibytes.
+pub(crate) fn mib(kib: u64) -> f64 {
+    (kib as f64 / 1024.0 * 10.0).round() / 10.0
+}
+
+/// The `p` percentile of microsecond samples sorted ascending, in milliseconds (0 if none).
+fn percentile_ms<T: Copy + Into<u64>>(sorted_micros: &[T], p: f64) -> f64 {
+    let i = ((sorted_micros.len() as f64 * p) as usize).min(sorted_micros.len().saturating_sub(1));
+    sorted_micros.get(i).map_or(0, |t| (*t).into()) as f64 / 1000.0
+}
+
 pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -551,12 +562,7 @@ async fn load(
         all.extend(w.await?);
     }
     all.sort_unstable();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0) as f64
-            / 1000.0
-    };
+    let pct = |p: f64| percentile_ms(&all, p);
     println!(
         "{}",
         json!({
@@ -569,8 +575,8 @@ async fn load(
             "p50_ms": pct(0.50),
             "p99_ms": pct(0.99),
             "max_ms": all.last().copied().unwrap_or(0) as f64 / 1000.0,
-            "rss_idle_mib": idle_rss.map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0),
-            "rss_peak_mib": pid.map(|_| (peak_rss as f64 / 1024.0 * 10.0).round() / 10.0),
+            "rss_idle_mib": idle_rss.map(mib),
+            "rss_peak_mib": pid.map(|_| mib(peak_rss)),
         })
     );
     Ok(())
@@ -701,13 +707,7 @@ async fn auth_flood(base: &str, signups: usize, seconds: u64, pid: Option<u32>) 
     let mut times = reads.await?;
     sampler.await?;
     times.sort_unstable();
-    let pct = |p: f64| {
-        times
-            .get(((times.len() as f64 * p) as usize).min(times.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0) as f64
-            / 1000.0
-    };
+    let pct = |p: f64| percentile_ms(&times, p);
     let count = |code: u16| statuses.iter().filter(|s| **s == code).count();
     println!(
         "{}",
@@ -724,8 +724,8 @@ async fn auth_flood(base: &str, signups: usize, seconds: u64, pid: Option<u32>) 
             "reader_p50_ms": pct(0.50),
             "reader_p99_ms": pct(0.99),
             "reader_max_ms": times.last().copied().unwrap_or(0) as f64 / 1000.0,
-            "rss_idle_mib": idle_rss.map(|k| (k as f64 / 1024.0 * 10.0).round() / 10.0),
-            "rss_peak_mib": pid.map(|_| (peak.load(Ordering::Relaxed) as f64 / 1024.0 * 10.0).round() / 10.0),
+            "rss_idle_mib": idle_rss.map(mib),
+            "rss_peak_mib": pid.map(|_| mib(peak.load(Ordering::Relaxed))),
         })
     );
     Ok(())

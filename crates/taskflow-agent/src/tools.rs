@@ -204,7 +204,9 @@ impl Tools {
         let args = args.as_object().cloned().unwrap_or_default();
         // The schemas say `additionalProperties: false`: an argument they do not declare is
         // an error, not silently ignored (`list_tasks {"tag": "x"}` would list everything).
-        if let Some(def) = Self::definitions().into_iter().find(|d| d.name == tool) {
+        static DEFINITIONS: std::sync::LazyLock<Vec<ToolDef>> =
+            std::sync::LazyLock::new(Tools::definitions);
+        if let Some(def) = DEFINITIONS.iter().find(|d| d.name == tool) {
             let declared = def.input_schema["properties"].as_object();
             if let Some(declared) = declared
                 && let Some(unknown) = args.keys().find(|k| !declared.contains_key(k.as_str()))

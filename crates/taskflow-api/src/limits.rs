@@ -108,23 +108,19 @@ impl Limits {
 
     /// Forgets keys whose buckets are full again, so memory stays bounded.
     pub fn shrink(&self) {
-        if let Some(l) = &self.ip {
-            l.retain_recent();
-            l.shrink_to_fit();
-        }
-        if let Some(l) = &self.auth_ip {
-            l.retain_recent();
-            l.shrink_to_fit();
-        }
-        if let Some(l) = &self.auth_account {
-            l.retain_recent();
-            l.shrink_to_fit();
-        }
-        for l in [&self.user, &self.chat].into_iter().flatten() {
-            l.retain_recent();
-            l.shrink_to_fit();
-        }
+        forget_full(&self.ip);
+        forget_full(&self.user);
+        forget_full(&self.chat);
+        forget_full(&self.auth_ip);
+        forget_full(&self.auth_account);
         self.failed_logins.forget_old();
+    }
+}
+
+fn forget_full<K: std::hash::Hash + Eq + Clone>(l: &Option<DefaultKeyedRateLimiter<K>>) {
+    if let Some(l) = l {
+        l.retain_recent();
+        l.shrink_to_fit();
     }
 }
 

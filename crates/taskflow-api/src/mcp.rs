@@ -60,16 +60,9 @@ impl Sessions {
 
     /// How many sessions `user` has open, forgetting those rmcp has closed (idle expiry).
     async fn open_for(&self, user: UserId) -> usize {
-        let live: std::collections::HashSet<String> = self
-            .manager
-            .sessions
-            .read()
-            .await
-            .keys()
-            .map(|k| k.to_string())
-            .collect();
+        let live = self.manager.sessions.read().await;
         let mut owners = self.lock();
-        owners.retain(|id, _| live.contains(id));
+        owners.retain(|id, _| live.contains_key(id.as_str()));
         owners.values().filter(|u| **u == user).count()
     }
 }

@@ -237,24 +237,13 @@ async fn sign_in_routes_have_their_own_limit_per_address() {
     else {
         return;
     };
-    let first = auth(&server, "signup", "a@example.com", "correct horse").await;
-    assert_eq!(first.status(), 201);
-    let token = first.json::<serde_json::Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (token, _) = server.signup("a@example.com", "UTC").await;
     let second = auth(&server, "signup", "b@example.com", "correct horse").await;
     let headers = assert_problem(second, 429, "rate limit").await;
     assert!(headers.contains_key("retry-after"));
     // Other routes are not held back by the sign-in limit.
-    let me = server
-        .client
-        .get(server.url("/api/me"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), 200);
+    let me = server.get_json("/api/me", &token).await;
+    assert_eq!(me["email"], "a@example.com", "{me}");
 }
 
 #[tokio::test]
