@@ -1,16 +1,21 @@
 //! Conversations: each message is answered by the agent with the conversation's memory
 //! read from the database, and the exchange (both messages, the tool calls, the new memory)
-//! written back in one transaction. The server keeps nothing between requests, so a
-//! conversation continues after a restart.
+//! written back. The tasks a message changes and the conversation's record of it are one
+//! outcome: the rule-based agent's whole turn is one unit of work; a model's turn commits
+//! each round of tool calls together with the record of the calls so far (a unit may not stay
+//! open while the model thinks, as on SQLite it holds the one writer). The server keeps
+//! nothing between requests, so a conversation continues after a restart.
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
+use serde_json::Value;
 use taskflow_app::AppError;
 use taskflow_core::User;
-use taskflow_store::{Conversation, Message};
+use taskflow_store::{Conversation, ConversationStore, Message};
 use uuid::Uuid;
 
 use crate::{
-    llm::Llm,
+    llm::{self, Llm, LlmError, Rounds},
     rules::{self, State},
     tools::{ToolCall, Tools},
 };
@@ -33,6 +38,89 @@ pub struct Chat {
     llm: Option<Llm>,
 }
 
+/// One message and its answer as they are recorded: the ids are fixed when the message
+/// arrives, so recording the answer again (round by round) updates one record.
+#[derive(Debug)]
+struct Exchange {
+    conversation: Conversation,
+    message: String,
+    user_message_id: String,
+    answer_id: String,
+    now: DateTime<Utc>,
+}
+
+impl Exchange {
+    fn new(conversation: Conversation, message: &str, now: DateTime<Utc>) -> Self {
+        Self {
+            conversation,
+            message: message.chars().take(MAX_MESSAGE_CHARS * 5).collect(),
+            user_message_id: Uuid::now_v7().to_string(),
+            answer_id: Uuid::now_v7().to_string(),
+            now,
+        }
+    }
+
+    /// Writes the conversation with `state` (unchanged when `None`) and the answer so far.
+    async fn save(
+        &self,
+        store: &dyn ConversationStore,
+        state: Option<&State>,
+        answer: &str,
+        calls: &[ToolCall],
+    ) -> Result<(), AppError> {
+        let mut conversation = self.conversation.clone();
+        if let Some(state) = state {
+            conversation.state = serde_json::to_value(state).unwrap_or_default();
+        }
+        conversation.updated_at = self.now;
+        let messages = [
+            Message {
+                id: self.user_message_id.clone(),
+                role: "user".into(),
+                content: self.message.clone(),
+                tool_calls: serde_json::json!([]),
+                created_at: self.now,
+            },
+            Message {
+                id: self.answer_id.clone(),
+                role: "assistant".into(),
+                content: answer.to_owned(),
+                tool_calls: serde_json::to_value(calls).unwrap_or_default(),
+                created_at: self.now,
+            },
+        ];
+        Ok(store.save_exchange(&conversation, &messages).await?)
+    }
+}
+
+/// A model's rounds of tool calls, each in a unit of work with the record of the turn so far.
+struct ModelRounds<'a> {
+    tools: &'a Tools,
+    user: &'a User,
+    exchange: &'a Exchange,
+}
+
+impl Rounds for ModelRounds<'_> {
+    async fn run(
+        &self,
+        round: Vec<(String, Value)>,
+        before: &[ToolCall],
+    ) -> Result<Vec<ToolCall>, LlmError> {
+        let failed = |e: AppError| LlmError(format!("the tool calls were not saved: {e}"));
+        let unit = self.tools.app().begin().await.map_err(failed)?;
+        let done = Tools::new(unit.app().clone())
+            .run_all(self.user, round)
+            .await;
+        let so_far: Vec<ToolCall> = before.iter().chain(&done).cloned().collect();
+        self.exchange
+            .save(unit.store(), None, &llm::unfinished(&so_far), &so_far)
+            .await
+            .map_err(failed)?;
+        unit.commit().await.map_err(failed)?;
+        Ok(done)
+    }
+}
+
 impl Chat {
     /// The chat use case; with `llm`, messages go to the model first.
     pub fn new(tools: Tools, llm: Option<Llm>) -> Self {
@@ -49,86 +137,76 @@ impl Chat {
     ) -> Result<ChatReply, AppError> {
         let app = self.tools.app();
         let now = app.clock().now();
-        let mut convo = match conversation {
-            Some(id) => app
-                .store()
-                .conversation(user.id, id)
-                .await?
-                .ok_or(AppError::NotFound)?,
-            None => Conversation {
-                id: Uuid::now_v7().to_string(),
-                user_id: user.id.to_string(),
-                title: title_of(message),
-                state: serde_json::Value::Null,
-                created_at: now,
-                updated_at: now,
-            },
-        };
-        let state: State = serde_json::from_value(convo.state.clone()).unwrap_or_default();
         let text = message.trim();
-        let turn = if text.is_empty() {
-            rules::Turn {
-                text: "Your message was empty. Tell me what to do, like “add buy milk tomorrow”, or say “help”.".into(),
-                calls: Vec::new(),
-                state,
-            }
+        let refusal = if text.is_empty() {
+            Some("Your message was empty. Tell me what to do, like “add buy milk tomorrow”, or say “help”.".to_owned())
         } else if text.chars().count() > MAX_MESSAGE_CHARS {
-            rules::Turn {
-                text: format!(
-                    "That message is {} characters long; I read messages of up to {MAX_MESSAGE_CHARS}. Nothing was changed — please say it in fewer words.",
-                    text.chars().count()
-                ),
+            Some(format!(
+                "That message is {} characters long; I read messages of up to {MAX_MESSAGE_CHARS}. Nothing was changed — please say it in fewer words.",
+                text.chars().count()
+            ))
+        } else {
+            None
+        };
+        if refusal.is_none()
+            && let Some(llm) = &self.llm
+        {
+            let store = app.store();
+            let exchange = Exchange::new(
+                open(&**store, user, conversation, message, now).await?,
+                message,
+                now,
+            );
+            let history = store
+                .messages(user.id, &exchange.conversation.id, 1000)
+                .await?;
+            let rounds = ModelRounds {
+                tools: &self.tools,
+                user,
+                exchange: &exchange,
+            };
+            match llm.respond(&rounds, user, &history, text, now).await {
+                Ok(turn) => {
+                    exchange
+                        .save(&**store, None, &turn.text, &turn.calls)
+                        .await?;
+                    return Ok(ChatReply {
+                        conversation_id: exchange.conversation.id,
+                        response: turn.text,
+                        tool_calls: turn.calls,
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the model is unavailable; this message is answered by the rule-based agent");
+                }
+            }
+        }
+        let unit = app.begin().await?;
+        let exchange = Exchange::new(
+            open(unit.store(), user, conversation, message, now).await?,
+            message,
+            now,
+        );
+        let state: State =
+            serde_json::from_value(exchange.conversation.state.clone()).unwrap_or_default();
+        let turn = match refusal {
+            Some(text) => rules::Turn {
+                text,
                 calls: Vec::new(),
                 state,
-            }
-        } else {
-            let by_model = match &self.llm {
-                Some(llm) => {
-                    let history = app.store().messages(user.id, &convo.id, 1000).await?;
-                    match llm.respond(&self.tools, user, &history, text, now).await {
-                        Ok(t) => Some(rules::Turn {
-                            text: t.text,
-                            calls: t.calls,
-                            state: state.clone(),
-                        }),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "the model is unavailable; this message is answered by the rule-based agent");
-                            None
-                        }
-                    }
-                }
-                None => None,
-            };
-            match by_model {
-                Some(turn) => turn,
-                None => {
-                    let local = now.with_timezone(&user.timezone.tz()).naive_local();
-                    rules::respond(&self.tools, user, state, text, local).await
-                }
+            },
+            None => {
+                let local = now.with_timezone(&user.timezone.tz()).naive_local();
+                let tools = Tools::new(unit.app().clone());
+                rules::respond(&tools, user, state, text, local).await
             }
         };
-        convo.state = serde_json::to_value(&turn.state).unwrap_or_default();
-        convo.updated_at = now;
-        let stored: String = message.chars().take(MAX_MESSAGE_CHARS * 5).collect();
-        let messages = [
-            Message {
-                id: Uuid::now_v7().to_string(),
-                role: "user".into(),
-                content: stored,
-                tool_calls: serde_json::json!([]),
-                created_at: now,
-            },
-            Message {
-                id: Uuid::now_v7().to_string(),
-                role: "assistant".into(),
-                content: turn.text.clone(),
-                tool_calls: serde_json::to_value(&turn.calls).unwrap_or_default(),
-                created_at: now,
-            },
-        ];
-        app.store().save_exchange(&convo, &messages).await?;
+        exchange
+            .save(unit.store(), Some(&turn.state), &turn.text, &turn.calls)
+            .await?;
+        unit.commit().await?;
         Ok(ChatReply {
-            conversation_id: convo.id,
+            conversation_id: exchange.conversation.id,
             response: turn.text,
             tool_calls: turn.calls,
         })
@@ -149,6 +227,30 @@ impl Chat {
             .await?
             .ok_or(AppError::NotFound)?;
         Ok(store.messages(user.id, conversation, 1000).await?)
+    }
+}
+
+/// The conversation `id` of `user`, or a new one titled after `message`.
+async fn open(
+    store: &dyn ConversationStore,
+    user: &User,
+    id: Option<&str>,
+    message: &str,
+    now: DateTime<Utc>,
+) -> Result<Conversation, AppError> {
+    match id {
+        Some(id) => store
+            .conversation(user.id, id)
+            .await?
+            .ok_or(AppError::NotFound),
+        None => Ok(Conversation {
+            id: Uuid::now_v7().to_string(),
+            user_id: user.id.to_string(),
+            title: title_of(message),
+            state: Value::Null,
+            created_at: now,
+            updated_at: now,
+        }),
     }
 }
 

@@ -37,6 +37,26 @@ pub struct Llm {
     http: reqwest::Client,
 }
 
+/// Where the model's tool calls run, one round (the calls of one model answer) at a time.
+pub trait Rounds: Sync {
+    /// Runs `round`, after the calls `before` of earlier rounds of the same turn, and returns
+    /// each call with its result, in order. An error means none of the round took effect.
+    fn run(
+        &self,
+        round: Vec<(String, Value)>,
+        before: &[ToolCall],
+    ) -> impl Future<Output = Result<Vec<ToolCall>, LlmError>> + Send;
+}
+
+/// The reply of a turn the model did not finish after `calls` took effect.
+pub(crate) fn unfinished(calls: &[ToolCall]) -> String {
+    let done: Vec<&str> = calls.iter().map(|c| c.tool.as_str()).collect();
+    format!(
+        "I did {} but could not finish the answer; say “show my tasks” to check.",
+        done.join(", ")
+    )
+}
+
 /// The model's answer: the reply and the tool calls it made.
 #[derive(Debug)]
 pub struct LlmTurn {
@@ -106,7 +126,7 @@ impl Llm {
     /// Answers `message`, with `history` (oldest first) as context.
     pub async fn respond(
         &self,
-        tools: &Tools,
+        rounds: &impl Rounds,
         user: &User,
         history: &[Message],
         message: &str,
@@ -124,13 +144,9 @@ impl Llm {
             if calls.is_empty() {
                 return Err(e);
             }
-            let done: Vec<&str> = calls.iter().map(|c| c.tool.as_str()).collect();
             tracing::warn!(error = %e, "the model stopped after tool calls");
             Ok(LlmTurn {
-                text: format!(
-                    "I did {} but could not finish the answer; say “show my tasks” to check.",
-                    done.join(", ")
-                ),
+                text: unfinished(calls),
                 calls: calls.clone(),
             })
         };
@@ -158,21 +174,23 @@ impl Llm {
             messages.push(
                 json!({"role": "assistant", "content": msg["content"], "tool_calls": requested}),
             );
-            for call in &requested {
-                let name = call["function"]["name"].as_str().unwrap_or_default();
-                let raw = call["function"]["arguments"].as_str().unwrap_or("{}");
-                let args: Value = serde_json::from_str(raw).unwrap_or_else(|_| json!({}));
-                let result = match tools.call(user, name, &args).await {
-                    Ok(v) => v,
-                    Err(e) => json!({"error": e.to_string()}),
-                };
-                messages.push(json!({"role": "tool", "tool_call_id": call["id"], "content": result.to_string()}));
-                calls.push(ToolCall {
-                    tool: name.to_owned(),
-                    args,
-                    result,
-                });
+            let round = requested
+                .iter()
+                .map(|call| {
+                    let name = call["function"]["name"].as_str().unwrap_or_default();
+                    let raw = call["function"]["arguments"].as_str().unwrap_or("{}");
+                    let args: Value = serde_json::from_str(raw).unwrap_or_else(|_| json!({}));
+                    (name.to_owned(), args)
+                })
+                .collect();
+            let done = match rounds.run(round, &calls).await {
+                Ok(done) => done,
+                Err(e) => return partial(&calls, e),
+            };
+            for (call, done) in requested.iter().zip(&done) {
+                messages.push(json!({"role": "tool", "tool_call_id": call["id"], "content": done.result.to_string()}));
             }
+            calls.extend(done);
         }
         partial(
             &calls,

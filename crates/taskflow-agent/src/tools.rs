@@ -194,6 +194,19 @@ impl Tools {
         ]
     }
 
+    /// Runs each call in order; a call that fails has `{"error": …}` as its result.
+    pub async fn run_all(&self, user: &User, calls: Vec<(String, Value)>) -> Vec<ToolCall> {
+        let mut done = Vec::with_capacity(calls.len());
+        for (tool, args) in calls {
+            let result = match self.call(user, &tool, &args).await {
+                Ok(v) => v,
+                Err(e) => json!({"error": e.to_string()}),
+            };
+            done.push(ToolCall { tool, args, result });
+        }
+        done
+    }
+
     /// Runs `tool` for `user`.
     pub async fn call(&self, user: &User, tool: &str, args: &Value) -> Result<Value, ToolError> {
         if let Some(field) = taskflow_core::error::nul_field(args) {

@@ -5,17 +5,19 @@
 mod auth;
 mod error;
 mod tasks;
+mod unit;
 mod users;
 
 use std::sync::Arc;
 
 use taskflow_bus::EmbeddedBus;
 use taskflow_core::Clock;
-use taskflow_store::Store;
+use taskflow_store::{Store, TaskStore};
 
 pub use auth::{Claims, TokenConfig, Tokens};
 pub use error::AppError;
 pub use tasks::{TaskPage, TaskRef};
+pub use unit::UnitOfWork;
 pub use users::{ProfilePatch, Signup};
 
 /// The role name put in the `source` of events the API produces.
@@ -25,6 +27,10 @@ pub const API_SOURCE: &str = "taskflow/api";
 #[derive(Clone, Debug)]
 pub struct App {
     store: Arc<dyn Store>,
+    /// Where task use cases read and write: the store, or the open unit of work.
+    tasks: Arc<dyn TaskStore>,
+    /// The unit of work this `App` runs in, if any.
+    unit: Option<Arc<unit::Pending>>,
     bus: EmbeddedBus,
     clock: Arc<dyn Clock>,
     tokens: Tokens,
@@ -38,6 +44,8 @@ impl App {
         tokens: Tokens,
     ) -> Self {
         Self {
+            tasks: store.clone(),
+            unit: None,
             store,
             bus,
             clock,

@@ -33,7 +33,7 @@ impl App {
         let event =
             |t: &Task| CloudEvent::for_task(EventKind::TaskCreated, t, &[], API_SOURCE, None, now);
         let (task, position) = self
-            .store
+            .tasks
             .insert_task(&task, user.timezone, &event, None)
             .await?;
         self.committed(EventKind::TaskCreated.short(), position);
@@ -42,14 +42,14 @@ impl App {
 
     pub async fn task(&self, user: &User, r: TaskRef) -> Result<Task, AppError> {
         let found = match r {
-            TaskRef::Id(id) => self.store.task(user.id, id).await?,
-            TaskRef::Number(n) => self.store.task_by_number(user.id, n).await?,
+            TaskRef::Id(id) => self.tasks.task(user.id, id).await?,
+            TaskRef::Number(n) => self.tasks.task_by_number(user.id, n).await?,
         };
         found.ok_or(AppError::NotFound)
     }
 
     pub async fn list_tasks(&self, user: &User, query: &TaskQuery) -> Result<TaskPage, AppError> {
-        let page = self.store.list_tasks(user.id, query).await?;
+        let page = self.tasks.list_tasks(user.id, query).await?;
         Ok(TaskPage {
             items: page.items,
             next_cursor: page.next_cursor.map(|c| self.tokens.seal_cursor(&c)),
@@ -128,7 +128,7 @@ impl App {
             let event =
                 CloudEvent::for_task(EventKind::TaskDeleted, &task, &[], API_SOURCE, None, now);
             match self
-                .store
+                .tasks
                 .delete_task(user.id, task.id, task.version, &event)
                 .await
             {
@@ -177,7 +177,7 @@ impl App {
                 event.data["series_ended"] = serde_json::Value::Bool(true);
             }
             match self
-                .store
+                .tasks
                 .update_task(&task, before, user.timezone, &event)
                 .await
             {
@@ -195,10 +195,16 @@ impl App {
         Err(AppError::Contended)
     }
 
-    /// After a commit: wake the bus's readers and count the event (`kind` as a label).
+    /// After a commit: wake the bus's readers and count the event (`kind` as a label). Inside
+    /// a unit of work, once the unit commits.
     pub fn committed(&self, kind: &'static str, position: i64) {
-        self.bus.committed(position);
-        metrics::counter!("taskflow_events_written_total", "type" => kind).increment(1);
+        match &self.unit {
+            Some(unit) => unit.written(kind, position),
+            None => {
+                self.bus.committed(position);
+                metrics::counter!("taskflow_events_written_total", "type" => kind).increment(1);
+            }
+        }
     }
 
     /// On `task.completed` of a recurring task: creates the next occurrence through the same
@@ -244,7 +250,7 @@ impl App {
             event_id: &event.id,
         };
         match self
-            .store
+            .tasks
             .insert_task(&task, user.timezone, &created, Some(handled))
             .await
         {

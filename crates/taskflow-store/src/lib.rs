@@ -43,6 +43,9 @@ pub enum StoreError {
     Connect(String),
     #[error("migration {version} failed: {message}")]
     Migration { version: i64, message: String },
+    /// A call on a unit of work after it was committed.
+    #[error("the unit of work has ended")]
+    Ended,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error(transparent)]
@@ -166,7 +169,7 @@ pub trait UserStore: Send + Sync {
 }
 
 #[async_trait]
-pub trait TaskStore: Send + Sync {
+pub trait TaskStore: Send + Sync + fmt::Debug {
     /// Inserts a task with the next per-user number, and its event, in one transaction.
     /// Returns the stored task and the event's log position.
     /// With `handled`, the consumer's record is written too; an event already handled, or an
@@ -321,6 +324,15 @@ pub trait SettingStore: Send + Sync {
     async fn setting_or_insert(&self, key: &str, default: &str) -> Result<String>;
 }
 
+/// A unit of work: task and conversation reads and writes in one transaction, made durable
+/// together by [`Unit::commit`] or not at all (dropped uncommitted, it rolls back). A write
+/// that fails inside it is undone alone and the unit goes on. On SQLite a unit holds the one
+/// writer while it is open: keep it short, never across a wait on anything outside.
+#[async_trait]
+pub trait Unit: TaskStore + ConversationStore + fmt::Debug {
+    async fn commit(&self) -> Result<()>;
+}
+
 /// Everything the program stores.
 #[async_trait]
 pub trait Store:
@@ -341,6 +353,8 @@ pub trait Store:
     async fn migrate(&self) -> Result<usize>;
     /// Which backend this is: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
+    /// Opens a unit of work.
+    async fn begin(&self) -> Result<Arc<dyn Unit>>;
     /// Writes a consistent copy of the database to a new file at `path`, while it is in use
     /// (SQLite's `VACUUM INTO`); `Ok(false)` where the backend has its own tools (pg_dump).
     async fn backup(&self, path: &str) -> Result<bool>;

@@ -175,6 +175,40 @@ impl TaskValues {
     }
 }
 
+/// A unit of work: one open transaction that task and conversation calls share until
+/// [`crate::Unit::commit`]; dropped uncommitted, it rolls back.
+pub(crate) struct DbUnit<DB: sqlx::Database> {
+    pub(crate) tx: tokio::sync::Mutex<Option<sqlx::Transaction<'static, DB>>>,
+}
+
+impl<DB: sqlx::Database> std::fmt::Debug for DbUnit<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbUnit").finish_non_exhaustive()
+    }
+}
+
+/// The connection of a unit that has not ended (checked when made).
+pub(crate) struct UnitConn<'a, DB: sqlx::Database>(
+    pub(crate) tokio::sync::MutexGuard<'a, Option<sqlx::Transaction<'static, DB>>>,
+);
+
+impl<DB: sqlx::Database> std::ops::Deref for UnitConn<'_, DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &DB::Connection {
+        self.0
+            .as_ref()
+            .expect("a unit's connection is made only while it is open")
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::DerefMut for UnitConn<'_, DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        self.0
+            .as_mut()
+            .expect("a unit's connection is made only while it is open")
+    }
+}
+
 /// Generates the `Store` traits' implementations for one adapter. Expects in scope: `$store`
 /// with `reader()`/`writer()` pools of `$db`, and a `dialect` module with `sql(&str) -> String`,
 /// `FTS_CONDITION`, `fts_query(&[String]) -> String`, `MIGRATION_LOCK` and `MIGRATIONS`.
@@ -448,16 +482,6 @@ macro_rules! impl_store {
             })
         }
 
-        async fn one_task(pool: &sqlx::Pool<$db>, sql: &str, user: UserId, key: Param) -> Result<Option<Task>> {
-            let mut query = q(sql).bind(user.to_string());
-            query = match key {
-                Param::I64(v) => query.bind(v),
-                Param::Text(s) => query.bind(s),
-            };
-            let Some(row) = query.fetch_optional(pool).await? else { return Ok(None) };
-            let row = task_row(&row)?;
-            Ok(assemble(pool, vec![row]).await?.pop())
-        }
 
         #[async_trait]
         impl UserStore for $store {
@@ -529,17 +553,37 @@ macro_rules! impl_store {
             }
         }
 
-        #[async_trait]
-        impl TaskStore for $store {
-            #[tracing::instrument(skip_all, fields(user_id = %task.user_id, task_id = %task.id), err(level = "debug"))]
-            async fn insert_task(
-                &self,
+        /// The task and conversation queries, on one connection: a pool's for the store, the
+        /// open transaction's for a unit of work. Each write is its own transaction on a pool
+        /// connection and a savepoint inside a unit, so a failed write leaves a unit usable.
+        mod ops {
+            use super::*;
+
+            pub(super) type Conn = <$db as sqlx::Database>::Connection;
+
+            async fn begin(c: &mut Conn) -> Result<Tx<'_>> {
+                Ok(sqlx::Connection::begin(c).await?)
+            }
+
+            async fn one_task(c: &mut Conn, sql: &str, user: UserId, key: Param) -> Result<Option<Task>> {
+                let mut query = q(sql).bind(user.to_string());
+                query = match key {
+                    Param::I64(v) => query.bind(v),
+                    Param::Text(s) => query.bind(s),
+                };
+                let Some(row) = query.fetch_optional(&mut *c).await? else { return Ok(None) };
+                let row = task_row(&row)?;
+                Ok(assemble(&mut *c, vec![row]).await?.pop())
+            }
+
+            pub(super) async fn insert_task(
+                c: &mut Conn,
                 task: &Task,
                 tz: Timezone,
                 event: EventFor<'_>,
                 handled: Option<Handled<'_>>,
             ) -> Result<(Task, i64)> {
-                let mut tx = self.writer().begin().await?;
+                let mut tx = begin(c).await?;
                 if let Some(h) = handled {
                     mark_handled(&mut tx, h, micros(chrono::Utc::now())).await?;
                 }
@@ -567,22 +611,21 @@ macro_rules! impl_store {
                 Ok((task, position))
             }
 
-            async fn task(&self, user: UserId, id: TaskId) -> Result<Option<Task>> {
+            pub(super) async fn task(c: &mut Conn, user: UserId, id: TaskId) -> Result<Option<Task>> {
                 let sql = format!("SELECT {TASK_COLUMNS} FROM tasks t WHERE t.user_id = ? AND t.id = ?");
-                one_task(self.reader(), &sql, user, Param::Text(id.to_string())).await
+                one_task(c, &sql, user, Param::Text(id.to_string())).await
             }
 
-            async fn task_by_number(&self, user: UserId, number: i64) -> Result<Option<Task>> {
+            pub(super) async fn task_by_number(c: &mut Conn, user: UserId, number: i64) -> Result<Option<Task>> {
                 let sql = format!("SELECT {TASK_COLUMNS} FROM tasks t WHERE t.user_id = ? AND t.number = ?");
-                one_task(self.reader(), &sql, user, Param::I64(number)).await
+                one_task(c, &sql, user, Param::I64(number)).await
             }
 
-            #[tracing::instrument(skip_all, fields(user_id = %task.user_id, task_id = %task.id), err(level = "debug"))]
-            async fn update_task(&self, task: &Task, expected_version: i64, tz: Timezone, event: &CloudEvent) -> Result<i64> {
+            pub(super) async fn update_task(c: &mut Conn, task: &Task, expected_version: i64, tz: Timezone, event: &CloudEvent) -> Result<i64> {
                 let id = task.id.to_string();
                 let user = task.user_id.to_string();
                 let v = TaskValues::of(task, tz);
-                let mut tx = self.writer().begin().await?;
+                let mut tx = begin(c).await?;
                 let write = bind_values(q(UPDATE_TASK), v).bind(id.clone()).bind(user.clone()).bind(expected_version);
                 guarded(&mut tx, write, &user, &id).await?;
                 write_children(&mut tx, task, true).await?;
@@ -591,10 +634,9 @@ macro_rules! impl_store {
                 Ok(position)
             }
 
-            #[tracing::instrument(skip_all, fields(user_id = %user, task_id = %id), err(level = "debug"))]
-            async fn delete_task(&self, user: UserId, id: TaskId, expected_version: i64, event: &CloudEvent) -> Result<i64> {
+            pub(super) async fn delete_task(c: &mut Conn, user: UserId, id: TaskId, expected_version: i64, event: &CloudEvent) -> Result<i64> {
                 let (id, user) = (id.to_string(), user.to_string());
-                let mut tx = self.writer().begin().await?;
+                let mut tx = begin(c).await?;
                 let write = q("DELETE FROM tasks WHERE id = ? AND user_id = ? AND version = ?")
                     .bind(id.clone())
                     .bind(user.clone())
@@ -605,8 +647,7 @@ macro_rules! impl_store {
                 Ok(position)
             }
 
-            #[tracing::instrument(skip_all, fields(user_id = %user), err(level = "debug"))]
-            async fn list_tasks(&self, user: UserId, query: &TaskQuery) -> Result<Page> {
+            pub(super) async fn list_tasks(c: &mut Conn, user: UserId, query: &TaskQuery) -> Result<Page> {
                 let (sql, params) = build_list(TASK_COLUMNS, user, query, || dialect::FTS_CONDITION, dialect::fts_query);
                 let mut qb = q(&sql);
                 for p in params {
@@ -615,7 +656,7 @@ macro_rules! impl_store {
                         Param::Text(s) => qb.bind(s),
                     };
                 }
-                let rows = qb.fetch_all(self.reader()).await?;
+                let rows = qb.fetch_all(&mut *c).await?;
                 let mut rows = rows.iter().map(task_row).collect::<std::result::Result<Vec<_>, _>>()?;
                 let limit = query.limit as usize;
                 let next_cursor = if rows.len() > limit {
@@ -635,11 +676,186 @@ macro_rules! impl_store {
                 } else {
                     None
                 };
-                Ok(Page { items: assemble(self.reader(), rows).await?, next_cursor })
+                Ok(Page { items: assemble(&mut *c, rows).await?, next_cursor })
             }
 
-            async fn count_tasks(&self) -> Result<i64> {
-                Ok(q("SELECT COUNT(*) FROM tasks").fetch_one(self.reader()).await?.try_get(0)?)
+            pub(super) async fn count_tasks(c: &mut Conn) -> Result<i64> {
+                Ok(q("SELECT COUNT(*) FROM tasks").fetch_one(&mut *c).await?.try_get(0)?)
+            }
+
+            pub(super) async fn conversation(c: &mut Conn, user: UserId, id: &str) -> Result<Option<Conversation>> {
+                let row = q("SELECT id, user_id, title, state, created_at, updated_at FROM conversations WHERE id = ? AND user_id = ?")
+                    .bind(id.to_owned())
+                    .bind(user.to_string())
+                    .fetch_optional(&mut *c)
+                    .await?;
+                row.map(|r| conversation_row(&r)).transpose()
+            }
+
+            pub(super) async fn conversations(c: &mut Conn, user: UserId, limit: i64) -> Result<Vec<Conversation>> {
+                let rows = q("SELECT id, user_id, title, state, created_at, updated_at FROM conversations \
+                              WHERE user_id = ? ORDER BY updated_at DESC, id DESC LIMIT ?")
+                    .bind(user.to_string())
+                    .bind(limit)
+                    .fetch_all(&mut *c)
+                    .await?;
+                rows.iter().map(conversation_row).collect()
+            }
+
+            pub(super) async fn save_exchange(c: &mut Conn, conversation: &Conversation, messages: &[Message]) -> Result<()> {
+                let mut tx = begin(c).await?;
+                q("INSERT INTO conversations (id, user_id, title, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
+                   ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at \
+                   WHERE conversations.user_id = excluded.user_id")
+                    .bind(conversation.id.clone())
+                    .bind(conversation.user_id.clone())
+                    .bind(conversation.title.clone())
+                    .bind(conversation.state.to_string())
+                    .bind(micros(conversation.created_at))
+                    .bind(micros(conversation.updated_at))
+                    .execute(&mut *tx)
+                    .await?;
+                for m in messages {
+                    // A message saved again (a turn recorded round by round) keeps its place.
+                    q("INSERT INTO messages (id, conversation_id, user_id, role, content, tool_calls, created_at) \
+                       VALUES (?, ?, ?, ?, ?, ?, ?) \
+                       ON CONFLICT (id) DO UPDATE SET content = excluded.content, tool_calls = excluded.tool_calls \
+                       WHERE messages.user_id = excluded.user_id AND messages.conversation_id = excluded.conversation_id")
+                        .bind(m.id.clone())
+                        .bind(conversation.id.clone())
+                        .bind(conversation.user_id.clone())
+                        .bind(m.role.clone())
+                        .bind(m.content.clone())
+                        .bind(m.tool_calls.to_string())
+                        .bind(micros(m.created_at))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            pub(super) async fn messages(c: &mut Conn, user: UserId, conversation: &str, limit: i64) -> Result<Vec<Message>> {
+                let rows = q("SELECT id, role, content, tool_calls, created_at FROM messages \
+                              WHERE conversation_id = ? AND user_id = ? ORDER BY seq LIMIT ?")
+                    .bind(conversation.to_owned())
+                    .bind(user.to_string())
+                    .bind(limit)
+                    .fetch_all(&mut *c)
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        let calls: String = r.try_get(3)?;
+                        Ok(Message {
+                            id: r.try_get(0)?,
+                            role: r.try_get(1)?,
+                            content: r.try_get(2)?,
+                            tool_calls: from_json("tool calls", &calls)?,
+                            created_at: from_micros(r.try_get(4)?)?,
+                        })
+                    })
+                    .collect()
+            }
+        }
+
+        /// The task and conversation ports of a type whose methods `$w` and `$r` give the
+        /// connection a write and a read run on.
+        macro_rules! task_ports {
+            ($ty:ty, $w:ident, $r:ident) => {
+                #[async_trait]
+                impl TaskStore for $ty {
+                    #[tracing::instrument(skip_all, fields(user_id = %task.user_id, task_id = %task.id), err(level = "debug"))]
+                    async fn insert_task(
+                        &self,
+                        task: &Task,
+                        tz: Timezone,
+                        event: EventFor<'_>,
+                        handled: Option<Handled<'_>>,
+                    ) -> Result<(Task, i64)> {
+                        ops::insert_task(&mut *self.$w().await?, task, tz, event, handled).await
+                    }
+
+                    async fn task(&self, user: UserId, id: TaskId) -> Result<Option<Task>> {
+                        ops::task(&mut *self.$r().await?, user, id).await
+                    }
+
+                    async fn task_by_number(&self, user: UserId, number: i64) -> Result<Option<Task>> {
+                        ops::task_by_number(&mut *self.$r().await?, user, number).await
+                    }
+
+                    #[tracing::instrument(skip_all, fields(user_id = %task.user_id, task_id = %task.id), err(level = "debug"))]
+                    async fn update_task(&self, task: &Task, expected_version: i64, tz: Timezone, event: &CloudEvent) -> Result<i64> {
+                        ops::update_task(&mut *self.$w().await?, task, expected_version, tz, event).await
+                    }
+
+                    #[tracing::instrument(skip_all, fields(user_id = %user, task_id = %id), err(level = "debug"))]
+                    async fn delete_task(&self, user: UserId, id: TaskId, expected_version: i64, event: &CloudEvent) -> Result<i64> {
+                        ops::delete_task(&mut *self.$w().await?, user, id, expected_version, event).await
+                    }
+
+                    #[tracing::instrument(skip_all, fields(user_id = %user), err(level = "debug"))]
+                    async fn list_tasks(&self, user: UserId, query: &TaskQuery) -> Result<Page> {
+                        ops::list_tasks(&mut *self.$r().await?, user, query).await
+                    }
+
+                    async fn count_tasks(&self) -> Result<i64> {
+                        ops::count_tasks(&mut *self.$r().await?).await
+                    }
+                }
+
+                #[async_trait]
+                impl ConversationStore for $ty {
+                    async fn conversation(&self, user: UserId, id: &str) -> Result<Option<Conversation>> {
+                        // From the writer: a conversation just saved is found at once.
+                        ops::conversation(&mut *self.$w().await?, user, id).await
+                    }
+
+                    async fn conversations(&self, user: UserId, limit: i64) -> Result<Vec<Conversation>> {
+                        ops::conversations(&mut *self.$r().await?, user, limit).await
+                    }
+
+                    #[tracing::instrument(skip_all, fields(conversation_id = %conversation.id), err(level = "debug"))]
+                    async fn save_exchange(&self, conversation: &Conversation, messages: &[Message]) -> Result<()> {
+                        ops::save_exchange(&mut *self.$w().await?, conversation, messages).await
+                    }
+
+                    async fn messages(&self, user: UserId, conversation: &str, limit: i64) -> Result<Vec<Message>> {
+                        ops::messages(&mut *self.$r().await?, user, conversation, limit).await
+                    }
+                }
+            };
+        }
+
+        impl $store {
+            async fn write_conn(&self) -> Result<sqlx::pool::PoolConnection<$db>> {
+                Ok(self.writer().acquire().await?)
+            }
+
+            async fn read_conn(&self) -> Result<sqlx::pool::PoolConnection<$db>> {
+                Ok(self.reader().acquire().await?)
+            }
+        }
+
+        impl $crate::shared::DbUnit<$db> {
+            /// The unit's transaction, while it has not ended.
+            async fn conn(&self) -> Result<$crate::shared::UnitConn<'_, $db>> {
+                let guard = self.tx.lock().await;
+                if guard.is_none() {
+                    return Err(StoreError::Ended);
+                }
+                Ok($crate::shared::UnitConn(guard))
+            }
+        }
+
+        task_ports!($store, write_conn, read_conn);
+        task_ports!($crate::shared::DbUnit<$db>, conn, conn);
+
+        #[async_trait]
+        impl $crate::Unit for $crate::shared::DbUnit<$db> {
+            async fn commit(&self) -> Result<()> {
+                let tx = self.tx.lock().await.take().ok_or(StoreError::Ended)?;
+                tx.commit().await?;
+                Ok(())
             }
         }
 
@@ -931,80 +1147,6 @@ macro_rules! impl_store {
             }
         }
 
-        #[async_trait]
-        impl ConversationStore for $store {
-            async fn conversation(&self, user: UserId, id: &str) -> Result<Option<Conversation>> {
-                let row = q("SELECT id, user_id, title, state, created_at, updated_at FROM conversations WHERE id = ? AND user_id = ?")
-                    .bind(id.to_owned())
-                    .bind(user.to_string())
-                    .fetch_optional(self.writer())
-                    .await?;
-                row.map(|r| conversation_row(&r)).transpose()
-            }
-
-            async fn conversations(&self, user: UserId, limit: i64) -> Result<Vec<Conversation>> {
-                let rows = q("SELECT id, user_id, title, state, created_at, updated_at FROM conversations \
-                              WHERE user_id = ? ORDER BY updated_at DESC, id DESC LIMIT ?")
-                    .bind(user.to_string())
-                    .bind(limit)
-                    .fetch_all(self.reader())
-                    .await?;
-                rows.iter().map(conversation_row).collect()
-            }
-
-            #[tracing::instrument(skip_all, fields(conversation_id = %conversation.id), err(level = "debug"))]
-            async fn save_exchange(&self, conversation: &Conversation, messages: &[Message]) -> Result<()> {
-                let mut tx = self.writer().begin().await?;
-                q("INSERT INTO conversations (id, user_id, title, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
-                   ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at \
-                   WHERE conversations.user_id = excluded.user_id")
-                    .bind(conversation.id.clone())
-                    .bind(conversation.user_id.clone())
-                    .bind(conversation.title.clone())
-                    .bind(conversation.state.to_string())
-                    .bind(micros(conversation.created_at))
-                    .bind(micros(conversation.updated_at))
-                    .execute(&mut *tx)
-                    .await?;
-                for m in messages {
-                    q("INSERT INTO messages (id, conversation_id, user_id, role, content, tool_calls, created_at) \
-                       VALUES (?, ?, ?, ?, ?, ?, ?)")
-                        .bind(m.id.clone())
-                        .bind(conversation.id.clone())
-                        .bind(conversation.user_id.clone())
-                        .bind(m.role.clone())
-                        .bind(m.content.clone())
-                        .bind(m.tool_calls.to_string())
-                        .bind(micros(m.created_at))
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok(())
-            }
-
-            async fn messages(&self, user: UserId, conversation: &str, limit: i64) -> Result<Vec<Message>> {
-                let rows = q("SELECT id, role, content, tool_calls, created_at FROM messages \
-                              WHERE conversation_id = ? AND user_id = ? ORDER BY seq LIMIT ?")
-                    .bind(conversation.to_owned())
-                    .bind(user.to_string())
-                    .bind(limit)
-                    .fetch_all(self.reader())
-                    .await?;
-                rows.iter()
-                    .map(|r| {
-                        let calls: String = r.try_get(3)?;
-                        Ok(Message {
-                            id: r.try_get(0)?,
-                            role: r.try_get(1)?,
-                            content: r.try_get(2)?,
-                            tool_calls: from_json("tool calls", &calls)?,
-                            created_at: from_micros(r.try_get(4)?)?,
-                        })
-                    })
-                    .collect()
-            }
-        }
 
         #[async_trait]
         impl SettingStore for $store {
@@ -1070,6 +1212,14 @@ macro_rules! impl_store {
 
             fn backend(&self) -> &'static str {
                 $backend
+            }
+
+            async fn begin(&self) -> Result<std::sync::Arc<dyn $crate::Unit>> {
+                let tx = match dialect::BEGIN_UNIT {
+                    Some(sql) => self.writer().begin_with(sql).await?,
+                    None => self.writer().begin().await?,
+                };
+                Ok(std::sync::Arc::new($crate::shared::DbUnit { tx: tokio::sync::Mutex::new(Some(tx)) }))
             }
 
             async fn backup(&self, path: &str) -> Result<bool> {

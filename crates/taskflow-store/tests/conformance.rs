@@ -10,7 +10,9 @@ use taskflow_core::{
     CloudEvent, Due, Email, EventKind, Priority, Tag, Tags, Task, TaskDraft, TaskStatus, TaskTitle,
     Timezone, User, UserId, UserName,
 };
-use taskflow_store::{Order, SortBy, Store, StoreError, TaskQuery};
+use taskflow_store::{
+    Conversation, Message, Order, SortBy, Store, StoreError, TaskQuery, TaskStore,
+};
 use taskflow_testkit::TestDb;
 
 fn t(s: &str) -> DateTime<Utc> {
@@ -27,7 +29,7 @@ fn user(email: &str, tz: &str) -> User {
     }
 }
 
-async fn add(store: &dyn Store, u: &User, title: &str, f: impl FnOnce(&mut TaskDraft)) -> Task {
+async fn add(store: &dyn TaskStore, u: &User, title: &str, f: impl FnOnce(&mut TaskDraft)) -> Task {
     let mut d = TaskDraft {
         title: Some(TaskTitle::parse(title).unwrap()),
         ..TaskDraft::default()
@@ -436,12 +438,98 @@ async fn story(store: Arc<dyn Store>) {
     );
 }
 
+/// A unit of work: its writes are seen inside it only, all of them or none are kept, and a
+/// write that fails inside it is undone alone.
+async fn unit_story(store: Arc<dyn Store>) {
+    let ada = user("unit@example.com", "UTC");
+    store.insert_user(&ada, "hash").await.unwrap();
+    let events = store.count_events().await.unwrap();
+
+    let unit = store.begin().await.unwrap();
+    let dropped = add(&*unit, &ada, "rolled back", |_| {}).await;
+    assert!(unit.task(ada.id, dropped.id).await.unwrap().is_some());
+    assert!(
+        store.task(ada.id, dropped.id).await.unwrap().is_none(),
+        "not before the commit"
+    );
+    drop(unit);
+    assert!(store.task(ada.id, dropped.id).await.unwrap().is_none());
+    assert_eq!(store.count_events().await.unwrap(), events);
+
+    let unit = store.begin().await.unwrap();
+    let first = add(&*unit, &ada, "first", |_| {}).await;
+    assert_eq!(
+        first.number, 1,
+        "the number of the rolled-back task is free again"
+    );
+    let ev = CloudEvent::for_task(
+        EventKind::TaskUpdated,
+        &first,
+        &[],
+        "test",
+        None,
+        Utc::now(),
+    );
+    assert!(matches!(
+        unit.update_task(&first, first.version + 5, ada.timezone, &ev)
+            .await,
+        Err(StoreError::VersionConflict)
+    ));
+    let second = add(&*unit, &ada, "second", |_| {}).await;
+    let now = Utc::now();
+    let convo = Conversation {
+        id: "c-unit".into(),
+        user_id: ada.id.to_string(),
+        title: "t".into(),
+        state: serde_json::json!({}),
+        created_at: now,
+        updated_at: now,
+    };
+    let message = |content: &str| Message {
+        id: "m-unit".into(),
+        role: "assistant".into(),
+        content: content.into(),
+        tool_calls: serde_json::json!([]),
+        created_at: now,
+    };
+    unit.save_exchange(&convo, &[message("so far")])
+        .await
+        .unwrap();
+    unit.save_exchange(&convo, &[message("final")])
+        .await
+        .unwrap();
+    unit.commit().await.unwrap();
+    assert!(matches!(unit.commit().await, Err(StoreError::Ended)));
+    assert!(matches!(
+        unit.task(ada.id, first.id).await,
+        Err(StoreError::Ended)
+    ));
+
+    assert_eq!(
+        store.task(ada.id, first.id).await.unwrap().unwrap().version,
+        first.version
+    );
+    assert_eq!(
+        store.task(ada.id, second.id).await.unwrap().unwrap().number,
+        2
+    );
+    assert_eq!(store.count_events().await.unwrap(), events + 2);
+    let saved = store.messages(ada.id, "c-unit", 10).await.unwrap();
+    assert_eq!(
+        saved.len(),
+        1,
+        "a message saved again is one message: {saved:?}"
+    );
+    assert_eq!(saved[0].content, "final");
+}
+
 #[tokio::test]
 async fn the_sqlite_adapter_keeps_the_storage_contract() {
     let db = TestDb::sqlite();
     let store = taskflow_store::connect(&db.url).await.unwrap();
     store.migrate().await.unwrap();
-    story(store).await;
+    story(store.clone()).await;
+    unit_story(store).await;
 }
 
 #[tokio::test]
@@ -451,7 +539,8 @@ async fn the_postgres_adapter_keeps_the_storage_contract() {
     };
     let store = taskflow_store::connect(&db.url).await.unwrap();
     store.migrate().await.unwrap();
-    story(store).await;
+    story(store.clone()).await;
+    unit_story(store).await;
 }
 
 #[tokio::test]

@@ -84,6 +84,28 @@ impl TestDb {
         })
     }
 
+    /// Runs `sql` (several statements allowed) on the test's database, beside the server:
+    /// for faults a test injects, such as a trigger that refuses a write.
+    pub async fn execute(&self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        if self.admin_url.is_some() {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&self.url)
+                .await
+                .unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        } else {
+            let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&self.url)
+                .await
+                .unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+
+    /// Whether this is a PostgreSQL database (else SQLite).
+    pub fn is_postgres(&self) -> bool {
+        self.admin_url.is_some()
+    }
+
     pub async fn new(backend: Backend) -> Option<Self> {
         match backend {
             Backend::Sqlite => Some(Self::sqlite()),

@@ -92,6 +92,8 @@ mod dialect {
     }
     /// Two instances starting together migrate one after the other.
     pub(super) const MIGRATION_LOCK: Option<&str> = Some("SELECT pg_advisory_xact_lock(7294561)");
+    /// Row locks keep concurrent units apart; a plain BEGIN is enough.
+    pub(super) const BEGIN_UNIT: Option<&str> = None;
     /// PostgreSQL is backed up with its own tools (pg_dump, base backups).
     pub(super) const BACKUP: Option<&str> = None;
     pub(super) const ON_CLOSE: Option<&str> = None;

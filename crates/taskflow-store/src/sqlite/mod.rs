@@ -59,6 +59,9 @@ mod dialect {
         ),
     ];
     pub(super) const MIGRATION_LOCK: Option<&str> = None;
+    /// A unit of work takes the write lock at once: a read first and a write later could
+    /// otherwise find the snapshot stale when another process wrote meanwhile.
+    pub(super) const BEGIN_UNIT: Option<&str> = Some("BEGIN IMMEDIATE");
     /// A consistent copy while readers and the writer go on.
     pub(super) const BACKUP: Option<&str> = Some("VACUUM INTO ?");
     /// Everything in the WAL into the database file, and the WAL emptied.

@@ -638,3 +638,51 @@ async fn chat_is_rate_limited_per_user() {
     }
     assert!(!stdout.contains("error ›"), "{stdout}");
 }
+
+/// Makes the database refuse the conversation record of every message that says `marker`,
+/// as a full disk or a dropped connection would refuse it, on the backend under test.
+pub async fn refuse_records_saying(app: &App, marker: &str) {
+    let sql = if app.db.is_postgres() {
+        format!(
+            "CREATE FUNCTION refuse_record() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.content LIKE '%{marker}%' THEN RAISE EXCEPTION 'the record cannot be written'; END IF; \
+             RETURN NEW; END $$; \
+             CREATE TRIGGER refuse_record BEFORE INSERT ON messages \
+             FOR EACH ROW EXECUTE FUNCTION refuse_record();"
+        )
+    } else {
+        format!(
+            "CREATE TRIGGER refuse_record BEFORE INSERT ON messages \
+             WHEN NEW.content LIKE '%{marker}%' \
+             BEGIN SELECT RAISE(ABORT, 'the record cannot be written'); END;"
+        )
+    };
+    app.db.execute(&sql).await;
+}
+
+#[tokio::test]
+async fn a_message_whose_record_cannot_be_written_changes_no_task() {
+    let Some(app) = App::new().await else { return };
+    refuse_records_saying(&app, "oat milk").await;
+    let before = app.counts().await;
+    let message = "add buy oat milk tomorrow";
+    let res = app.post("/api/chat", json!({"message": message})).await;
+    res.problem(500);
+    assert_eq!(
+        app.counts().await,
+        before,
+        "no task and no event: the task and the record of the message are one outcome"
+    );
+    let convos = app.get("/api/conversations").await;
+    assert_eq!(convos.body["items"], json!([]), "{}", convos.body);
+    // A client that sends the message again once the fault is gone gets one task, not two.
+    let drop = if app.db.is_postgres() {
+        "DROP TRIGGER refuse_record ON messages"
+    } else {
+        "DROP TRIGGER refuse_record"
+    };
+    app.db.execute(drop).await;
+    let reply = say(&app, None, message).await;
+    assert_eq!(tools(&reply), ["add_task"]);
+    assert_eq!(app.counts().await.0, 1);
+}

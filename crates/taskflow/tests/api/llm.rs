@@ -159,3 +159,55 @@ async fn a_provider_error_falls_back_to_the_rule_based_agent_for_that_message() 
         .any(|l| l.contains("rule-based agent"));
     assert!(logged, "the fallback is logged");
 }
+
+#[tokio::test]
+async fn a_model_turn_whose_record_cannot_be_written_changes_no_task() {
+    let (url, fake) = fake(false).await;
+    let Some(app) = App::with_args(&["--llm-base-url", &url]).await else {
+        return;
+    };
+    crate::chat::refuse_records_saying(&app, "ferns").await;
+    let before = app.counts().await;
+    let res = app
+        .post(
+            "/api/chat",
+            json!({"message": "water the ferns on may 1st 2030"}),
+        )
+        .await;
+    res.problem(500);
+    assert_eq!(
+        fake.requests.lock().unwrap().len(),
+        1,
+        "the model asked for add_task, and the round was not saved"
+    );
+    assert_eq!(
+        app.counts().await,
+        before,
+        "neither the model's add_task nor the rule-based agent's stayed"
+    );
+}
+
+#[tokio::test]
+async fn each_round_of_a_model_turn_is_recorded_with_its_tool_calls() {
+    let (url, _fake) = fake(false).await;
+    let Some(app) = App::with_args(&["--llm-base-url", &url]).await else {
+        return;
+    };
+    let reply = app
+        .post(
+            "/api/chat",
+            json!({"message": "water the ferns on may 1st 2030"}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let cid = reply.body["conversation_id"].as_str().unwrap();
+    let msgs = app.get(&format!("/api/conversations/{cid}/messages")).await;
+    let items = msgs.body["items"].as_array().unwrap();
+    assert_eq!(
+        items.len(),
+        2,
+        "the round's record and the answer are one message: {items:?}"
+    );
+    assert_eq!(items[1]["content"], reply.body["response"]);
+    assert_eq!(items[1]["tool_calls"][0]["tool"], "add_task");
+}
