@@ -13,7 +13,7 @@ use axum::{
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 
-use taskflow_bus::RoleState;
+use taskflow_core::RoleState;
 
 use crate::AppState;
 
@@ -84,7 +84,7 @@ async fn ready(State(s): State<AppState>) -> Response {
                 format!("failing: {why}")
             }
         };
-        roles.insert(role.into(), json!(text));
+        roles.insert(role.name().into(), json!(text));
     }
     let body = json!({
         "status": if ok { "ready" } else { "not ready" },

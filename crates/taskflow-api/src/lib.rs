@@ -55,7 +55,7 @@ pub struct AppState {
     /// The live fan-out, when this instance runs the `sync` role.
     pub hub: Option<Arc<taskflow_services::Hub>>,
     /// The roles of this process, for `/healthz/ready`.
-    pub readiness: taskflow_bus::Readiness,
+    pub readiness: taskflow_core::Readiness,
     /// How often an idle live stream (SSE comment, WebSocket ping) shows it is alive.
     pub heartbeat: Duration,
     /// The model behind the chat, when one is configured; else the rule-based agent answers.

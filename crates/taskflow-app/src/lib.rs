@@ -21,7 +21,7 @@ pub use unit::UnitOfWork;
 pub use users::{ProfilePatch, Signup};
 
 /// The role name put in the `source` of events the API produces.
-pub const API_SOURCE: &str = "taskflow/api";
+pub const API_SOURCE: &str = taskflow_core::Role::Api.source();
 
 /// Everything the use cases need; cheap to clone.
 #[derive(Clone, Debug)]

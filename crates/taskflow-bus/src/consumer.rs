@@ -17,7 +17,9 @@ use async_trait::async_trait;
 use taskflow_store::{Store, StoredEvent};
 use tokio::{sync::watch, time::Instant};
 
-use crate::{EmbeddedBus, Readiness, RoleState};
+use taskflow_core::{Readiness, Role, RoleState};
+
+use crate::EmbeddedBus;
 
 /// Why a handler failed; the message goes to the logs and the dead-letter table.
 #[derive(Debug)]
@@ -32,8 +34,12 @@ impl<E: std::fmt::Display> From<E> for HandlerError {
 /// What a consumer group does with events.
 #[async_trait]
 pub trait Handler: Send + Sync {
-    /// The group's name: its offset and dead letters are kept under it.
-    fn name(&self) -> &'static str;
+    /// The role the group belongs to.
+    fn role(&self) -> Role;
+    /// The group's name: its offset and dead letters are kept under it. The role's name.
+    fn group(&self) -> &'static str {
+        self.role().name()
+    }
     /// Whether the group wants this event; others pass by without a call.
     fn wants(&self, event: &StoredEvent) -> bool;
     /// Handles events in log order. Must be idempotent: after a crash, events since the last
@@ -71,6 +77,9 @@ impl Default for ConsumerConfig {
     }
 }
 
+/// The part of a role that a consumer is, in its readiness.
+const PART: &str = "consumer";
+
 /// One consumer group's reader.
 pub struct Consumer {
     handler: Arc<dyn Handler>,
@@ -78,13 +87,13 @@ pub struct Consumer {
     bus: EmbeddedBus,
     config: ConsumerConfig,
     readiness: Readiness,
-    role: &'static str,
+    role: Role,
 }
 
 impl std::fmt::Debug for Consumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Consumer")
-            .field("name", &self.handler.name())
+            .field("role", &self.role)
             .finish()
     }
 }
@@ -103,21 +112,25 @@ impl Consumer {
         bus: EmbeddedBus,
         config: ConsumerConfig,
         readiness: Readiness,
-        role: &'static str,
     ) -> Self {
+        readiness.set(handler.role(), PART, RoleState::Starting);
         Self {
             store: bus.store().clone(),
+            role: handler.role(),
             handler,
             bus,
             config,
             readiness,
-            role,
         }
+    }
+
+    fn report(&self, state: RoleState) {
+        self.readiness.set(self.role, PART, state);
     }
 
     /// Reads and handles events until `stop` turns true, then saves the offset.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let name = self.handler.name();
+        let name = self.handler.group();
         let mut offset = loop {
             if !self.config.durable {
                 break self.bus.head();
@@ -125,10 +138,7 @@ impl Consumer {
             match self.store.consumer_offset(name).await {
                 Ok(o) => break o,
                 Err(e) => {
-                    self.readiness.set(
-                        self.role,
-                        RoleState::Failing(format!("cannot read offset: {e}")),
-                    );
+                    self.report(RoleState::Failing(format!("cannot read offset: {e}")));
                     tracing::warn!(consumer = name, error = %e, "cannot read the consumer offset; retrying");
                     if wait(&mut stop, Duration::from_secs(1)).await {
                         return;
@@ -149,7 +159,7 @@ impl Consumer {
         metrics::gauge!("taskflow_consumer_lag", "consumer" => name)
             .set((self.bus.head() - offset).max(0) as f64);
         tracing::info!(consumer = name, offset, "consumer started");
-        self.readiness.set(self.role, RoleState::Ready);
+        self.report(RoleState::Ready);
         let mut wake = self.bus.subscribe();
         let mut saved = offset;
         let mut last_save = Instant::now();
@@ -163,17 +173,16 @@ impl Consumer {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!(consumer = name, error = %e, "cannot read the event log; retrying");
-                    self.readiness.set(
-                        self.role,
-                        RoleState::Failing(format!("cannot read the event log: {e}")),
-                    );
+                    self.report(RoleState::Failing(format!(
+                        "cannot read the event log: {e}"
+                    )));
                     if wait(&mut stop, Duration::from_secs(1)).await {
                         break;
                     }
                     continue;
                 }
             };
-            self.readiness.set(self.role, RoleState::Ready);
+            self.report(RoleState::Ready);
             let contiguous = batch
                 .iter()
                 .enumerate()
@@ -226,7 +235,7 @@ impl Consumer {
         if self.config.durable && offset != saved {
             self.save(offset).await;
         }
-        self.readiness.set(self.role, RoleState::Starting);
+        self.report(RoleState::Starting);
         tracing::info!(consumer = name, offset, "consumer stopped");
     }
 
@@ -260,11 +269,11 @@ impl Consumer {
     async fn save(&self, offset: i64) {
         if let Err(e) = self
             .store
-            .save_consumer_offset(self.handler.name(), offset)
+            .save_consumer_offset(self.handler.group(), offset)
             .await
         {
             // The events since the last saved offset are delivered again after a restart.
-            tracing::warn!(consumer = self.handler.name(), error = %e, "cannot save the consumer offset");
+            tracing::warn!(consumer = self.handler.group(), error = %e, "cannot save the consumer offset");
         }
     }
 
@@ -279,7 +288,7 @@ impl Consumer {
         if wanted.is_empty() {
             return;
         }
-        let name = self.handler.name();
+        let name = self.handler.group();
         if self.handler.handle(&wanted).await.is_ok() {
             metrics::counter!("taskflow_events_handled_total", "consumer" => name)
                 .increment(wanted.len() as u64);
@@ -291,7 +300,7 @@ impl Consumer {
     }
 
     async fn deliver_one(&self, event: &StoredEvent) {
-        let name = self.handler.name();
+        let name = self.handler.group();
         let mut delay = self.config.backoff;
         let mut attempt = 1;
         loop {

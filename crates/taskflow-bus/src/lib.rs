@@ -3,7 +3,6 @@
 //! in-process readers, within microseconds, that the log grew.
 
 mod consumer;
-mod readiness;
 
 use std::sync::Arc;
 
@@ -11,7 +10,6 @@ use taskflow_store::{Result, Store, StoredEvent};
 use tokio::sync::watch;
 
 pub use consumer::{Consumer, ConsumerConfig, Handler, HandlerError};
-pub use readiness::{Readiness, RoleState};
 
 /// The embedded event log and its wake-ups.
 #[derive(Clone)]

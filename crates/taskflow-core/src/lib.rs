@@ -6,6 +6,7 @@ pub mod clock;
 pub mod error;
 pub mod event;
 pub mod recur;
+pub mod role;
 pub mod task;
 pub mod time;
 pub mod user;
@@ -16,6 +17,7 @@ pub use event::{
     CloudEvent, EventKind, NOTIFICATION_CREATED, NotificationData, REMINDER_TRIGGERED,
     ReminderData, TaskEventData, Topic,
 };
+pub use role::{Readiness, Role, RoleState};
 pub use task::{
     Description, Due, Priority, Recurrence, RecurrenceAnchor, Reminder, ReminderSpec,
     ReminderStatus, Tag, Tags, Task, TaskDraft, TaskId, TaskPatch, TaskStatus, TaskTitle,

@@ -3,10 +3,13 @@
 use async_trait::async_trait;
 use std::sync::Arc;
 use taskflow_bus::{Handler, HandlerError};
+use taskflow_core::Role;
 use taskflow_store::{Store, StoredEvent};
 
-/// The consumer group's name.
-pub const NAME: &str = "audit";
+/// The role this service is.
+pub const ROLE: Role = Role::Audit;
+/// The consumer group: its offset, handled-event records and dead letters are kept under it.
+pub const NAME: &str = ROLE.name();
 
 /// Appends events to the audit log. The log's key is the event's position and its event id
 /// is unique, so a redelivered event is not written twice.
@@ -43,8 +46,8 @@ impl Audit {
 
 #[async_trait]
 impl Handler for Audit {
-    fn name(&self) -> &'static str {
-        NAME
+    fn role(&self) -> Role {
+        ROLE
     }
 
     fn wants(&self, _: &StoredEvent) -> bool {

@@ -17,16 +17,18 @@ use chrono::{DateTime, Utc};
 use taskflow_app::App;
 use taskflow_bus::{Handler, HandlerError};
 use taskflow_core::{
-    CloudEvent, NOTIFICATION_CREATED, NotificationData, REMINDER_TRIGGERED, ReminderData, Timezone,
-    UserId,
+    CloudEvent, NOTIFICATION_CREATED, NotificationData, REMINDER_TRIGGERED, ReminderData, Role,
+    Timezone, UserId,
 };
 use taskflow_store::{Handled, Notification, StoreError, StoredEvent};
 use uuid::Uuid;
 
-/// The consumer group's name.
-pub const NAME: &str = "notifier";
+/// The role this service is.
+pub const ROLE: Role = Role::Notifier;
+/// The consumer group: its offset, handled-event records and dead letters are kept under it.
+pub const NAME: &str = ROLE.name();
 /// The `source` of the events it produces.
-pub const SOURCE: &str = "taskflow/notifier";
+pub const SOURCE: &str = ROLE.source();
 /// Notifications per user per second.
 pub const PER_SECOND: usize = 10;
 /// Titles named in a coalesced notification before "and N more".
@@ -189,8 +191,8 @@ fn notification(
 
 #[async_trait]
 impl Handler for Notifier {
-    fn name(&self) -> &'static str {
-        NAME
+    fn role(&self) -> Role {
+        ROLE
     }
 
     fn wants(&self, e: &StoredEvent) -> bool {

@@ -3,13 +3,15 @@
 use async_trait::async_trait;
 use taskflow_app::App;
 use taskflow_bus::{Handler, HandlerError};
-use taskflow_core::{EventKind, Topic};
+use taskflow_core::{EventKind, Role, Topic};
 use taskflow_store::StoredEvent;
 
-/// The consumer group's name.
-pub const NAME: &str = "recurring";
+/// The role this service is.
+pub const ROLE: Role = Role::Recurring;
+/// The consumer group: its offset, handled-event records and dead letters are kept under it.
+pub const NAME: &str = ROLE.name();
 /// The `source` of the events it produces.
-pub const SOURCE: &str = "taskflow/recurring";
+pub const SOURCE: &str = ROLE.source();
 
 /// Creates next occurrences through [`App::create_next_occurrence`], exactly once each.
 #[derive(Debug, Clone)]
@@ -25,8 +27,8 @@ impl Recurring {
 
 #[async_trait]
 impl Handler for Recurring {
-    fn name(&self) -> &'static str {
-        NAME
+    fn role(&self) -> Role {
+        ROLE
     }
 
     fn wants(&self, e: &StoredEvent) -> bool {

@@ -20,15 +20,19 @@ use std::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use taskflow_app::App;
-use taskflow_bus::{Handler, HandlerError, Readiness, RoleState};
-use taskflow_core::{CloudEvent, REMINDER_TRIGGERED, ReminderData, Topic, UserId};
+use taskflow_bus::{Handler, HandlerError};
+use taskflow_core::{
+    CloudEvent, REMINDER_TRIGGERED, Readiness, ReminderData, Role, RoleState, Topic, UserId,
+};
 use taskflow_store::{DueReminder, StoreError, StoredEvent};
 use tokio::sync::{Notify, watch};
 
-/// The consumer group's name.
-pub const NAME: &str = "reminders";
+/// The role this service is.
+pub const ROLE: Role = Role::Reminders;
+/// The consumer group: its offset, handled-event records and dead letters are kept under it.
+pub const NAME: &str = ROLE.name();
 /// The `source` of the events it produces.
-pub const SOURCE: &str = "taskflow/reminders";
+pub const SOURCE: &str = ROLE.source();
 /// A reminder fired more than this after its time is marked late.
 pub const LATE_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
 /// How many due reminders one transaction claims.
@@ -92,7 +96,7 @@ impl Scheduler {
 
     /// Fires reminders on time until `stop` turns true.
     pub async fn run(self: Arc<Self>, readiness: Readiness, mut stop: watch::Receiver<bool>) {
-        readiness.set(NAME, RoleState::Starting);
+        readiness.set(ROLE, "timers", RoleState::Starting);
         loop {
             if *stop.borrow() {
                 break;
@@ -102,12 +106,12 @@ impl Scheduler {
             self.timer.store(i64::MAX, Ordering::Release);
             let sleep = match self.fire_and_plan().await {
                 Ok(sleep) => {
-                    readiness.set(NAME, RoleState::Ready);
+                    readiness.set(ROLE, "timers", RoleState::Ready);
                     sleep
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "reminder scheduler cannot reach the store; retrying");
-                    readiness.set(NAME, RoleState::Failing(e.to_string()));
+                    readiness.set(ROLE, "timers", RoleState::Failing(e.to_string()));
                     Duration::from_secs(1)
                 }
             };
@@ -177,8 +181,8 @@ impl ReminderHandler {
 
 #[async_trait]
 impl Handler for ReminderHandler {
-    fn name(&self) -> &'static str {
-        NAME
+    fn role(&self) -> Role {
+        ROLE
     }
 
     fn wants(&self, e: &StoredEvent) -> bool {

@@ -16,12 +16,14 @@ use std::{
 
 use async_trait::async_trait;
 use taskflow_bus::{Handler, HandlerError};
-use taskflow_core::UserId;
+use taskflow_core::{Role, UserId};
 use taskflow_store::StoredEvent;
 use tokio::sync::mpsc;
 
-/// The hub's name (it is not a durable consumer group).
-pub const NAME: &str = "sync";
+/// The role this service is.
+pub const ROLE: Role = Role::Sync;
+/// The consumer group: its offset, handled-event records and dead letters are kept under it.
+pub const NAME: &str = ROLE.name();
 /// Events a connection may have waiting before it is dropped as too slow.
 pub const QUEUE: usize = 256;
 
@@ -151,8 +153,8 @@ pub struct HubFeed(pub Arc<Hub>);
 
 #[async_trait]
 impl Handler for HubFeed {
-    fn name(&self) -> &'static str {
-        NAME
+    fn role(&self) -> Role {
+        ROLE
     }
 
     fn wants(&self, _: &StoredEvent) -> bool {

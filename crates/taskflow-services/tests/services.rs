@@ -14,10 +14,10 @@ use std::{
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use taskflow_app::{App, Signup, TaskRef, Tokens};
-use taskflow_bus::{Consumer, ConsumerConfig, EmbeddedBus, Handler, HandlerError, Readiness};
+use taskflow_bus::{Consumer, ConsumerConfig, EmbeddedBus, Handler, HandlerError};
 use taskflow_core::{
-    Due, ManualClock, REMINDER_TRIGGERED, Recurrence, RecurrenceAnchor, ReminderSpec, Task,
-    TaskDraft, TaskTitle, User,
+    Due, ManualClock, REMINDER_TRIGGERED, Readiness, Recurrence, RecurrenceAnchor, ReminderSpec,
+    Role, Task, TaskDraft, TaskTitle, User,
 };
 use taskflow_services::{Audit, Notifier, Recurring, Scheduler};
 use taskflow_store::{StoredEvent, TaskQuery};
@@ -366,7 +366,10 @@ struct Picky(AtomicUsize);
 
 #[async_trait]
 impl Handler for Picky {
-    fn name(&self) -> &'static str {
+    fn role(&self) -> Role {
+        Role::Audit
+    }
+    fn group(&self) -> &'static str {
         "picky"
     }
     fn wants(&self, _: &StoredEvent) -> bool {
@@ -402,7 +405,6 @@ async fn a_consumer_parks_an_event_it_keeps_failing_on_and_moves_on() {
             e.app.bus().clone(),
             config,
             Readiness::default(),
-            "picky",
         );
         let run = tokio::spawn(consumer.run(stop));
         let store = e.app.store().clone();
@@ -443,7 +445,10 @@ struct Recorder(std::sync::Mutex<Vec<i64>>);
 
 #[async_trait]
 impl Handler for Recorder {
-    fn name(&self) -> &'static str {
+    fn role(&self) -> Role {
+        Role::Audit
+    }
+    fn group(&self) -> &'static str {
         "recorder"
     }
     fn wants(&self, _: &StoredEvent) -> bool {
@@ -508,7 +513,6 @@ async fn on_postgres_a_consumer_waits_for_a_position_still_committing_and_skips_
         e.app.bus().clone(),
         ConsumerConfig::default(),
         Readiness::default(),
-        "recorder",
     );
     let run = tokio::spawn(consumer.run(stop));
 

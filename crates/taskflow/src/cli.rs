@@ -5,6 +5,7 @@ use std::{io::IsTerminal, net::SocketAddr, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
+use taskflow_core::Role;
 
 /// taskflow: an event-driven todo assistant.
 ///
@@ -267,7 +268,7 @@ pub struct RunOpts {
     #[arg(
         long,
         env = "TASKFLOW_ROLES",
-        value_enum,
+        value_parser = role_parser(),
         value_delimiter = ',',
         required = true
     )]
@@ -276,43 +277,18 @@ pub struct RunOpts {
     pub serve: ServeOpts,
 }
 
-/// A part of taskflow that can run on its own.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum Role {
-    /// REST API, auth, docs (health and metrics are served by every role).
-    Api,
-    /// Creates the next occurrence when a recurring task is completed.
-    Recurring,
-    /// Fires reminders on time (durable timers), and catches up after downtime.
-    Reminders,
-    /// Turns fired reminders into stored notifications.
-    Notifier,
-    /// Appends every event to the append-only audit log.
-    Audit,
-    /// Pushes each user's events to their open SSE and WebSocket connections.
-    Sync,
-}
-
-impl Role {
-    pub const ALL: &'static [Role] = &[
-        Role::Api,
-        Role::Recurring,
-        Role::Reminders,
-        Role::Notifier,
-        Role::Audit,
-        Role::Sync,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::Api => "api",
-            Role::Recurring => "recurring",
-            Role::Reminders => "reminders",
-            Role::Notifier => "notifier",
-            Role::Audit => "audit",
-            Role::Sync => "sync",
-        }
-    }
+/// `--roles` values: the roles' names, each with what it does in `--help`.
+fn role_parser() -> impl clap::builder::TypedValueParser<Value = Role> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
+    PossibleValuesParser::new(
+        Role::ALL
+            .iter()
+            .map(|r| PossibleValue::new(r.name()).help(r.about())),
+    )
+    .map(|name| {
+        name.parse::<Role>()
+            .expect("a possible value is a role's name")
+    })
 }
 
 /// Help and version go to stdout with status 0; a bad setting is one line on stderr and

@@ -23,7 +23,7 @@ async fn main() -> ExitCode {
     };
     cli::init_logging(&cli.log);
     match cli.command {
-        cli::Command::Serve(opts) => serve::run(opts, cli::Role::ALL.to_vec()).await,
+        cli::Command::Serve(opts) => serve::run(opts, taskflow_core::Role::ALL.to_vec()).await,
         cli::Command::Run(run) => serve::run(run.serve, run.roles).await,
         cli::Command::Audit(cli::AuditCommand::Rebuild(db)) => serve::rebuild_audit(db).await,
         cli::Command::Migrate(opts) => serve::migrate(opts).await,

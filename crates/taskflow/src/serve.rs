@@ -5,13 +5,13 @@ use std::{process::ExitCode, sync::Arc, time::Duration};
 use taskflow_agent::{Llm, LlmConfig};
 use taskflow_api::{AppState, AuthRates, ConnLimits, Limits, McpSettings, Rate};
 use taskflow_app::{App, TokenConfig, Tokens};
-use taskflow_bus::{Consumer, ConsumerConfig, EmbeddedBus, Handler, Readiness, RoleState};
-use taskflow_core::SystemClock;
+use taskflow_bus::{Consumer, ConsumerConfig, EmbeddedBus, Handler};
+use taskflow_core::{Readiness, Role, RoleState, SystemClock};
 use taskflow_services::{Audit, Hub, HubFeed, Notifier, Recurring, ReminderHandler, Scheduler};
 use taskflow_store::{Store, redact_url};
 use tokio::{sync::watch, task::JoinSet};
 
-use crate::cli::{DbOpts, Role, ServeOpts};
+use crate::cli::{DbOpts, ServeOpts};
 
 /// A failure at start-up: one line on stderr, exit status 2.
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -160,34 +160,29 @@ fn start_services(
 ) -> JoinSet<()> {
     let mut workers = JoinSet::new();
     let bus = app.bus().clone();
-    let consumer = |handler: Arc<dyn Handler>, role: &'static str, config: ConsumerConfig| {
-        readiness.set(role, RoleState::Starting);
-        Consumer::new(handler, bus.clone(), config, readiness.clone(), role).run(stop.clone())
+    let consumer = |handler: Arc<dyn Handler>, config: ConsumerConfig| {
+        Consumer::new(handler, bus.clone(), config, readiness.clone()).run(stop.clone())
     };
     for role in roles {
         match role {
             Role::Api => {}
             Role::Recurring => {
                 let handler = Arc::new(Recurring::new(app.clone()));
-                workers.spawn(consumer(handler, "recurring", ConsumerConfig::default()));
+                workers.spawn(consumer(handler, ConsumerConfig::default()));
             }
             Role::Reminders => {
                 let scheduler = Scheduler::new(app.clone());
                 let handler = Arc::new(ReminderHandler::new(scheduler.clone()));
-                workers.spawn(consumer(
-                    handler,
-                    "reminders-watch",
-                    ConsumerConfig::default(),
-                ));
+                workers.spawn(consumer(handler, ConsumerConfig::default()));
                 workers.spawn(scheduler.run(readiness.clone(), stop.clone()));
             }
             Role::Notifier => {
                 let handler = Arc::new(Notifier::new(app.clone()));
-                workers.spawn(consumer(handler, "notifier", ConsumerConfig::default()));
+                workers.spawn(consumer(handler, ConsumerConfig::default()));
             }
             Role::Audit => {
                 let handler = Arc::new(Audit::new(app.store().clone()));
-                workers.spawn(consumer(handler, "audit", ConsumerConfig::default()));
+                workers.spawn(consumer(handler, ConsumerConfig::default()));
             }
             Role::Sync => {
                 if let Some(hub) = hub {
@@ -196,7 +191,7 @@ fn start_services(
                         durable: false,
                         ..ConsumerConfig::default()
                     };
-                    workers.spawn(consumer(handler, "sync", config));
+                    workers.spawn(consumer(handler, config));
                 }
             }
         }
@@ -319,7 +314,7 @@ pub async fn run(opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
         },
     };
     let router = if roles.contains(&Role::Api) {
-        readiness.set("api", RoleState::Ready);
+        readiness.set(Role::Api, "http", RoleState::Ready);
         taskflow_api::router(state)
     } else {
         taskflow_api::ops_router(state)
