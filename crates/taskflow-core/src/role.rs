@@ -163,8 +163,10 @@ mod tests {
         for role in Role::ALL {
             assert_eq!(role.name().parse::<Role>(), Ok(*role));
         }
-        let err = "relays".parse::<Role>().unwrap_err();
-        assert!(err.to_string().contains("unknown role `relays`"), "{err}");
+        assert_eq!(
+            "relays".parse::<Role>().map_err(|e| e.to_string()),
+            Err("unknown role `relays`; the roles are api, recurring, reminders, notifier, audit, sync".into())
+        );
     }
 
     #[test]
