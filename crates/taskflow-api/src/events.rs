@@ -14,9 +14,10 @@ use axum::{
 };
 use futures_util::stream::{self, Stream, StreamExt as _};
 use serde::{Deserialize, Serialize};
+use taskflow_bus::Envelope;
 use taskflow_core::{TaskId, User};
 use taskflow_services::Hub;
-use taskflow_store::{AuditEntry, AuditQuery, Notification, StoredEvent};
+use taskflow_store::{AuditEntry, AuditQuery, Notification};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -270,7 +271,7 @@ struct Feed {
     replay: Option<i64>,
     /// The last position sent: live events at or before it came in the replay already.
     last: i64,
-    buffered: std::vec::IntoIter<StoredEvent>,
+    buffered: std::vec::IntoIter<Envelope>,
 }
 
 /// The user's events: the replay after `from` (when resuming), then live ones, each once and
@@ -280,7 +281,7 @@ fn user_events(
     s: AppState,
     user: User,
     from: Option<i64>,
-) -> Result<impl Stream<Item = Arc<StoredEvent>>, ApiError> {
+) -> Result<impl Stream<Item = Arc<Envelope>>, ApiError> {
     let sub = hub(&s)?.subscribe(user.id).map_err(|taskflow_services::TooManyStreams(n)| {
         ApiError::TooManyStreams(format!(
             "you already have {n} live connections open; close one (or reuse it) before opening another"
@@ -310,7 +311,11 @@ fn user_events(
                 {
                     Ok(page) => {
                         f.replay = page.last().map(|e| e.position);
-                        f.buffered = page.into_iter();
+                        f.buffered = page
+                            .into_iter()
+                            .map(Envelope::from)
+                            .collect::<Vec<_>>()
+                            .into_iter();
                         continue;
                     }
                     Err(e) => {
@@ -374,7 +379,7 @@ async fn websocket(
 
 async fn pump(
     mut socket: ws::WebSocket,
-    events: impl Stream<Item = Arc<StoredEvent>>,
+    events: impl Stream<Item = Arc<Envelope>>,
     heartbeat: Duration,
 ) {
     let mut events = std::pin::pin!(events);

@@ -14,12 +14,12 @@
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use taskflow_store::{Store, StoredEvent};
+use taskflow_store::Store;
 use tokio::{sync::watch, time::Instant};
 
 use taskflow_core::{Readiness, Role, RoleState};
 
-use crate::EmbeddedBus;
+use crate::{EmbeddedBus, Envelope};
 
 /// Why a handler failed; the message goes to the logs and the dead-letter table.
 #[derive(Debug)]
@@ -41,10 +41,10 @@ pub trait Handler: Send + Sync {
         self.role().name()
     }
     /// Whether the group wants this event; others pass by without a call.
-    fn wants(&self, event: &StoredEvent) -> bool;
+    fn wants(&self, event: &Envelope) -> bool;
     /// Handles events in log order. Must be idempotent: after a crash, events since the last
     /// saved offset are delivered again.
-    async fn handle(&self, events: &[StoredEvent]) -> Result<(), HandlerError>;
+    async fn handle(&self, events: &[Envelope]) -> Result<(), HandlerError>;
 }
 
 /// How a consumer reads, retries and saves its place.
@@ -207,14 +207,17 @@ impl Consumer {
                 continue;
             }
             gap = None;
-            let ready = &batch[..contiguous];
-            if let Some(last) = ready.last() {
-                self.deliver(ready).await;
-                offset = last.position;
+            let read = batch.len();
+            let mut ready = batch;
+            ready.truncate(contiguous);
+            if let Some(last) = ready.last().map(|e| e.position) {
+                self.deliver(ready.into_iter().map(Envelope::from).collect())
+                    .await;
+                offset = last;
                 metrics::gauge!("taskflow_consumer_lag", "consumer" => name)
                     .set((self.bus.head() - offset).max(0) as f64);
             }
-            let idle = batch.len() < self.config.batch as usize;
+            let idle = read < self.config.batch as usize;
             if self.config.durable
                 && offset != saved
                 && (idle || last_save.elapsed() >= self.config.save_every)
@@ -223,7 +226,7 @@ impl Consumer {
                 saved = offset;
                 last_save = Instant::now();
             }
-            if !idle || contiguous < batch.len() {
+            if !idle || contiguous < read {
                 continue;
             }
             tokio::select! {
@@ -279,11 +282,10 @@ impl Consumer {
 
     /// Hands the wanted events to the handler; on failure each event is tried alone, so one
     /// bad event is parked without holding back the others.
-    async fn deliver(&self, events: &[StoredEvent]) {
-        let wanted: Vec<StoredEvent> = events
-            .iter()
+    async fn deliver(&self, events: Vec<Envelope>) {
+        let wanted: Vec<Envelope> = events
+            .into_iter()
             .filter(|e| self.handler.wants(e))
-            .cloned()
             .collect();
         if wanted.is_empty() {
             return;
@@ -299,7 +301,7 @@ impl Consumer {
         }
     }
 
-    async fn deliver_one(&self, event: &StoredEvent) {
+    async fn deliver_one(&self, event: &Envelope) {
         let name = self.handler.group();
         let mut delay = self.config.backoff;
         let mut attempt = 1;
@@ -313,7 +315,11 @@ impl Consumer {
                 Err(e) if attempt >= self.config.max_attempts => {
                     tracing::error!(consumer = name, position = event.position, event_id = %event.event.id,
                         attempts = attempt, error = %e.0, "giving up on an event: parked as a dead letter");
-                    match self.store.dead_letter(name, event, &e.0, attempt).await {
+                    match self
+                        .store
+                        .dead_letter(name, event.position, &event.event, &e.0, attempt)
+                        .await
+                    {
                         Ok(()) => metrics::gauge!("taskflow_dead_letters", "consumer" => name)
                             .increment(1.0),
                         Err(e) => {

@@ -6,10 +6,32 @@ mod consumer;
 
 use std::sync::Arc;
 
+use taskflow_core::{CloudEvent, Topic};
 use taskflow_store::{Result, Store, StoredEvent};
 use tokio::sync::watch;
 
 pub use consumer::{Consumer, ConsumerConfig, Handler, HandlerError};
+
+/// An event in flight, as every transport hands it to a consumer: the CloudEvent, its topic,
+/// and its position in the outbox. The position is the one the outbox gave it, whatever the
+/// transport (on a broker it travels with the event), so SSE ids and `Last-Event-ID` mean the
+/// same everywhere.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    pub position: i64,
+    pub topic: Topic,
+    pub event: CloudEvent,
+}
+
+impl From<StoredEvent> for Envelope {
+    fn from(e: StoredEvent) -> Self {
+        Self {
+            position: e.position,
+            topic: e.topic,
+            event: e.event,
+        }
+    }
+}
 
 /// The embedded event log and its wake-ups.
 #[derive(Clone)]
@@ -61,10 +83,5 @@ impl EmbeddedBus {
     /// The store the log lives in.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.log
-    }
-
-    /// Up to `limit` events after `position`, oldest first.
-    pub async fn read_after(&self, position: i64, limit: i64) -> Result<Vec<StoredEvent>> {
-        self.log.events_after(position, limit).await
     }
 }

@@ -15,6 +15,13 @@ pub enum Topic {
 }
 
 impl Topic {
+    pub const ALL: [Topic; 3] = [Topic::TaskEvents, Topic::Reminders, Topic::TaskUpdates];
+
+    /// The topic named `name`, if there is one.
+    pub fn parse(name: &str) -> Option<Topic> {
+        Topic::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Topic::TaskEvents => "task-events",

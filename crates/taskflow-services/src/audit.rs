@@ -2,9 +2,9 @@
 
 use async_trait::async_trait;
 use std::sync::Arc;
-use taskflow_bus::{Handler, HandlerError};
+use taskflow_bus::{Envelope, Handler, HandlerError};
 use taskflow_core::Role;
-use taskflow_store::{Store, StoredEvent};
+use taskflow_store::Store;
 
 /// The role this service is.
 pub const ROLE: Role = Role::Audit;
@@ -36,7 +36,9 @@ impl Audit {
             let batch = self.store.events_after(position, 1000).await?;
             let Some(last) = batch.last() else { break };
             position = last.position;
-            self.store.append_audit(&batch).await?;
+            let events: Vec<(i64, &taskflow_core::CloudEvent)> =
+                batch.iter().map(|e| (e.position, &e.event)).collect();
+            self.store.append_audit(&events).await?;
             count += batch.len() as i64;
             progress(count);
         }
@@ -50,12 +52,14 @@ impl Handler for Audit {
         ROLE
     }
 
-    fn wants(&self, _: &StoredEvent) -> bool {
+    fn wants(&self, _: &Envelope) -> bool {
         true
     }
 
-    async fn handle(&self, events: &[StoredEvent]) -> Result<(), HandlerError> {
-        self.store.append_audit(events).await?;
+    async fn handle(&self, events: &[Envelope]) -> Result<(), HandlerError> {
+        let events: Vec<(i64, &taskflow_core::CloudEvent)> =
+            events.iter().map(|e| (e.position, &e.event)).collect();
+        self.store.append_audit(&events).await?;
         Ok(())
     }
 }

@@ -15,12 +15,12 @@ use std::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use taskflow_app::App;
-use taskflow_bus::{Handler, HandlerError};
+use taskflow_bus::{Envelope, Handler, HandlerError};
 use taskflow_core::{
     CloudEvent, NOTIFICATION_CREATED, NotificationData, REMINDER_TRIGGERED, ReminderData, Role,
     Timezone, UserId,
 };
-use taskflow_store::{Handled, Notification, StoreError, StoredEvent};
+use taskflow_store::{Handled, Notification, StoreError};
 use uuid::Uuid;
 
 /// The role this service is.
@@ -195,11 +195,11 @@ impl Handler for Notifier {
         ROLE
     }
 
-    fn wants(&self, e: &StoredEvent) -> bool {
+    fn wants(&self, e: &Envelope) -> bool {
         e.event.ty == REMINDER_TRIGGERED
     }
 
-    async fn handle(&self, events: &[StoredEvent]) -> Result<(), HandlerError> {
+    async fn handle(&self, events: &[Envelope]) -> Result<(), HandlerError> {
         let ids: Vec<String> = events.iter().map(|e| e.event.id.clone()).collect();
         let done = self.app.store().processed(NAME, &ids).await?;
         let mut users: Vec<String> = Vec::new();

@@ -2,9 +2,8 @@
 
 use async_trait::async_trait;
 use taskflow_app::App;
-use taskflow_bus::{Handler, HandlerError};
+use taskflow_bus::{Envelope, Handler, HandlerError};
 use taskflow_core::{EventKind, Role, Topic};
-use taskflow_store::StoredEvent;
 
 /// The role this service is.
 pub const ROLE: Role = Role::Recurring;
@@ -31,12 +30,11 @@ impl Handler for Recurring {
         ROLE
     }
 
-    fn wants(&self, e: &StoredEvent) -> bool {
-        e.topic == Topic::TaskEvents.as_str()
-            && e.event.task_kind() == Some(EventKind::TaskCompleted)
+    fn wants(&self, e: &Envelope) -> bool {
+        e.topic == Topic::TaskEvents && e.event.task_kind() == Some(EventKind::TaskCompleted)
     }
 
-    async fn handle(&self, events: &[StoredEvent]) -> Result<(), HandlerError> {
+    async fn handle(&self, events: &[Envelope]) -> Result<(), HandlerError> {
         for e in events {
             if let Some(task) = self
                 .app

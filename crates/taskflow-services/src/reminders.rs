@@ -20,11 +20,11 @@ use std::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use taskflow_app::App;
-use taskflow_bus::{Handler, HandlerError};
+use taskflow_bus::{Envelope, Handler, HandlerError};
 use taskflow_core::{
     CloudEvent, REMINDER_TRIGGERED, Readiness, ReminderData, Role, RoleState, Topic, UserId,
 };
-use taskflow_store::{DueReminder, StoreError, StoredEvent};
+use taskflow_store::{DueReminder, StoreError};
 use tokio::sync::{Notify, watch};
 
 /// The role this service is.
@@ -185,11 +185,11 @@ impl Handler for ReminderHandler {
         ROLE
     }
 
-    fn wants(&self, e: &StoredEvent) -> bool {
-        e.topic == Topic::TaskEvents.as_str()
+    fn wants(&self, e: &Envelope) -> bool {
+        e.topic == Topic::TaskEvents
     }
 
-    async fn handle(&self, events: &[StoredEvent]) -> Result<(), HandlerError> {
+    async fn handle(&self, events: &[Envelope]) -> Result<(), HandlerError> {
         for e in events {
             let reminders = e.event.data["task_data"]["reminders"].as_array();
             for r in reminders.into_iter().flatten() {

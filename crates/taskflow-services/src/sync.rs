@@ -15,9 +15,8 @@ use std::{
 };
 
 use async_trait::async_trait;
-use taskflow_bus::{Handler, HandlerError};
+use taskflow_bus::{Envelope, Handler, HandlerError};
 use taskflow_core::{Role, UserId};
-use taskflow_store::StoredEvent;
 use tokio::sync::mpsc;
 
 /// The role this service is.
@@ -27,7 +26,7 @@ pub const NAME: &str = ROLE.name();
 /// Events a connection may have waiting before it is dropped as too slow.
 pub const QUEUE: usize = 256;
 
-type Senders = HashMap<u64, mpsc::Sender<Arc<StoredEvent>>>;
+type Senders = HashMap<u64, mpsc::Sender<Arc<Envelope>>>;
 
 /// The open connections, by user.
 #[derive(Debug)]
@@ -45,7 +44,7 @@ pub struct TooManyStreams(pub usize);
 /// One open connection's queue; leaving it (drop) unregisters it.
 #[derive(Debug)]
 pub struct Subscription {
-    pub events: mpsc::Receiver<Arc<StoredEvent>>,
+    pub events: mpsc::Receiver<Arc<Envelope>>,
     hub: Arc<Hub>,
     user: UserId,
     id: u64,
@@ -120,7 +119,7 @@ impl Hub {
     }
 
     /// Hands `event` to every connection of its user; drops those that cannot keep up.
-    pub fn publish(&self, event: Arc<StoredEvent>) {
+    pub fn publish(&self, event: Arc<Envelope>) {
         let Some(user) = event.event.user_id() else {
             return;
         };
@@ -157,11 +156,11 @@ impl Handler for HubFeed {
         ROLE
     }
 
-    fn wants(&self, _: &StoredEvent) -> bool {
+    fn wants(&self, _: &Envelope) -> bool {
         true
     }
 
-    async fn handle(&self, events: &[StoredEvent]) -> Result<(), HandlerError> {
+    async fn handle(&self, events: &[Envelope]) -> Result<(), HandlerError> {
         for e in events {
             self.0.publish(Arc::new(e.clone()));
         }
@@ -177,7 +176,7 @@ mod tests {
 
     use super::*;
 
-    fn event(user: UserId, position: i64) -> Arc<StoredEvent> {
+    fn event(user: UserId, position: i64) -> Arc<Envelope> {
         let ev = CloudEvent::new(
             "com.taskflow.test.v1",
             "test",
@@ -187,9 +186,9 @@ mod tests {
             Utc::now(),
             serde_json::Value::Null,
         );
-        Arc::new(StoredEvent {
+        Arc::new(Envelope {
             position,
-            topic: "task-events".into(),
+            topic: taskflow_core::Topic::TaskEvents,
             event: ev,
         })
     }

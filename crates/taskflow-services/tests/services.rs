@@ -14,13 +14,13 @@ use std::{
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use taskflow_app::{App, Signup, TaskRef, Tokens};
-use taskflow_bus::{Consumer, ConsumerConfig, EmbeddedBus, Handler, HandlerError};
+use taskflow_bus::{Consumer, ConsumerConfig, EmbeddedBus, Envelope, Handler, HandlerError};
 use taskflow_core::{
     Due, ManualClock, REMINDER_TRIGGERED, Readiness, Recurrence, RecurrenceAnchor, ReminderSpec,
     Role, Task, TaskDraft, TaskTitle, User,
 };
 use taskflow_services::{Audit, Notifier, Recurring, Scheduler};
-use taskflow_store::{StoredEvent, TaskQuery};
+use taskflow_store::TaskQuery;
 use taskflow_testkit::{Backend, TestDb};
 use tokio::sync::watch;
 
@@ -79,8 +79,10 @@ fn recurring(rule: &str, due: Due, anchor: RecurrenceAnchor) -> TaskDraft {
     }
 }
 
-async fn events(app: &App) -> Vec<StoredEvent> {
-    app.store().events_after(0, 10_000).await.unwrap()
+/// The whole log, as a consumer is handed it.
+async fn events(app: &App) -> Vec<Envelope> {
+    let log = app.store().events_after(0, 10_000).await.unwrap();
+    log.into_iter().map(Envelope::from).collect()
 }
 
 async fn tasks(app: &App, user: &User) -> Vec<Task> {
@@ -210,7 +212,7 @@ async fn reminders_fire_once_on_time_late_ones_are_marked_and_cancelled_ones_nev
             .filter(|x| x.event.ty == REMINDER_TRIGGERED)
             .collect();
         assert_eq!(fired.len(), 1);
-        assert_eq!(fired[0].topic, "reminders");
+        assert_eq!(fired[0].topic, taskflow_core::Topic::Reminders);
         assert_eq!(
             fired[0].event.subject.as_deref(),
             Some(task.id.to_string().as_str())
@@ -300,7 +302,7 @@ async fn the_notifier_sends_at_most_ten_a_second_per_user_coalesces_the_rest_and
         let created = events(&e.app)
             .await
             .into_iter()
-            .filter(|x| x.topic == "task-updates")
+            .filter(|x| x.topic == taskflow_core::Topic::TaskUpdates)
             .count();
         assert_eq!(created, 10, "one notification.created each");
         // Redelivery changes nothing.
@@ -372,10 +374,10 @@ impl Handler for Picky {
     fn group(&self) -> &'static str {
         "picky"
     }
-    fn wants(&self, _: &StoredEvent) -> bool {
+    fn wants(&self, _: &Envelope) -> bool {
         true
     }
-    async fn handle(&self, events: &[StoredEvent]) -> Result<(), HandlerError> {
+    async fn handle(&self, events: &[Envelope]) -> Result<(), HandlerError> {
         if events
             .iter()
             .any(|e| e.event.data["task_data"]["title"] == "poison")
@@ -451,10 +453,10 @@ impl Handler for Recorder {
     fn group(&self) -> &'static str {
         "recorder"
     }
-    fn wants(&self, _: &StoredEvent) -> bool {
+    fn wants(&self, _: &Envelope) -> bool {
         true
     }
-    async fn handle(&self, events: &[StoredEvent]) -> Result<(), HandlerError> {
+    async fn handle(&self, events: &[Envelope]) -> Result<(), HandlerError> {
         self.0
             .lock()
             .unwrap()

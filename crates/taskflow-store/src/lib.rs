@@ -17,7 +17,7 @@ use std::{fmt, sync::Arc};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use taskflow_core::{CloudEvent, Email, Task, TaskId, User, UserId};
+use taskflow_core::{CloudEvent, Email, Task, TaskId, Topic, User, UserId};
 
 pub use cursor::{Cursor, CursorKey};
 pub use postgres::PgStore;
@@ -65,7 +65,7 @@ pub struct UserWithHash {
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
     pub position: i64,
-    pub topic: String,
+    pub topic: Topic,
     pub event: CloudEvent,
 }
 
@@ -239,7 +239,8 @@ pub trait ConsumerStore: Send + Sync {
     async fn dead_letter(
         &self,
         consumer: &str,
-        event: &StoredEvent,
+        position: i64,
+        event: &CloudEvent,
         error: &str,
         attempts: u32,
     ) -> Result<()>;
@@ -309,7 +310,7 @@ pub trait ConversationStore: Send + Sync {
 #[async_trait]
 pub trait AuditStore: Send + Sync {
     /// Appends events to the audit log; an event already there is left as it is.
-    async fn append_audit(&self, events: &[StoredEvent]) -> Result<()>;
+    async fn append_audit(&self, events: &[(i64, &CloudEvent)]) -> Result<()>;
     /// Entries of a user (of one task), oldest first.
     async fn audit(&self, query: AuditQuery) -> Result<Vec<AuditEntry>>;
     /// Every entry, oldest first, after `after` (for comparing a rebuild).

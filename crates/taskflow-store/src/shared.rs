@@ -420,9 +420,11 @@ macro_rules! impl_store {
 
         fn stored_event(r: &DbRow) -> Result<StoredEvent> {
             let payload: String = r.try_get(2)?;
+            let topic: String = r.try_get(1)?;
             Ok(StoredEvent {
                 position: r.try_get(0)?,
-                topic: r.try_get(1)?,
+                topic: taskflow_core::Topic::parse(&topic)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown topic {topic:?}")))?,
                 event: from_json("event payload", &payload)?,
             })
         }
@@ -926,13 +928,13 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn dead_letter(&self, consumer: &str, event: &StoredEvent, error: &str, attempts: u32) -> Result<()> {
+            async fn dead_letter(&self, consumer: &str, position: i64, event: &CloudEvent, error: &str, attempts: u32) -> Result<()> {
                 q("INSERT INTO dead_letters (consumer, position, event_id, type, error, attempts, created_at) \
                    VALUES (?, ?, ?, ?, ?, ?, ?)")
                     .bind(consumer.to_owned())
-                    .bind(event.position)
-                    .bind(event.event.id.clone())
-                    .bind(event.event.ty.clone())
+                    .bind(position)
+                    .bind(event.id.clone())
+                    .bind(event.ty.clone())
                     .bind(error.to_owned())
                     .bind(i64::from(attempts))
                     .bind(micros(chrono::Utc::now()))
@@ -1085,11 +1087,11 @@ macro_rules! impl_store {
         #[async_trait]
         impl AuditStore for $store {
             #[tracing::instrument(skip_all, err(level = "debug"))]
-            async fn append_audit(&self, events: &[StoredEvent]) -> Result<()> {
+            async fn append_audit(&self, events: &[(i64, &CloudEvent)]) -> Result<()> {
                 let mut tx = self.writer().begin().await?;
                 let mut months = std::collections::HashSet::new();
-                for e in events {
-                    let at = micros(e.event.time);
+                for &(position, e) in events {
+                    let at = micros(e.time);
                     if let Some(ddl) = dialect::audit_partition(at)
                         && months.insert(ddl.clone())
                     {
@@ -1097,13 +1099,13 @@ macro_rules! impl_store {
                     }
                     q("INSERT INTO audit_log (id, event_id, type, user_id, task_id, occurred_at, data) \
                        VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
-                        .bind(e.position)
-                        .bind(e.event.id.clone())
-                        .bind(e.event.ty.clone())
-                        .bind(e.event.userid.clone())
-                        .bind(e.event.subject.clone())
+                        .bind(position)
+                        .bind(e.id.clone())
+                        .bind(e.ty.clone())
+                        .bind(e.userid.clone())
+                        .bind(e.subject.clone())
                         .bind(at)
-                        .bind(e.event.data.to_string())
+                        .bind(e.data.to_string())
                         .execute(&mut *tx)
                         .await?;
                 }

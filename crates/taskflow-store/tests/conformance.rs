@@ -427,7 +427,11 @@ async fn story(store: Arc<dyn Store>) {
         store.last_position().await.unwrap(),
         events.last().unwrap().position
     );
-    assert!(events.iter().all(|e| e.topic == "task-events"));
+    assert!(
+        events
+            .iter()
+            .all(|e| e.topic == taskflow_core::Topic::TaskEvents)
+    );
     assert_eq!(
         store
             .events_after(events[2].position, 2)

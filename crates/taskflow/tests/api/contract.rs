@@ -65,7 +65,7 @@ async fn every_task_event_matches_its_schema_and_describes_the_change() {
             "{} does not match its schema: {errors:?}\n{json:#}",
             e.event.ty
         );
-        assert_eq!(e.topic, "task-events");
+        assert_eq!(e.topic, taskflow_core::Topic::TaskEvents);
         assert_eq!(json["subject"], t["id"]);
         assert_eq!(json["userid"], app.user["id"]);
         assert_eq!(json["data"]["task_number"], 1);
