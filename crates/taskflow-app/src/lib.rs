@@ -10,7 +10,7 @@ mod users;
 
 use std::sync::Arc;
 
-use taskflow_bus::EmbeddedBus;
+use taskflow_bus::Transport;
 use taskflow_core::Clock;
 use taskflow_store::{Store, TaskStore};
 
@@ -31,7 +31,7 @@ pub struct App {
     tasks: Arc<dyn TaskStore>,
     /// The unit of work this `App` runs in, if any.
     unit: Option<Arc<unit::Pending>>,
-    bus: EmbeddedBus,
+    bus: Arc<dyn Transport>,
     clock: Arc<dyn Clock>,
     tokens: Tokens,
 }
@@ -39,7 +39,7 @@ pub struct App {
 impl App {
     pub fn new(
         store: Arc<dyn Store>,
-        bus: EmbeddedBus,
+        bus: Arc<dyn Transport>,
         clock: Arc<dyn Clock>,
         tokens: Tokens,
     ) -> Self {
@@ -57,7 +57,7 @@ impl App {
         &self.store
     }
 
-    pub fn bus(&self) -> &EmbeddedBus {
+    pub fn bus(&self) -> &Arc<dyn Transport> {
         &self.bus
     }
 

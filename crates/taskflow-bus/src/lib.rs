@@ -1,16 +1,22 @@
-//! Event transport. On the embedded default the outbox table is the event log: every use
-//! case appends its event in the same transaction as its change, and [`EmbeddedBus`] tells
-//! in-process readers, within microseconds, that the log grew.
+//! Event transport: how committed events reach the consumer groups of every role.
+//!
+//! Every use case appends its event to the outbox table in the same transaction as its change.
+//! A [`Transport`] delivers those events to consumer groups ([`Handler`]s) as [`Envelope`]s.
+//! The embedded transport ([`embedded::EmbeddedBus`], the default) reads the outbox itself:
+//! the outbox is the log, and in-process readers hear of each commit within microseconds.
 
-mod consumer;
+pub mod embedded;
+mod handler;
 
 use std::sync::Arc;
 
-use taskflow_core::{CloudEvent, Topic};
-use taskflow_store::{Result, Store, StoredEvent};
+use async_trait::async_trait;
+use taskflow_core::{CloudEvent, Readiness, Topic};
+use taskflow_store::StoredEvent;
 use tokio::sync::watch;
 
-pub use consumer::{Consumer, ConsumerConfig, Handler, HandlerError};
+pub use embedded::EmbeddedBus;
+pub use handler::{ConsumerConfig, Handler, HandlerError};
 
 /// An event in flight, as every transport hands it to a consumer: the CloudEvent, its topic,
 /// and its position in the outbox. The position is the one the outbox gave it, whatever the
@@ -33,55 +39,25 @@ impl From<StoredEvent> for Envelope {
     }
 }
 
-/// The embedded event log and its wake-ups.
-#[derive(Clone)]
-pub struct EmbeddedBus {
-    log: Arc<dyn Store>,
-    head: watch::Sender<i64>,
-}
-
-impl std::fmt::Debug for EmbeddedBus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedBus")
-            .field("head", &*self.head.borrow())
-            .finish()
-    }
-}
-
-impl EmbeddedBus {
-    /// A bus over `log`, starting from its current head.
-    pub async fn open(log: Arc<dyn Store>) -> Result<Self> {
-        let head = log.last_position().await?;
-        Ok(Self {
-            log,
-            head: watch::Sender::new(head),
-        })
-    }
-
-    /// Tells readers that events up to `position` are committed.
-    pub fn committed(&self, position: i64) {
-        self.head.send_if_modified(|h| {
-            if position > *h {
-                *h = position;
-                true
-            } else {
-                false
-            }
-        });
-    }
-
-    /// The newest committed position this process knows of.
-    pub fn head(&self) -> i64 {
-        *self.head.borrow()
-    }
-
-    /// A receiver that wakes when the head moves.
-    pub fn subscribe(&self) -> watch::Receiver<i64> {
-        self.head.subscribe()
-    }
-
-    /// The store the log lives in.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.log
-    }
+/// A way for committed events to reach consumer groups. How a transport finds the events
+/// (the outbox itself, or a broker a relay publishes to) and keeps each group's place is its
+/// own business; what a handler sees is the same on every one: envelopes in outbox order per
+/// user, at least once, each event retried with backoff and parked after its last try.
+#[async_trait]
+pub trait Transport: Send + Sync + std::fmt::Debug {
+    /// The transport's name, as `--bus` spells it.
+    fn name(&self) -> &'static str;
+    /// Runs `handler`'s consumer group until `stop` turns true, saving its place on the way
+    /// out; reports the group's state into `readiness` under the handler's role.
+    async fn consume(
+        &self,
+        handler: Arc<dyn Handler>,
+        config: ConsumerConfig,
+        readiness: Readiness,
+        stop: watch::Receiver<bool>,
+    );
+    /// Tells the transport that events up to `position` are committed to the outbox.
+    fn committed(&self, position: i64);
+    /// The newest outbox position this process knows of.
+    fn head(&self) -> i64;
 }

@@ -1,5 +1,5 @@
-//! The consumers of taskflow's events. Each is a consumer group over the event log (see
-//! `taskflow_bus::Consumer`) and changes state only through the use cases or the store's
+//! The consumers of taskflow's events. Each is a consumer group (a `taskflow_bus::Handler`
+//! run by whichever transport is configured) and changes state only through the use cases or the store's
 //! transactional writes, so every effect comes with its own event:
 //!
 //! - [`recurring`]: on `task.completed` of a recurring task, creates the next occurrence;

@@ -14,7 +14,7 @@ use std::{
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use taskflow_app::{App, Signup, TaskRef, Tokens};
-use taskflow_bus::{Consumer, ConsumerConfig, EmbeddedBus, Envelope, Handler, HandlerError};
+use taskflow_bus::{ConsumerConfig, EmbeddedBus, Envelope, Handler, HandlerError};
 use taskflow_core::{
     Due, ManualClock, REMINDER_TRIGGERED, Readiness, Recurrence, RecurrenceAnchor, ReminderSpec,
     Role, Task, TaskDraft, TaskTitle, User,
@@ -42,7 +42,7 @@ async fn env(backend: Backend, now: &str, tz: &str) -> Option<Env> {
     let bus = EmbeddedBus::open(store.clone()).await.unwrap();
     let clock = Arc::new(ManualClock::new(t(now)));
     let tokens = Tokens::from_secret(b"test secret of enough length!!", Duration::from_secs(3600));
-    let app = App::new(store, bus, clock.clone(), tokens);
+    let app = App::new(store, Arc::new(bus), clock.clone(), tokens);
     let signup = Signup::parse("ada@example.com", "correct horse".into(), None, Some(tz)).unwrap();
     let (user, _) = app.signup(signup).await.unwrap();
     Some(Env {
@@ -402,13 +402,12 @@ async fn a_consumer_parks_an_event_it_keeps_failing_on_and_moves_on() {
             ..ConsumerConfig::default()
         };
         let (stop_tx, stop) = watch::channel(false);
-        let consumer = Consumer::new(
-            picky.clone(),
-            e.app.bus().clone(),
-            config,
-            Readiness::default(),
-        );
-        let run = tokio::spawn(consumer.run(stop));
+        let bus = e.app.bus().clone();
+        let handler = picky.clone();
+        let run = tokio::spawn(async move {
+            bus.consume(handler, config, Readiness::default(), stop)
+                .await
+        });
         let store = e.app.store().clone();
         for _ in 0..200 {
             if store.consumer_offset("picky").await.unwrap() == 3 {
@@ -510,13 +509,17 @@ async fn on_postgres_a_consumer_waits_for_a_position_still_committing_and_skips_
     let pool = sqlx::PgPool::connect(&e._db.url).await.unwrap();
     let rec = Arc::new(Recorder(std::sync::Mutex::new(Vec::new())));
     let (stop_tx, stop) = watch::channel(false);
-    let consumer = Consumer::new(
-        rec.clone(),
-        e.app.bus().clone(),
-        ConsumerConfig::default(),
-        Readiness::default(),
-    );
-    let run = tokio::spawn(consumer.run(stop));
+    let bus = e.app.bus().clone();
+    let handler = rec.clone();
+    let run = tokio::spawn(async move {
+        bus.consume(
+            handler,
+            ConsumerConfig::default(),
+            Readiness::default(),
+            stop,
+        )
+        .await
+    });
 
     // Position 1 is taken by an open transaction; position 2 commits first.
     let mut slow = pool.begin().await.unwrap();

@@ -5,7 +5,7 @@ use std::{process::ExitCode, sync::Arc, time::Duration};
 use taskflow_agent::{Llm, LlmConfig};
 use taskflow_api::{AppState, AuthRates, ConnLimits, Limits, McpSettings, Rate};
 use taskflow_app::{App, TokenConfig, Tokens};
-use taskflow_bus::{Consumer, ConsumerConfig, EmbeddedBus, Handler};
+use taskflow_bus::{ConsumerConfig, EmbeddedBus, Handler};
 use taskflow_core::{Readiness, Role, RoleState, SystemClock};
 use taskflow_services::{Audit, Hub, HubFeed, Notifier, Recurring, ReminderHandler, Scheduler};
 use taskflow_store::{Store, redact_url};
@@ -81,7 +81,12 @@ async fn build_app(store: Arc<dyn Store>, tokens: &TokenConfig) -> Result<App, E
     let bus = EmbeddedBus::open(store.clone())
         .await
         .map_err(|e| fail(format_args!("cannot open the event log: {e}")))?;
-    Ok(App::new(store, bus, Arc::new(SystemClock), tokens))
+    Ok(App::new(
+        store,
+        Arc::new(bus),
+        Arc::new(SystemClock),
+        tokens,
+    ))
 }
 
 /// `taskflow mcp`: the task tools over MCP on stdio, acting for one user.
@@ -161,7 +166,8 @@ fn start_services(
     let mut workers = JoinSet::new();
     let bus = app.bus().clone();
     let consumer = |handler: Arc<dyn Handler>, config: ConsumerConfig| {
-        Consumer::new(handler, bus.clone(), config, readiness.clone()).run(stop.clone())
+        let (bus, readiness, stop) = (bus.clone(), readiness.clone(), stop.clone());
+        async move { bus.consume(handler, config, readiness, stop).await }
     };
     for role in roles {
         match role {

@@ -1,4 +1,4 @@
-//! Consumer groups over the embedded event log.
+//! Consumer groups over the embedded event log (the outbox table).
 //!
 //! A consumer group has a name and a durable offset (the last position it handled) in the
 //! store. It reads the log in order, hands the events it wants to its [`Handler`] in batches,
@@ -13,75 +13,18 @@
 
 use std::{sync::Arc, time::Duration};
 
-use async_trait::async_trait;
+use taskflow_core::{Readiness, Role, RoleState};
 use taskflow_store::Store;
 use tokio::{sync::watch, time::Instant};
 
-use taskflow_core::{Readiness, Role, RoleState};
-
-use crate::{EmbeddedBus, Envelope};
-
-/// Why a handler failed; the message goes to the logs and the dead-letter table.
-#[derive(Debug)]
-pub struct HandlerError(pub String);
-
-impl<E: std::fmt::Display> From<E> for HandlerError {
-    fn from(e: E) -> Self {
-        Self(e.to_string())
-    }
-}
-
-/// What a consumer group does with events.
-#[async_trait]
-pub trait Handler: Send + Sync {
-    /// The role the group belongs to.
-    fn role(&self) -> Role;
-    /// The group's name: its offset and dead letters are kept under it. The role's name.
-    fn group(&self) -> &'static str {
-        self.role().name()
-    }
-    /// Whether the group wants this event; others pass by without a call.
-    fn wants(&self, event: &Envelope) -> bool;
-    /// Handles events in log order. Must be idempotent: after a crash, events since the last
-    /// saved offset are delivered again.
-    async fn handle(&self, events: &[Envelope]) -> Result<(), HandlerError>;
-}
-
-/// How a consumer reads, retries and saves its place.
-#[derive(Debug, Clone)]
-pub struct ConsumerConfig {
-    pub batch: i64,
-    /// Tries of one event before it is parked as a dead letter.
-    pub max_attempts: u32,
-    /// The wait before the second try; doubled for each further one.
-    pub backoff: Duration,
-    /// How often the log is read when no in-process wake-up comes (writes by other processes).
-    pub poll: Duration,
-    /// How often the offset is written while events flow (always on stop and when idle).
-    pub save_every: Duration,
-    /// A durable group resumes from its saved offset; a volatile one (live fan-out) starts
-    /// at the head of the log and keeps its place in memory only.
-    pub durable: bool,
-}
-
-impl Default for ConsumerConfig {
-    fn default() -> Self {
-        Self {
-            batch: 256,
-            max_attempts: 5,
-            backoff: Duration::from_millis(100),
-            poll: Duration::from_millis(250),
-            save_every: Duration::from_millis(200),
-            durable: true,
-        }
-    }
-}
+use super::EmbeddedBus;
+use crate::{ConsumerConfig, Envelope, Handler};
 
 /// The part of a role that a consumer is, in its readiness.
 const PART: &str = "consumer";
 
-/// One consumer group's reader.
-pub struct Consumer {
+/// One consumer group's reader of the outbox.
+pub(crate) struct Consumer {
     handler: Arc<dyn Handler>,
     store: Arc<dyn Store>,
     bus: EmbeddedBus,
@@ -107,7 +50,7 @@ struct Gap {
 }
 
 impl Consumer {
-    pub fn new(
+    pub(crate) fn new(
         handler: Arc<dyn Handler>,
         bus: EmbeddedBus,
         config: ConsumerConfig,
@@ -129,7 +72,7 @@ impl Consumer {
     }
 
     /// Reads and handles events until `stop` turns true, then saves the offset.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
         let name = self.handler.group();
         let mut offset = loop {
             if !self.config.durable {
