@@ -1,9 +1,10 @@
 //! What a consumer group is, whatever the transport: a [`Handler`] and its [`ConsumerConfig`].
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use taskflow_core::Role;
+use taskflow_store::Store;
 
 use crate::Envelope;
 
@@ -59,6 +60,76 @@ impl Default for ConsumerConfig {
             poll: Duration::from_millis(250),
             save_every: Duration::from_millis(200),
             durable: true,
+        }
+    }
+}
+
+/// Hands events to a group's handler, the same way on every transport: a batch at once; on
+/// failure each event alone, retried with backoff, and parked in the dead-letter table after
+/// its last try, so one bad event does not hold back the others.
+pub(crate) struct Delivery {
+    pub handler: Arc<dyn Handler>,
+    pub config: ConsumerConfig,
+    /// Where dead letters are parked.
+    pub store: Arc<dyn Store>,
+}
+
+impl Delivery {
+    /// Returns when every event was handled or parked.
+    pub(crate) async fn deliver(&self, events: Vec<Envelope>) {
+        let wanted: Vec<Envelope> = events
+            .into_iter()
+            .filter(|e| self.handler.wants(e))
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let name = self.handler.group();
+        if self.handler.handle(&wanted).await.is_ok() {
+            metrics::counter!("taskflow_events_handled_total", "consumer" => name)
+                .increment(wanted.len() as u64);
+            return;
+        }
+        for event in &wanted {
+            self.deliver_one(event).await;
+        }
+    }
+
+    async fn deliver_one(&self, event: &Envelope) {
+        let name = self.handler.group();
+        let mut delay = self.config.backoff;
+        let mut attempt = 1;
+        loop {
+            match self.handler.handle(std::slice::from_ref(event)).await {
+                Ok(()) => {
+                    metrics::counter!("taskflow_events_handled_total", "consumer" => name)
+                        .increment(1);
+                    return;
+                }
+                Err(e) if attempt >= self.config.max_attempts => {
+                    tracing::error!(consumer = name, position = event.position, event_id = %event.event.id,
+                        attempts = attempt, error = %e.0, "giving up on an event: parked as a dead letter");
+                    match self
+                        .store
+                        .dead_letter(name, event.position, &event.event, &e.0, attempt)
+                        .await
+                    {
+                        Ok(()) => metrics::gauge!("taskflow_dead_letters", "consumer" => name)
+                            .increment(1.0),
+                        Err(e) => {
+                            tracing::error!(consumer = name, error = %e, "cannot park the dead letter")
+                        }
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(consumer = name, position = event.position, attempt, error = %e.0,
+                        "handler failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = delay.saturating_mul(2);
+                    attempt += 1;
+                }
+            }
         }
     }
 }

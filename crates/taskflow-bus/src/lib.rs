@@ -7,6 +7,7 @@
 
 pub mod embedded;
 mod handler;
+mod outbox;
 
 use std::sync::Arc;
 
@@ -60,4 +61,13 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
     fn committed(&self, position: i64);
     /// The newest outbox position this process knows of.
     fn head(&self) -> i64;
+}
+
+/// Sleeps for `d`; true when `stop` turned true meanwhile.
+pub(crate) async fn wait(stop: &mut watch::Receiver<bool>, d: std::time::Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = stop.changed() => {}
+    }
+    *stop.borrow()
 }
