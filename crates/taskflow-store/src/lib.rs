@@ -319,6 +319,22 @@ pub trait AuditStore: Send + Sync {
     async fn reset_audit(&self) -> Result<()>;
 }
 
+/// Leases, for work that one instance at a time must do (the relay).
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
+    /// Takes or renews the lease `name` for `holder` until `now + ttl`; true when `holder`
+    /// holds it afterwards (it was free, expired, or already `holder`'s).
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        ttl: std::time::Duration,
+    ) -> Result<bool>;
+    /// Gives the lease up, if `holder` has it, so another instance can take it at once.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+}
+
 #[async_trait]
 pub trait SettingStore: Send + Sync {
     /// The value of `key`, storing `default` first when there is none (first writer wins).
@@ -341,6 +357,7 @@ pub trait Store:
     + TaskStore
     + EventLog
     + SettingStore
+    + LeaseStore
     + ConsumerStore
     + ReminderStore
     + NotificationStore

@@ -1151,6 +1151,38 @@ macro_rules! impl_store {
 
 
         #[async_trait]
+        impl $crate::LeaseStore for $store {
+            async fn try_lease(
+                &self,
+                name: &str,
+                holder: &str,
+                now: chrono::DateTime<chrono::Utc>,
+                ttl: std::time::Duration,
+            ) -> Result<bool> {
+                let until = now + chrono::TimeDelta::from_std(ttl).unwrap_or(chrono::TimeDelta::MAX);
+                let done = q("INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) \
+                              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+                              WHERE leases.holder = excluded.holder OR leases.expires_at < ?")
+                    .bind(name.to_owned())
+                    .bind(holder.to_owned())
+                    .bind(micros(until))
+                    .bind(micros(now))
+                    .execute(self.writer())
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+                q("DELETE FROM leases WHERE name = ? AND holder = ?")
+                    .bind(name.to_owned())
+                    .bind(holder.to_owned())
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+        }
+
+        #[async_trait]
         impl SettingStore for $store {
             async fn setting_or_insert(&self, key: &str, default: &str) -> Result<String> {
                 q("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")

@@ -527,12 +527,52 @@ async fn unit_story(store: Arc<dyn Store>) {
     assert_eq!(saved[0].content, "final");
 }
 
+/// A lease is one holder's until it expires; renewing keeps it, release frees it.
+async fn lease_story(store: &dyn Store) {
+    let now = t("2026-11-01T00:00:00Z");
+    let at = |secs: i64| now + chrono::TimeDelta::seconds(secs);
+    let ttl = std::time::Duration::from_secs(10);
+    assert!(store.try_lease("relay", "a", now, ttl).await.unwrap());
+    assert!(
+        !store.try_lease("relay", "b", at(1), ttl).await.unwrap(),
+        "held by a"
+    );
+    assert!(
+        store.try_lease("relay", "a", at(5), ttl).await.unwrap(),
+        "renewed"
+    );
+    assert!(
+        !store.try_lease("relay", "b", at(12), ttl).await.unwrap(),
+        "renewed until 15 s"
+    );
+    assert!(
+        store.try_lease("relay", "b", at(16), ttl).await.unwrap(),
+        "expired: taken over"
+    );
+    assert!(!store.try_lease("relay", "a", at(17), ttl).await.unwrap());
+    store.release_lease("relay", "a").await.unwrap();
+    assert!(
+        !store.try_lease("relay", "a", at(17), ttl).await.unwrap(),
+        "only the holder releases"
+    );
+    store.release_lease("relay", "b").await.unwrap();
+    assert!(
+        store.try_lease("relay", "a", at(17), ttl).await.unwrap(),
+        "released: free at once"
+    );
+    assert!(
+        store.try_lease("other", "b", at(17), ttl).await.unwrap(),
+        "leases are by name"
+    );
+}
+
 #[tokio::test]
 async fn the_sqlite_adapter_keeps_the_storage_contract() {
     let db = TestDb::sqlite();
     let store = taskflow_store::connect(&db.url).await.unwrap();
     store.migrate().await.unwrap();
     story(store.clone()).await;
+    lease_story(&*store).await;
     unit_story(store).await;
 }
 
@@ -544,6 +584,7 @@ async fn the_postgres_adapter_keeps_the_storage_contract() {
     let store = taskflow_store::connect(&db.url).await.unwrap();
     store.migrate().await.unwrap();
     story(store.clone()).await;
+    lease_story(&*store).await;
     unit_story(store).await;
 }
 

@@ -61,6 +61,7 @@ mod dialect {
             "conversations",
             include_str!("migrations/0003_conversations.sql"),
         ),
+        (4, "leases", include_str!("migrations/0004_leases.sql")),
     ];
     /// Two instances claiming due reminders take different rows.
     pub(super) const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";

@@ -57,6 +57,7 @@ mod dialect {
             "conversations",
             include_str!("migrations/0003_conversations.sql"),
         ),
+        (4, "leases", include_str!("migrations/0004_leases.sql")),
     ];
     pub(super) const MIGRATION_LOCK: Option<&str> = None;
     /// A unit of work takes the write lock at once: a read first and a write later could
