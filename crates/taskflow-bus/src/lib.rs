@@ -7,6 +7,8 @@
 
 pub mod embedded;
 mod handler;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 mod outbox;
 
 use std::sync::Arc;
@@ -57,6 +59,16 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
         readiness: Readiness,
         stop: watch::Receiver<bool>,
     );
+    /// Moves committed outbox events onto the transport until `stop` turns true (the
+    /// `relay` role), where it needs that; the embedded log is the outbox and needs none.
+    async fn relay(&self, readiness: Readiness, mut stop: watch::Receiver<bool>) {
+        readiness.set(
+            taskflow_core::Role::Relay,
+            "relay",
+            taskflow_core::RoleState::Ready,
+        );
+        let _ = stop.wait_for(|s| *s).await;
+    }
     /// Tells the transport that events up to `position` are committed to the outbox.
     fn committed(&self, position: i64);
     /// The newest outbox position this process knows of.

@@ -14,6 +14,8 @@ use std::{
 pub enum Role {
     /// REST API, auth, chat, MCP, docs (health and metrics are served by every role).
     Api,
+    /// Publishes committed outbox events to the broker (with an external bus only).
+    Relay,
     /// Creates the next occurrence when a recurring task is completed.
     Recurring,
     /// Fires reminders on time (durable timers), and catches up after downtime.
@@ -29,6 +31,7 @@ pub enum Role {
 impl Role {
     pub const ALL: &'static [Role] = &[
         Role::Api,
+        Role::Relay,
         Role::Recurring,
         Role::Reminders,
         Role::Notifier,
@@ -40,6 +43,7 @@ impl Role {
     pub const fn name(self) -> &'static str {
         match self {
             Role::Api => "api",
+            Role::Relay => "relay",
             Role::Recurring => "recurring",
             Role::Reminders => "reminders",
             Role::Notifier => "notifier",
@@ -53,6 +57,9 @@ impl Role {
         match self {
             Role::Api => {
                 "REST API, auth, chat, MCP, docs (health and metrics are served by every role)"
+            }
+            Role::Relay => {
+                "Publishes committed outbox events to the broker (with an external bus only)"
             }
             Role::Recurring => "Creates the next occurrence when a recurring task is completed",
             Role::Reminders => {
@@ -68,6 +75,7 @@ impl Role {
     pub const fn source(self) -> &'static str {
         match self {
             Role::Api => "taskflow/api",
+            Role::Relay => "taskflow/relay",
             Role::Recurring => "taskflow/recurring",
             Role::Reminders => "taskflow/reminders",
             Role::Notifier => "taskflow/notifier",
@@ -85,7 +93,9 @@ impl fmt::Display for Role {
 
 /// A name that is no role.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown role `{0}`; the roles are api, recurring, reminders, notifier, audit, sync")]
+#[error(
+    "unknown role `{0}`; the roles are api, relay, recurring, reminders, notifier, audit, sync"
+)]
 pub struct UnknownRole(pub String);
 
 impl FromStr for Role {
@@ -165,7 +175,7 @@ mod tests {
         }
         assert_eq!(
             "relays".parse::<Role>().map_err(|e| e.to_string()),
-            Err("unknown role `relays`; the roles are api, recurring, reminders, notifier, audit, sync".into())
+            Err("unknown role `relays`; the roles are api, relay, recurring, reminders, notifier, audit, sync".into())
         );
     }
 

@@ -215,9 +215,12 @@ pub struct ServeOpts {
     /// before it is closed.
     #[arg(long, env = "TASKFLOW_IDLE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub idle_timeout_secs: u64,
-    /// Event bus: `embedded` (the event log in the database).
+    /// Event bus: `embedded` (the event log in the database) or `kafka` (the relay role
+    /// publishes the log to Kafka; every role reads it in its own consumer group).
     #[arg(long, env = "TASKFLOW_BUS", value_enum, default_value_t = Bus::Embedded)]
     pub bus: Bus,
+    #[command(flatten)]
+    pub kafka: KafkaOpts,
     /// Live connections (SSE and WebSocket together) one user may have open at once.
     #[arg(long, env = "TASKFLOW_MAX_STREAMS_PER_USER", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_streams_per_user: u32,
@@ -260,6 +263,130 @@ pub struct ServeOpts {
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Bus {
     Embedded,
+    Kafka,
+}
+
+/// How to reach Kafka, with `--bus kafka`.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Kafka (with --bus kafka)")]
+pub struct KafkaOpts {
+    /// Bootstrap brokers, comma separated (HOST:PORT,HOST:PORT).
+    #[arg(long, env = "TASKFLOW_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub kafka_brokers: String,
+    /// How to talk to the brokers: `sasl-ssl` for most managed services.
+    #[arg(long, env = "TASKFLOW_KAFKA_SECURITY_PROTOCOL", value_enum, default_value_t = SecurityProtocol::Plaintext)]
+    pub kafka_security_protocol: SecurityProtocol,
+    /// SASL mechanism, with `sasl-plaintext` or `sasl-ssl`.
+    #[arg(
+        long,
+        env = "TASKFLOW_KAFKA_SASL_MECHANISM",
+        value_enum,
+        ignore_case = true
+    )]
+    pub kafka_sasl_mechanism: Option<SaslMechanism>,
+    /// SASL user name (an API key on Confluent Cloud, `$ConnectionString` on Event Hubs).
+    #[arg(long, env = "TASKFLOW_KAFKA_USERNAME")]
+    pub kafka_username: Option<String>,
+    /// SASL password; never logged.
+    #[arg(long, env = "TASKFLOW_KAFKA_PASSWORD", hide_env_values = true)]
+    pub kafka_password: Option<SecretString>,
+    /// CA certificates (PEM) to trust for TLS, when the system's do not cover the brokers.
+    #[arg(long, env = "TASKFLOW_KAFKA_CA_FILE")]
+    pub kafka_ca_file: Option<std::path::PathBuf>,
+    /// Client id the brokers see (quotas, logs).
+    #[arg(long, env = "TASKFLOW_KAFKA_CLIENT_ID", default_value = "taskflow")]
+    pub kafka_client_id: String,
+    /// Partitions of each topic created at start (existing topics are left as they are).
+    #[arg(long, env = "TASKFLOW_KAFKA_PARTITIONS", default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    pub kafka_partitions: i32,
+    /// Replication factor of each topic created at start (3 on a production cluster).
+    #[arg(long, env = "TASKFLOW_KAFKA_REPLICATION_FACTOR", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=16))]
+    pub kafka_replication_factor: i32,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// librdkafka's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plaintext => "plaintext",
+            Self::Ssl => "ssl",
+            Self::SaslPlaintext => "sasl_plaintext",
+            Self::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    pub fn is_sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum SaslMechanism {
+    #[value(name = "PLAIN")]
+    Plain,
+    #[value(name = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[value(name = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+impl KafkaOpts {
+    /// The transport's settings, or what is missing or contradictory.
+    pub fn settings(&self) -> Result<taskflow_bus::kafka::KafkaSettings, String> {
+        use secrecy::ExposeSecret as _;
+        let sasl = self.kafka_security_protocol.is_sasl();
+        if sasl && self.kafka_sasl_mechanism.is_none() {
+            return Err("--kafka-security-protocol with SASL needs --kafka-sasl-mechanism (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)".into());
+        }
+        if !sasl && self.kafka_sasl_mechanism.is_some() {
+            return Err(
+                "--kafka-sasl-mechanism needs --kafka-security-protocol sasl-ssl or sasl-plaintext"
+                    .into(),
+            );
+        }
+        if sasl && (self.kafka_username.is_none() || self.kafka_password.is_none()) {
+            return Err(
+                "SASL needs --kafka-username and --kafka-password (TASKFLOW_KAFKA_PASSWORD)".into(),
+            );
+        }
+        if let Some(ca) = &self.kafka_ca_file
+            && !ca.is_file()
+        {
+            return Err(format!("--kafka-ca-file {}: no such file", ca.display()));
+        }
+        Ok(taskflow_bus::kafka::KafkaSettings {
+            brokers: self.kafka_brokers.clone(),
+            security_protocol: self.kafka_security_protocol.name().to_owned(),
+            sasl_mechanism: self.kafka_sasl_mechanism.map(|m| m.name().to_owned()),
+            username: self.kafka_username.clone(),
+            password: self
+                .kafka_password
+                .as_ref()
+                .map(|p| p.expose_secret().to_owned()),
+            ca_file: self.kafka_ca_file.clone(),
+            client_id: self.kafka_client_id.clone(),
+            partitions: self.kafka_partitions,
+            replication_factor: self.kafka_replication_factor,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Args)]

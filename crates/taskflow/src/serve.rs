@@ -5,13 +5,13 @@ use std::{process::ExitCode, sync::Arc, time::Duration};
 use taskflow_agent::{Llm, LlmConfig};
 use taskflow_api::{AppState, AuthRates, ConnLimits, Limits, McpSettings, Rate};
 use taskflow_app::{App, TokenConfig, Tokens};
-use taskflow_bus::{ConsumerConfig, EmbeddedBus, Handler};
+use taskflow_bus::{ConsumerConfig, EmbeddedBus, Handler, Transport};
 use taskflow_core::{Readiness, Role, RoleState, SystemClock};
 use taskflow_services::{Audit, Hub, HubFeed, Notifier, Recurring, ReminderHandler, Scheduler};
 use taskflow_store::{Store, redact_url};
 use tokio::{sync::watch, task::JoinSet};
 
-use crate::cli::{DbOpts, ServeOpts};
+use crate::cli::{Bus, DbOpts, ServeOpts};
 
 /// A failure at start-up: one line on stderr, exit status 2.
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -73,20 +73,43 @@ pub async fn migrate(db: DbOpts) -> ExitCode {
     }
 }
 
-/// The use cases over `store`: token signing and the event log's wake-ups.
-async fn build_app(store: Arc<dyn Store>, tokens: &TokenConfig) -> Result<App, ExitCode> {
-    let tokens = Tokens::load(store.as_ref(), tokens)
-        .await
-        .map_err(|e| fail(format_args!("cannot set up token signing: {e}")))?;
+/// The embedded event log over `store`.
+async fn embedded(store: &Arc<dyn Store>) -> Result<Arc<dyn Transport>, ExitCode> {
     let bus = EmbeddedBus::open(store.clone())
         .await
         .map_err(|e| fail(format_args!("cannot open the event log: {e}")))?;
-    Ok(App::new(
-        store,
-        Arc::new(bus),
-        Arc::new(SystemClock),
-        tokens,
-    ))
+    Ok(Arc::new(bus))
+}
+
+/// The transport `opts` choose.
+async fn transport(
+    opts: &ServeOpts,
+    store: &Arc<dyn Store>,
+) -> Result<Arc<dyn Transport>, ExitCode> {
+    match opts.bus {
+        Bus::Embedded => embedded(store).await,
+        Bus::Kafka => {
+            let settings = opts.kafka.settings().map_err(fail)?;
+            let brokers = settings.brokers.clone();
+            let bus = taskflow_bus::kafka::KafkaBus::open(settings, store.clone())
+                .await
+                .map_err(fail)?;
+            tracing::info!(brokers, "events go through Kafka");
+            Ok(Arc::new(bus))
+        }
+    }
+}
+
+/// The use cases over `store`: token signing and the transport's wake-ups.
+async fn build_app(
+    store: Arc<dyn Store>,
+    tokens: &TokenConfig,
+    bus: Arc<dyn Transport>,
+) -> Result<App, ExitCode> {
+    let tokens = Tokens::load(store.as_ref(), tokens)
+        .await
+        .map_err(|e| fail(format_args!("cannot set up token signing: {e}")))?;
+    Ok(App::new(store, bus, Arc::new(SystemClock), tokens))
 }
 
 /// `taskflow mcp`: the task tools over MCP on stdio, acting for one user.
@@ -114,7 +137,11 @@ pub async fn mcp_stdio(opts: crate::cli::McpOpts) -> ExitCode {
         secret: None,
         ttl: Duration::from_secs(3600),
     };
-    let app = match build_app(store, &config).await {
+    let bus = match embedded(&store).await {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    let app = match build_app(store, &config, bus).await {
         Ok(app) => app,
         Err(code) => return code,
     };
@@ -172,6 +199,10 @@ fn start_services(
     for role in roles {
         match role {
             Role::Api => {}
+            Role::Relay => {
+                let (bus, readiness, stop) = (bus.clone(), readiness.clone(), stop.clone());
+                workers.spawn(async move { bus.relay(readiness, stop).await });
+            }
             Role::Recurring => {
                 let handler = Arc::new(Recurring::new(app.clone()));
                 workers.spawn(consumer(handler, ConsumerConfig::default()));
@@ -249,7 +280,11 @@ pub async fn run(opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
         secret: opts.jwt_secret.clone(),
         ttl: Duration::from_secs(opts.token_ttl_hours * 3600),
     };
-    let app = match build_app(store, &token_config).await {
+    let bus = match transport(&opts, &store).await {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    let app = match build_app(store, &token_config, bus).await {
         Ok(app) => app,
         Err(code) => return code,
     };

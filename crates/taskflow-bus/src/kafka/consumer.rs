@@ -1,0 +1,179 @@
+//! A consumer group on Kafka: one group per role (the role's name), or one per process for
+//! live fan-out (`sync`: every instance sees every event, from the end of the log).
+//!
+//! Offsets are stored only after the handler's effect is durable (or the event was parked),
+//! and committed every second, on partition revocation and on stop; after a crash the events
+//! since the last commit come again, and the handled-event records make them harmless.
+
+use std::{sync::Arc, time::Duration};
+
+use rdkafka::{
+    ClientContext, Message,
+    consumer::{
+        BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
+    },
+    message::BorrowedMessage,
+};
+use taskflow_core::{Readiness, Role, RoleState, Topic};
+use tokio::sync::watch;
+
+use super::{KafkaBus, decode};
+use crate::{ConsumerConfig, Handler, handler::Delivery, wait};
+
+const PART: &str = "consumer";
+
+/// Reports the group ready once it has partitions (so a process is not ready before it
+/// would see new events), and commits what is stored before partitions go.
+struct GroupContext {
+    readiness: Readiness,
+    role: Role,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(_) = rebalance
+            && let Err(e) = consumer.commit_consumer_state(CommitMode::Sync)
+        {
+            tracing::debug!(error = %e, "nothing committed before the partitions were revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(parts) => {
+                tracing::info!(role = %self.role, partitions = parts.count(), "partitions assigned");
+                self.readiness.set(self.role, PART, RoleState::Ready);
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => {
+                self.readiness.set(
+                    self.role,
+                    PART,
+                    RoleState::Failing(format!("rebalance: {e}")),
+                );
+            }
+        }
+    }
+}
+
+pub(super) async fn run(
+    bus: &KafkaBus,
+    handler: Arc<dyn Handler>,
+    config: ConsumerConfig,
+    readiness: Readiness,
+    mut stop: watch::Receiver<bool>,
+) {
+    let role = handler.role();
+    readiness.set(role, PART, RoleState::Starting);
+    let group = if config.durable {
+        handler.group().to_owned()
+    } else {
+        format!("{}-{}", handler.group(), bus.instance)
+    };
+    let context = GroupContext {
+        readiness: readiness.clone(),
+        role,
+    };
+    let consumer: StreamConsumer<GroupContext> = match bus
+        .settings
+        .client()
+        .set("group.id", &group)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set(
+            "auto.offset.reset",
+            if config.durable { "earliest" } else { "latest" },
+        )
+        .set("session.timeout.ms", "6000")
+        .set("enable.partition.eof", "false")
+        .create_with_context(context)
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(group, error = %e, "cannot create the Kafka consumer");
+            readiness.set(
+                role,
+                PART,
+                RoleState::Failing(format!("cannot create the consumer: {e}")),
+            );
+            return;
+        }
+    };
+    let topics: Vec<&str> = Topic::ALL.iter().map(|t| t.as_str()).collect();
+    if let Err(e) = consumer.subscribe(&topics) {
+        tracing::error!(group, error = %e, "cannot subscribe to the topics");
+        readiness.set(
+            role,
+            PART,
+            RoleState::Failing(format!("cannot subscribe: {e}")),
+        );
+        return;
+    }
+    tracing::info!(group, "consumer started");
+    let delivery = Delivery {
+        handler,
+        config,
+        store: bus.store.clone(),
+    };
+    let batch = delivery.config.batch.max(1) as usize;
+    loop {
+        let first = tokio::select! {
+            m = consumer.recv() => m,
+            _ = stop.changed() => break,
+        };
+        let first = match first {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(group, error = %e, "cannot read from Kafka; retrying");
+                readiness.set(role, PART, RoleState::Failing(format!("cannot read: {e}")));
+                if wait(&mut stop, Duration::from_secs(1)).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        // What else is there already, up to a batch, without waiting.
+        let mut messages = vec![first];
+        while messages.len() < batch {
+            match tokio::time::timeout(Duration::ZERO, consumer.recv()).await {
+                Ok(Ok(m)) => messages.push(m),
+                _ => break,
+            }
+        }
+        delivery.deliver(envelopes(&group, &messages)).await;
+        for m in &messages {
+            if let Err(e) = consumer.store_offset_from_message(m) {
+                tracing::warn!(group, error = %e, "cannot store the offset");
+            }
+        }
+    }
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        tracing::debug!(group, error = %e, "no offsets to commit on stop");
+    }
+    readiness.set(role, PART, RoleState::Starting);
+    tracing::info!(group, "consumer stopped");
+}
+
+/// The events of `messages`; a message that is no event of ours is logged, counted and
+/// passed over (it would fail the same way on every try).
+fn envelopes(group: &str, messages: &[BorrowedMessage<'_>]) -> Vec<crate::Envelope> {
+    messages
+        .iter()
+        .filter_map(|m| {
+            let decoded = decode(m.topic(), m.payload().unwrap_or_default());
+            match decoded {
+                Ok(e) => Some(e),
+                Err(why) => {
+                    tracing::error!(group, topic = m.topic(), partition = m.partition(), offset = m.offset(),
+                        error = %why, "dropping a message that is not a taskflow event");
+                    metrics::counter!("taskflow_events_malformed_total", "consumer" => group.to_owned())
+                        .increment(1);
+                    None
+                }
+            }
+        })
+        .collect()
+}

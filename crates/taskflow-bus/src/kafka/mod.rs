@@ -1,0 +1,269 @@
+//! The Kafka transport: the `relay` role publishes the outbox to the topics `task-events`,
+//! `reminders` and `task-updates` (key = user id, so one user's events stay in order), and
+//! every role reads them in its own consumer group.
+//!
+//! On the wire an event is its CloudEvent in structured mode (`content-type:
+//! application/cloudevents+json`) with the outbox position as the CloudEvents `sequence`
+//! extension (a zero-padded decimal, so it also sorts as text): the position a handler sees,
+//! and an SSE id, are the same as on the embedded log.
+
+mod consumer;
+mod relay;
+
+use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use rdkafka::{
+    ClientConfig,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    types::RDKafkaErrorCode,
+};
+use serde_json::Value;
+use taskflow_core::{CloudEvent, Readiness, Topic};
+use taskflow_store::{Store, StoredEvent};
+use tokio::sync::watch;
+
+use crate::{ConsumerConfig, Envelope, Handler, Transport};
+
+/// The CloudEvents extension attribute that carries the outbox position.
+const SEQUENCE: &str = "sequence";
+
+/// How to reach the brokers and lay out the topics.
+#[derive(Clone)]
+pub struct KafkaSettings {
+    /// `host:port[,host:port…]`.
+    pub brokers: String,
+    /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    pub security_protocol: String,
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`, with SASL.
+    pub sasl_mechanism: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// CA certificates to trust for TLS (PEM), when not the system's.
+    pub ca_file: Option<PathBuf>,
+    pub client_id: String,
+    /// Partitions and replication factor of topics this process creates.
+    pub partitions: i32,
+    pub replication_factor: i32,
+}
+
+impl fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("security_protocol", &self.security_protocol)
+            .field("sasl_mechanism", &self.sasl_mechanism)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("ca_file", &self.ca_file)
+            .field("client_id", &self.client_id)
+            .field("partitions", &self.partitions)
+            .field("replication_factor", &self.replication_factor)
+            .finish()
+    }
+}
+
+impl KafkaSettings {
+    /// The client configuration every producer, consumer and admin client starts from.
+    fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", &self.client_id)
+            .set("security.protocol", &self.security_protocol);
+        if let Some(m) = &self.sasl_mechanism {
+            c.set("sasl.mechanism", m);
+        }
+        if let Some(u) = &self.username {
+            c.set("sasl.username", u);
+        }
+        if let Some(p) = &self.password {
+            c.set("sasl.password", p);
+        }
+        if let Some(ca) = &self.ca_file {
+            c.set("ssl.ca.location", ca.display().to_string());
+        }
+        c
+    }
+}
+
+/// Why the Kafka transport cannot start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct KafkaError(String);
+
+/// The Kafka transport; cheap to clone.
+#[derive(Clone)]
+pub struct KafkaBus {
+    settings: Arc<KafkaSettings>,
+    store: Arc<dyn Store>,
+    head: watch::Sender<i64>,
+    /// This process, in group names of its own (live fan-out) and in the relay's lease.
+    instance: String,
+}
+
+impl fmt::Debug for KafkaBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaBus")
+            .field("brokers", &self.settings.brokers)
+            .field("instance", &self.instance)
+            .finish()
+    }
+}
+
+impl KafkaBus {
+    /// Connects, creating the topics that are missing (brokers need not auto-create them).
+    pub async fn open(settings: KafkaSettings, store: Arc<dyn Store>) -> Result<Self, KafkaError> {
+        let admin: AdminClient<DefaultClientContext> = settings
+            .client()
+            .create()
+            .map_err(|e| KafkaError(format!("cannot create the Kafka admin client: {e}")))?;
+        let topics: Vec<NewTopic<'_>> = Topic::ALL
+            .iter()
+            .map(|t| {
+                let replication = TopicReplication::Fixed(settings.replication_factor);
+                NewTopic::new(t.as_str(), settings.partitions, replication)
+            })
+            .collect();
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results =
+            tokio::time::timeout(Duration::from_secs(30), admin.create_topics(&topics, &opts))
+                .await
+                .map_err(|_| {
+                    KafkaError(format!(
+                        "the Kafka brokers {} did not answer within 30 s",
+                        settings.brokers
+                    ))
+                })?
+                .map_err(|e| {
+                    KafkaError(format!(
+                        "cannot create the topics on {}: {e}",
+                        settings.brokers
+                    ))
+                })?;
+        for r in results {
+            match r {
+                Ok(topic) => tracing::info!(topic, "created topic"),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    return Err(KafkaError(format!("cannot create topic {topic}: {code}")));
+                }
+            }
+        }
+        let head = store
+            .last_position()
+            .await
+            .map_err(|e| KafkaError(format!("cannot read the outbox: {e}")))?;
+        Ok(Self {
+            settings: Arc::new(settings),
+            store,
+            head: watch::Sender::new(head),
+            instance: uuid::Uuid::now_v7().simple().to_string(),
+        })
+    }
+}
+
+#[async_trait]
+impl Transport for KafkaBus {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    async fn consume(
+        &self,
+        handler: Arc<dyn Handler>,
+        config: ConsumerConfig,
+        readiness: Readiness,
+        stop: watch::Receiver<bool>,
+    ) {
+        consumer::run(self, handler, config, readiness, stop).await;
+    }
+
+    async fn relay(&self, readiness: Readiness, stop: watch::Receiver<bool>) {
+        relay::run(self, readiness, stop).await;
+    }
+
+    fn committed(&self, position: i64) {
+        self.head.send_if_modified(|h| {
+            if position > *h {
+                *h = position;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    fn head(&self) -> i64 {
+        *self.head.borrow()
+    }
+}
+
+/// The message value of an outbox event: its CloudEvent with the position as `sequence`.
+fn encode(e: &StoredEvent) -> Vec<u8> {
+    let mut v = serde_json::to_value(&e.event).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.insert(
+            SEQUENCE.into(),
+            Value::String(format!("{:020}", e.position)),
+        );
+    }
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+/// The envelope of a message read from `topic`.
+fn decode(topic: &str, payload: &[u8]) -> Result<Envelope, String> {
+    let topic = Topic::parse(topic).ok_or_else(|| format!("unknown topic {topic:?}"))?;
+    let mut v: Value =
+        serde_json::from_slice(payload).map_err(|e| format!("the message is not JSON: {e}"))?;
+    let position = v
+        .as_object_mut()
+        .and_then(|m| m.remove(SEQUENCE))
+        .and_then(|s| s.as_str().and_then(|s| s.parse::<i64>().ok()))
+        .ok_or("the event has no `sequence` (its outbox position)")?;
+    let event: CloudEvent =
+        serde_json::from_value(v).map_err(|e| format!("the message is not a CloudEvent: {e}"))?;
+    Ok(Envelope {
+        position,
+        topic,
+        event,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_crosses_the_wire_with_its_position() {
+        let event = CloudEvent::new(
+            "com.taskflow.task.created.v1",
+            "taskflow/api",
+            taskflow_core::UserId::new(),
+            Some("t1".into()),
+            None,
+            chrono::Utc::now(),
+            serde_json::json!({"task_number": 1}),
+        );
+        let stored = StoredEvent {
+            position: 42,
+            topic: Topic::TaskEvents,
+            event: event.clone(),
+        };
+        let wire = encode(&stored);
+        let v: Value = serde_json::from_slice(&wire).unwrap_or_default();
+        assert_eq!(v["sequence"], "00000000000000000042");
+        assert_eq!(v["specversion"], "1.0");
+        let back = decode("task-events", &wire);
+        assert_eq!(
+            back,
+            Ok(Envelope {
+                position: 42,
+                topic: Topic::TaskEvents,
+                event
+            })
+        );
+        assert!(decode("task-events", b"{}").is_err());
+        assert!(decode("other", &wire).is_err());
+    }
+}

@@ -1,0 +1,227 @@
+//! The relay: publishes committed outbox events, in position order, to their topics. One
+//! instance publishes at a time (it holds the `relay` lease, renewed while it works); a
+//! standby takes over once the lease expires, from the last position the broker
+//! acknowledged, so nothing is lost and what is published twice is recognised downstream by
+//! its event id.
+
+use std::time::Duration;
+
+use rdkafka::{
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+};
+use taskflow_core::{Readiness, Role, RoleState};
+use tokio::{sync::watch, time::Instant};
+
+use super::{KafkaBus, encode};
+use crate::{outbox::OutboxReader, wait};
+
+/// The lease, and the name its relayed position is kept under.
+const LEASE: &str = "relay";
+/// How long a lease lasts without renewal: a dead relay's standby takes over after this.
+const LEASE_TTL: Duration = Duration::from_secs(10);
+const RENEW_EVERY: Duration = Duration::from_secs(3);
+/// Events read and published per round.
+const BATCH: i64 = 1000;
+/// How often the outbox is read when no commit in this process wakes the relay.
+const POLL: Duration = Duration::from_millis(100);
+const PART: &str = "relay";
+
+pub(super) async fn run(bus: &KafkaBus, readiness: Readiness, mut stop: watch::Receiver<bool>) {
+    let report = |state: RoleState| readiness.set(Role::Relay, PART, state);
+    report(RoleState::Starting);
+    let producer: FutureProducer = match bus
+        .settings
+        .client()
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "30000")
+        .create()
+    {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot create the Kafka producer; the relay does not run");
+            report(RoleState::Failing(format!(
+                "cannot create the producer: {e}"
+            )));
+            return;
+        }
+    };
+    let store = bus.store.clone();
+    let holder = bus.instance.as_str();
+    let mut standby_logged = false;
+    while !*stop.borrow() {
+        match store
+            .try_lease(LEASE, holder, chrono::Utc::now(), LEASE_TTL)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                if !standby_logged {
+                    tracing::info!("another relay holds the lease; this one stands by");
+                    standby_logged = true;
+                }
+                report(RoleState::Ready);
+                if wait(&mut stop, Duration::from_secs(1)).await {
+                    break;
+                }
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot take the relay lease; retrying");
+                report(RoleState::Failing(format!("cannot take the lease: {e}")));
+                if wait(&mut stop, Duration::from_secs(1)).await {
+                    break;
+                }
+                continue;
+            }
+        }
+        standby_logged = false;
+        let offset = match store.consumer_offset(LEASE).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the relayed position; retrying");
+                if wait(&mut stop, Duration::from_secs(1)).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        tracing::info!(offset, "relaying the outbox");
+        report(RoleState::Ready);
+        lead(bus, &producer, offset, &mut stop).await;
+        if let Err(e) = store.release_lease(LEASE, holder).await {
+            tracing::warn!(error = %e, "cannot release the relay lease; it expires by itself");
+        }
+    }
+    report(RoleState::Starting);
+}
+
+/// Publishes from `offset` while this instance holds the lease and `stop` is false.
+async fn lead(
+    bus: &KafkaBus,
+    producer: &FutureProducer,
+    offset: i64,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let store = &bus.store;
+    let mut wake = bus.head.subscribe();
+    let mut reader = OutboxReader::new(store.clone(), offset);
+    let mut relayed = offset;
+    let mut renewed = Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    while !*stop.borrow() {
+        if renewed.elapsed() >= RENEW_EVERY {
+            match store
+                .try_lease(LEASE, &bus.instance, chrono::Utc::now(), LEASE_TTL)
+                .await
+            {
+                Ok(true) => renewed = Instant::now(),
+                Ok(false) => {
+                    tracing::warn!("the relay lease was taken over; standing by");
+                    return;
+                }
+                // Not renewed: stop before it can expire under us.
+                Err(e) if renewed.elapsed() >= LEASE_TTL / 2 => {
+                    tracing::warn!(error = %e, "cannot renew the relay lease; standing by");
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot renew the relay lease; retrying"),
+            }
+        }
+        wake.borrow_and_update();
+        let read = match reader.next(BATCH).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the outbox; retrying");
+                wait(stop, Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if read.pause {
+            wait(stop, Duration::from_millis(5)).await;
+            continue;
+        }
+        if !read.events.is_empty() {
+            match publish(producer, &read.events).await {
+                Ok(()) => {
+                    relayed = reader.offset();
+                    backoff = Duration::from_millis(100);
+                    for e in &read.events {
+                        metrics::counter!("taskflow_events_published_total", "topic" => e.topic.as_str())
+                            .increment(1);
+                    }
+                    if let Err(e) = store.save_consumer_offset(LEASE, relayed).await {
+                        // Published again after a restart; consumers recognise the ids.
+                        tracing::warn!(error = %e, "cannot save the relayed position");
+                    }
+                    metrics::gauge!("taskflow_outbox_backlog")
+                        .set((bus.head.borrow().to_owned() - relayed).max(0) as f64);
+                }
+                Err(e) => {
+                    metrics::counter!("taskflow_relay_errors_total").increment(1);
+                    tracing::warn!(error = %e, from = relayed + 1, "cannot publish; retrying from the last acknowledged position");
+                    reader = OutboxReader::new(store.clone(), relayed);
+                    wait(stop, backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            }
+        }
+        if read.more {
+            continue;
+        }
+        tokio::select! {
+            _ = wake.changed() => {}
+            _ = tokio::time::sleep(POLL) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Sends every event, then waits for all acknowledgements (pipelined, not one at a time).
+async fn publish(
+    producer: &FutureProducer,
+    events: &[taskflow_store::StoredEvent],
+) -> Result<(), String> {
+    let mut pending = Vec::with_capacity(events.len());
+    for e in events {
+        let payload = encode(e);
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "content-type",
+            value: Some("application/cloudevents+json"),
+        });
+        let mut record = FutureRecord::to(e.topic.as_str())
+            .key(e.event.userid.as_str())
+            .payload(&payload)
+            .headers(headers);
+        // A full local queue: wait for what is in flight, then try the same record again.
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    pending.push(delivery);
+                    break;
+                }
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    back,
+                )) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err((e, _)) => return Err(e.to_string()),
+            }
+        }
+    }
+    for delivery in pending {
+        match delivery.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => return Err(e.to_string()),
+            Err(_) => return Err("the producer was closed".into()),
+        }
+    }
+    Ok(())
+}
