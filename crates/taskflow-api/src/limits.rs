@@ -135,8 +135,14 @@ fn check<K: std::hash::Hash + Eq + Clone>(
     })
 }
 
-/// Middleware: the per-IP limit, before any other work.
+/// Middleware: the per-IP limit, before any other work. Health probes and metric scrapes
+/// pass: an orchestrator's probe refused because one client flooded the address it shares
+/// (a node, a proxy) would restart a healthy instance.
 pub async fn per_ip(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if path.starts_with("/healthz/") || path == "/metrics" {
+        return next.run(req).await;
+    }
     let ip = req
         .extensions()
         .get::<ConnectInfo<std::net::SocketAddr>>()

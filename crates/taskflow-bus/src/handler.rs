@@ -75,6 +75,19 @@ pub(crate) struct Delivery {
 }
 
 impl Delivery {
+    /// Sets the group's dead-letter gauge from the store, as the group starts.
+    pub(crate) async fn count_dead_letters(&self) {
+        let name = self.handler.group();
+        let parked = match self.store.count_dead_letters(name).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(consumer = name, error = %e, "cannot count dead letters; reporting 0 until one is parked");
+                0
+            }
+        };
+        metrics::gauge!("taskflow_dead_letters", "consumer" => name).set(parked as f64);
+    }
+
     /// Returns when every event was handled or parked.
     pub(crate) async fn deliver(&self, events: Vec<Envelope>) {
         let wanted: Vec<Envelope> = events

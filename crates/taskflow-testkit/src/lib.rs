@@ -4,11 +4,17 @@
 //! PostgreSQL: set `TASKFLOW_TEST_PG_URL` to an admin URL (`postgres://postgres@127.0.0.1/postgres`).
 //! Without it PostgreSQL tests are skipped, unless `TASKFLOW_TEST_REQUIRE_PG=1` (as
 //! `scripts/test` sets), which makes them fail instead.
+//!
+//! Kafka: with `TASKFLOW_TEST_BUS=kafka` and `TASKFLOW_TEST_KAFKA_BROKERS`, every server runs
+//! with `--bus kafka`, its topics and groups prefixed by its database (so tests sharing the
+//! broker never see each other's events), and a start waits until the server is ready (its
+//! consumer groups have their partitions).
 
 #![allow(clippy::unwrap_used)]
 
 use std::{
-    io::{BufRead, BufReader},
+    hash::{Hash, Hasher},
+    io::{BufRead, BufReader, Read, Write},
     process::{Child, Command, Stdio},
     sync::mpsc,
     time::Duration,
@@ -152,6 +158,50 @@ pub struct TestServer {
     pub stderr: mpsc::Receiver<String>,
 }
 
+/// The Kafka settings of a server on `db_url`, when the suite runs through a broker.
+fn kafka_args(db_url: &str) -> Vec<String> {
+    if std::env::var("TASKFLOW_TEST_BUS").as_deref() != Ok("kafka") {
+        return Vec::new();
+    }
+    let brokers = std::env::var("TASKFLOW_TEST_KAFKA_BROKERS")
+        .expect("TASKFLOW_TEST_BUS=kafka needs TASKFLOW_TEST_KAFKA_BROKERS");
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    db_url.hash(&mut h);
+    vec![
+        "--bus".into(),
+        "kafka".into(),
+        "--kafka-brokers".into(),
+        brokers,
+        "--kafka-topic-prefix".into(),
+        format!("t{:016x}.", h.finish()),
+        "--kafka-partitions".into(),
+        "2".into(),
+    ]
+}
+
+/// Waits until `GET /healthz/ready` on `addr` answers 200.
+fn wait_ready(addr: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = std::net::TcpStream::connect(addr).is_ok_and(|mut c| {
+            let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut head = [0u8; 12];
+            c.write_all(b"GET /healthz/ready HTTP/1.0\r\nHost: test\r\n\r\n")
+                .is_ok()
+                && c.read_exact(&mut head).is_ok()
+                && head.ends_with(b"200")
+        });
+        if ready {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server at {addr} was not ready within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 impl TestServer {
     /// Starts `bin serve` on 127.0.0.1 port 0 against `db_url`, with extra arguments, and
     /// waits until it listens.
@@ -160,6 +210,7 @@ impl TestServer {
     }
 
     pub fn start_with(bin: &str, command: &str, db_url: &str, extra: &[&str]) -> Self {
+        let kafka = kafka_args(db_url);
         let mut child = Command::new(bin)
             .args([
                 "--log-format",
@@ -170,6 +221,7 @@ impl TestServer {
                 "--database-url",
                 db_url,
             ])
+            .args(&kafka)
             .args(extra)
             .env_remove("TASKFLOW_JWT_SECRET")
             .env_remove("TASKFLOW_BIND")
@@ -197,6 +249,9 @@ impl TestServer {
                 break v["addr"].as_str().unwrap().to_owned();
             }
         };
+        if !kafka.is_empty() {
+            wait_ready(&addr);
+        }
         Self {
             base: format!("http://{addr}"),
             db_url: db_url.to_owned(),

@@ -296,6 +296,10 @@ pub struct KafkaOpts {
     /// Client id the brokers see (quotas, logs).
     #[arg(long, env = "TASKFLOW_KAFKA_CLIENT_ID", default_value = "taskflow")]
     pub kafka_client_id: String,
+    /// Put before every topic and consumer group name, so that several deployments can
+    /// share one cluster (`staging.` gives `staging.task-events`).
+    #[arg(long, env = "TASKFLOW_KAFKA_TOPIC_PREFIX", default_value = "")]
+    pub kafka_topic_prefix: String,
     /// Partitions of each topic created at start (existing topics are left as they are).
     #[arg(long, env = "TASKFLOW_KAFKA_PARTITIONS", default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..=10_000))]
     pub kafka_partitions: i32,
@@ -383,6 +387,7 @@ impl KafkaOpts {
                 .map(|p| p.expose_secret().to_owned()),
             ca_file: self.kafka_ca_file.clone(),
             client_id: self.kafka_client_id.clone(),
+            topic_prefix: self.kafka_topic_prefix.clone(),
             partitions: self.kafka_partitions,
             replication_factor: self.kafka_replication_factor,
         })

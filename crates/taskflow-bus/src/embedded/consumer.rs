@@ -72,14 +72,7 @@ impl Consumer {
             }
         };
         if config.durable {
-            let parked = match self.store.count_dead_letters(name).await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(consumer = name, error = %e, "cannot count dead letters; reporting 0 until one is parked");
-                    0
-                }
-            };
-            metrics::gauge!("taskflow_dead_letters", "consumer" => name).set(parked as f64);
+            self.delivery.count_dead_letters().await;
         }
         metrics::gauge!("taskflow_consumer_lag", "consumer" => name)
             .set((self.bus.head() - offset).max(0) as f64);

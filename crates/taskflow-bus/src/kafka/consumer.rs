@@ -8,7 +8,7 @@
 use std::{sync::Arc, time::Duration};
 
 use rdkafka::{
-    ClientContext, Message,
+    ClientContext, Message, Statistics,
     consumer::{
         BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
     },
@@ -27,9 +27,29 @@ const PART: &str = "consumer";
 struct GroupContext {
     readiness: Readiness,
     role: Role,
+    /// The group's name as the metrics label it (without the cluster's prefix).
+    label: &'static str,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    /// Consumer lag from librdkafka's statistics: per partition, and summed per group.
+    fn stats(&self, statistics: Statistics) {
+        let mut total = 0;
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                // -1 while unknown; the internal partition -1 carries no messages.
+                if *partition < 0 || p.consumer_lag < 0 {
+                    continue;
+                }
+                total += p.consumer_lag;
+                metrics::gauge!("taskflow_consumer_partition_lag", "consumer" => self.label,
+                    "topic" => topic.clone(), "partition" => partition.to_string())
+                .set(p.consumer_lag as f64);
+            }
+        }
+        metrics::gauge!("taskflow_consumer_lag", "consumer" => self.label).set(total as f64);
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -68,13 +88,15 @@ pub(super) async fn run(
     let role = handler.role();
     readiness.set(role, PART, RoleState::Starting);
     let group = if config.durable {
-        handler.group().to_owned()
+        bus.settings.group(handler.group())
     } else {
-        format!("{}-{}", handler.group(), bus.instance)
+        bus.settings
+            .group(&format!("{}-{}", handler.group(), bus.instance))
     };
     let context = GroupContext {
         readiness: readiness.clone(),
         role,
+        label: handler.group(),
     };
     let consumer: StreamConsumer<GroupContext> = match bus
         .settings
@@ -89,6 +111,7 @@ pub(super) async fn run(
         )
         .set("session.timeout.ms", "6000")
         .set("enable.partition.eof", "false")
+        .set("statistics.interval.ms", "2000")
         .create_with_context(context)
     {
         Ok(c) => c,
@@ -102,7 +125,8 @@ pub(super) async fn run(
             return;
         }
     };
-    let topics: Vec<&str> = Topic::ALL.iter().map(|t| t.as_str()).collect();
+    let topics: Vec<String> = Topic::ALL.iter().map(|t| bus.settings.topic(*t)).collect();
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     if let Err(e) = consumer.subscribe(&topics) {
         tracing::error!(group, error = %e, "cannot subscribe to the topics");
         readiness.set(
@@ -118,6 +142,9 @@ pub(super) async fn run(
         config,
         store: bus.store.clone(),
     };
+    if delivery.config.durable {
+        delivery.count_dead_letters().await;
+    }
     let batch = delivery.config.batch.max(1) as usize;
     loop {
         let first = tokio::select! {
@@ -143,7 +170,9 @@ pub(super) async fn run(
                 _ => break,
             }
         }
-        delivery.deliver(envelopes(&group, &messages)).await;
+        delivery
+            .deliver(envelopes(&bus.settings, &group, &messages))
+            .await;
         for m in &messages {
             if let Err(e) = consumer.store_offset_from_message(m) {
                 tracing::warn!(group, error = %e, "cannot store the offset");
@@ -159,11 +188,16 @@ pub(super) async fn run(
 
 /// The events of `messages`; a message that is no event of ours is logged, counted and
 /// passed over (it would fail the same way on every try).
-fn envelopes(group: &str, messages: &[BorrowedMessage<'_>]) -> Vec<crate::Envelope> {
+fn envelopes(
+    settings: &super::KafkaSettings,
+    group: &str,
+    messages: &[BorrowedMessage<'_>],
+) -> Vec<crate::Envelope> {
     messages
         .iter()
         .filter_map(|m| {
-            let decoded = decode(m.topic(), m.payload().unwrap_or_default());
+            let topic = settings.topic_of(m.topic());
+            let decoded = decode(topic, m.payload().unwrap_or_default());
             match decoded {
                 Ok(e) => Some(e),
                 Err(why) => {

@@ -43,6 +43,9 @@ pub struct KafkaSettings {
     /// CA certificates to trust for TLS (PEM), when not the system's.
     pub ca_file: Option<PathBuf>,
     pub client_id: String,
+    /// Put before every topic and consumer group name, so that several deployments can share
+    /// one cluster (`staging.` gives `staging.task-events`); empty by default.
+    pub topic_prefix: String,
     /// Partitions and replication factor of topics this process creates.
     pub partitions: i32,
     pub replication_factor: i32,
@@ -58,6 +61,7 @@ impl fmt::Debug for KafkaSettings {
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("ca_file", &self.ca_file)
             .field("client_id", &self.client_id)
+            .field("topic_prefix", &self.topic_prefix)
             .field("partitions", &self.partitions)
             .field("replication_factor", &self.replication_factor)
             .finish()
@@ -84,6 +88,21 @@ impl KafkaSettings {
             c.set("ssl.ca.location", ca.display().to_string());
         }
         c
+    }
+
+    /// The name of `topic` on the cluster.
+    fn topic(&self, topic: Topic) -> String {
+        format!("{}{}", self.topic_prefix, topic.as_str())
+    }
+
+    /// The topic a cluster topic name stands for.
+    fn topic_of(&self, name: &str) -> Option<Topic> {
+        Topic::parse(name.strip_prefix(self.topic_prefix.as_str())?)
+    }
+
+    /// The name of consumer group `group` on the cluster.
+    fn group(&self, group: &str) -> String {
+        format!("{}{group}", self.topic_prefix)
     }
 }
 
@@ -118,11 +137,12 @@ impl KafkaBus {
             .client()
             .create()
             .map_err(|e| KafkaError(format!("cannot create the Kafka admin client: {e}")))?;
-        let topics: Vec<NewTopic<'_>> = Topic::ALL
+        let names: Vec<String> = Topic::ALL.iter().map(|t| settings.topic(*t)).collect();
+        let topics: Vec<NewTopic<'_>> = names
             .iter()
-            .map(|t| {
+            .map(|name| {
                 let replication = TopicReplication::Fixed(settings.replication_factor);
-                NewTopic::new(t.as_str(), settings.partitions, replication)
+                NewTopic::new(name, settings.partitions, replication)
             })
             .collect();
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
@@ -211,9 +231,9 @@ fn encode(e: &StoredEvent) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
-/// The envelope of a message read from `topic`.
-fn decode(topic: &str, payload: &[u8]) -> Result<Envelope, String> {
-    let topic = Topic::parse(topic).ok_or_else(|| format!("unknown topic {topic:?}"))?;
+/// The envelope of a message read from `topic` (as `topic_of` names it).
+fn decode(topic: Option<Topic>, payload: &[u8]) -> Result<Envelope, String> {
+    let topic = topic.ok_or("a topic that is not taskflow's")?;
     let mut v: Value =
         serde_json::from_slice(payload).map_err(|e| format!("the message is not JSON: {e}"))?;
     let position = v
@@ -254,7 +274,7 @@ mod tests {
         let v: Value = serde_json::from_slice(&wire).unwrap_or_default();
         assert_eq!(v["sequence"], "00000000000000000042");
         assert_eq!(v["specversion"], "1.0");
-        let back = decode("task-events", &wire);
+        let back = decode(Some(Topic::TaskEvents), &wire);
         assert_eq!(
             back,
             Ok(Envelope {
@@ -263,7 +283,34 @@ mod tests {
                 event
             })
         );
-        assert!(decode("task-events", b"{}").is_err());
-        assert!(decode("other", &wire).is_err());
+        assert!(decode(Some(Topic::TaskEvents), b"{}").is_err());
+        assert!(decode(None, &wire).is_err());
+        let prefixed = KafkaSettings {
+            brokers: String::new(),
+            security_protocol: "plaintext".into(),
+            sasl_mechanism: None,
+            username: None,
+            password: Some("secret".into()),
+            ca_file: None,
+            client_id: "taskflow".into(),
+            topic_prefix: "staging.".into(),
+            partitions: 1,
+            replication_factor: 1,
+        };
+        assert_eq!(prefixed.topic(Topic::Reminders), "staging.reminders");
+        assert_eq!(
+            prefixed.topic_of("staging.task-updates"),
+            Some(Topic::TaskUpdates)
+        );
+        assert_eq!(
+            prefixed.topic_of("task-updates"),
+            None,
+            "another deployment's"
+        );
+        assert_eq!(prefixed.group("audit"), "staging.audit");
+        assert!(
+            !format!("{prefixed:?}").contains("secret"),
+            "the password is not in Debug"
+        );
     }
 }

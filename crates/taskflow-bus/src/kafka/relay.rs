@@ -144,7 +144,7 @@ async fn lead(
             continue;
         }
         if !read.events.is_empty() {
-            match publish(producer, &read.events).await {
+            match publish(producer, &bus.settings, &read.events).await {
                 Ok(()) => {
                     relayed = reader.offset();
                     backoff = Duration::from_millis(100);
@@ -183,6 +183,7 @@ async fn lead(
 /// Sends every event, then waits for all acknowledgements (pipelined, not one at a time).
 async fn publish(
     producer: &FutureProducer,
+    settings: &super::KafkaSettings,
     events: &[taskflow_store::StoredEvent],
 ) -> Result<(), String> {
     let mut pending = Vec::with_capacity(events.len());
@@ -192,7 +193,8 @@ async fn publish(
             key: "content-type",
             value: Some("application/cloudevents+json"),
         });
-        let mut record = FutureRecord::to(e.topic.as_str())
+        let topic = settings.topic(e.topic);
+        let mut record = FutureRecord::to(&topic)
             .key(e.event.userid.as_str())
             .payload(&payload)
             .headers(headers);

@@ -277,11 +277,19 @@ async fn the_per_ip_limit_covers_unauthenticated_requests() {
     let mut statuses = Vec::new();
     for _ in 0..30 {
         statuses.push(
-            app.call_as("", Method::GET, "/healthz/live", None, &[])
+            app.call_as("", Method::GET, "/openapi.json", None, &[])
                 .await
                 .status
                 .as_u16(),
         );
     }
     assert!(statuses.contains(&429), "{statuses:?}");
+    // Probes and scrapes from the same address still pass: a refused liveness probe would
+    // restart a healthy instance.
+    for path in ["/healthz/live", "/healthz/ready", "/metrics"] {
+        for _ in 0..10 {
+            let res = app.call_as("", Method::GET, path, None, &[]).await;
+            assert_eq!(res.status, 200, "{path}");
+        }
+    }
 }

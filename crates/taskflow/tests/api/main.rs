@@ -70,6 +70,11 @@ impl Res {
     }
 }
 
+/// Whether the suite runs through a Kafka broker (`TASKFLOW_TEST_BUS=kafka`).
+pub fn through_kafka() -> bool {
+    std::env::var("TASKFLOW_TEST_BUS").as_deref() == Ok("kafka")
+}
+
 pub async fn start(extra: &[&str]) -> Option<(TestServer, TestDb)> {
     let db = TestDb::new(Backend::from_env()).await?;
     let server = TestServer::start(BIN, &db.url, extra);
