@@ -110,6 +110,9 @@ pub(super) async fn run(
             if config.durable { "earliest" } else { "latest" },
         )
         .set("session.timeout.ms", "6000")
+        // A fetch waits at most this long for new messages (librdkafka's default, 500 ms,
+        // is most of the latency from a write to a live stream).
+        .set("fetch.wait.max.ms", "50")
         .set("enable.partition.eof", "false")
         .set("statistics.interval.ms", "2000")
         .create_with_context(context)

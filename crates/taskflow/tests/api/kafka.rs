@@ -1,0 +1,224 @@
+//! Through a Kafka broker with the roles in processes of their own, on one database and one
+//! broker (the topic prefix comes from the database). These run when the suite runs through
+//! a broker (`TASKFLOW_TEST_BUS=kafka`, as `scripts/test` does); on the embedded log the
+//! services suite covers the same behaviour in one process.
+
+use std::time::{Duration, Instant};
+
+use chrono::{SecondsFormat, Utc};
+use serde_json::{Value, json};
+use taskflow_testkit::{TestDb, TestServer};
+
+use crate::{BIN, services::Sse};
+
+/// Starts one process per entry of `roles` on `db`, all at once; each is ready when this
+/// returns (its groups have their partitions).
+fn start_all(db: &TestDb, roles: &[&str]) -> Vec<TestServer> {
+    std::thread::scope(|s| {
+        let started: Vec<_> = roles
+            .iter()
+            .map(|r| s.spawn(move || TestServer::start_with(BIN, "run", &db.url, &["--roles", r])))
+            .collect();
+        started.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// Polls `GET path` as `token` on `server` until `done` holds, for up to `wait`.
+async fn poll(
+    server: &TestServer,
+    token: &str,
+    path: &str,
+    wait: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + wait;
+    loop {
+        let body = server.get_json(path, token).await;
+        if done(&body) || Instant::now() > deadline {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn skipped() -> bool {
+    if crate::through_kafka() {
+        return false;
+    }
+    eprintln!("runs through a broker only (TASKFLOW_TEST_BUS=kafka)");
+    true
+}
+
+#[tokio::test]
+async fn every_role_in_its_own_process_through_the_broker() {
+    if skipped() {
+        return;
+    }
+    let Some(db) = TestDb::new(taskflow_testkit::Backend::from_env()).await else {
+        return;
+    };
+    // The API process migrates the database before the others start.
+    let api = TestServer::start_with(BIN, "run", &db.url, &["--roles", "api,sync"]);
+    let workers = start_all(
+        &db,
+        &["relay", "recurring", "reminders", "notifier", "audit"],
+    );
+    for (w, role) in workers
+        .iter()
+        .zip(["relay", "recurring", "reminders", "notifier", "audit"])
+    {
+        let ready = w.get_json("/healthz/ready", "").await;
+        assert_eq!(ready["roles"], json!({role: "ready"}), "{role}");
+    }
+    let (token, _) = api.signup("ada@example.com", "UTC").await;
+    let mut sse = Sse::open(&api, &token, None).await;
+    let fire_at =
+        (Utc::now() + chrono::TimeDelta::seconds(2)).to_rfc3339_opts(SecondsFormat::Millis, true);
+    let task: Value = api
+        .client
+        .post(api.url("/api/tasks"))
+        .bearer_auth(&token)
+        .json(
+            &json!({"title": "Standup", "due_date": "2030-01-07", "recurrence": "FREQ=DAILY",
+            "reminders": [{"at": fire_at}]}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = task["id"].as_str().unwrap().to_owned();
+
+    // API → outbox → relay → broker → sync → SSE.
+    let (_, ty, data) = sse
+        .next(Duration::from_secs(10))
+        .await
+        .expect("task.created on the live stream");
+    assert_eq!(ty, "com.taskflow.task.created.v1");
+    assert_eq!(data["subject"], id.as_str());
+
+    // The reminders process fires; the notifier process stores the notification.
+    let notes = poll(
+        &api,
+        &token,
+        "/api/notifications",
+        Duration::from_secs(15),
+        |b| b["items"].as_array().is_some_and(|i| !i.is_empty()),
+    )
+    .await;
+    assert_eq!(notes["items"][0]["task_id"], id.as_str(), "{notes}");
+
+    // Completed: the recurring process creates the next occurrence.
+    let res = api
+        .client
+        .post(api.url(&format!("/api/tasks/{id}/complete")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let pending = poll(
+        &api,
+        &token,
+        "/api/tasks?status=pending",
+        Duration::from_secs(15),
+        |b| b["items"].as_array().is_some_and(|i| !i.is_empty()),
+    )
+    .await;
+    assert_eq!(pending["items"][0]["due_date"], "2030-01-08", "{pending}");
+
+    // The audit process keeps the history: created, completed, and the occurrence's created.
+    let audit = poll(&api, &token, "/api/audit", Duration::from_secs(15), |b| {
+        b["items"].as_array().is_some_and(|i| i.len() >= 4)
+    })
+    .await;
+    let types: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    for t in [
+        "com.taskflow.task.created.v1",
+        "com.taskflow.task.completed.v1",
+        "com.taskflow.reminder.triggered.v1",
+    ] {
+        assert!(types.contains(&t), "{t} in {types:?}");
+    }
+    for w in workers {
+        assert_eq!(w.terminate().code(), Some(0));
+    }
+    assert_eq!(api.terminate().code(), Some(0));
+}
+
+#[tokio::test]
+async fn a_standby_relay_takes_over_when_the_active_one_dies_and_nothing_is_lost() {
+    if skipped() {
+        return;
+    }
+    let Some(db) = TestDb::new(taskflow_testkit::Backend::from_env()).await else {
+        return;
+    };
+    let api = TestServer::start_with(BIN, "run", &db.url, &["--roles", "api"]);
+    let mut relays = start_all(&db, &["relay", "relay", "audit"]);
+    let audit = relays.pop().unwrap();
+    // Which relay took the lease: it logs that it relays, the other that it stands by.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let active = loop {
+        let found = relays.iter().position(|r| {
+            std::iter::from_fn(|| r.stderr.try_recv().ok())
+                .any(|l| l.contains("relaying the outbox"))
+        });
+        if let Some(i) = found {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "no relay took the lease");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (token, _) = api.signup("ada@example.com", "UTC").await;
+    let add = |n: usize| {
+        let (api, token) = (&api, &token);
+        async move {
+            let res = api
+                .client
+                .post(api.url("/api/tasks"))
+                .bearer_auth(token)
+                .json(&json!({"title": format!("task {n}")}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 201);
+        }
+    };
+    for n in 0..20 {
+        add(n).await;
+    }
+    relays.remove(active).kill9();
+    for n in 20..40 {
+        add(n).await;
+    }
+    // The standby takes the lease once it expires (10 s) and publishes from the last
+    // acknowledged position: every creation reaches the audit log, each once.
+    let body = poll(
+        &api,
+        &token,
+        "/api/audit?limit=500",
+        Duration::from_secs(30),
+        |b| b["items"].as_array().is_some_and(|i| i.len() >= 40),
+    )
+    .await;
+    let items = body["items"].as_array().unwrap();
+    let mut titles: Vec<String> = items
+        .iter()
+        .map(|e| e["data"]["task_data"]["title"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(titles.len(), 40, "{titles:?}");
+    titles.dedup();
+    assert_eq!(titles.len(), 40, "no creation twice");
+    let expected: Vec<String> = (0..40).map(|n| format!("task {n}")).collect();
+    assert_eq!(titles, expected, "in the order they were made");
+    drop(audit);
+    drop(relays);
+    drop(api);
+}
