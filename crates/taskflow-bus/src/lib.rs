@@ -83,3 +83,34 @@ pub(crate) async fn wait(stop: &mut watch::Receiver<bool>, d: std::time::Duratio
     }
     *stop.borrow()
 }
+
+/// The newest committed outbox position this process knows of, and its wake-ups.
+#[derive(Debug, Clone)]
+pub(crate) struct Head(watch::Sender<i64>);
+
+impl Head {
+    pub(crate) fn new(position: i64) -> Self {
+        Self(watch::Sender::new(position))
+    }
+
+    /// Moves the head to `position` if that is newer, waking the subscribers.
+    pub(crate) fn advance(&self, position: i64) {
+        self.0.send_if_modified(|h| {
+            if position > *h {
+                *h = position;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    pub(crate) fn get(&self) -> i64 {
+        *self.0.borrow()
+    }
+
+    /// A receiver that wakes when the head moves.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<i64> {
+        self.0.subscribe()
+    }
+}

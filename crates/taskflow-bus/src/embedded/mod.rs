@@ -11,20 +11,20 @@ use taskflow_core::Readiness;
 use taskflow_store::{Result, Store};
 use tokio::sync::watch;
 
-use crate::{ConsumerConfig, Handler, Transport};
+use crate::{ConsumerConfig, Handler, Head, Transport};
 use consumer::Consumer;
 
 /// The embedded event log and its wake-ups.
 #[derive(Clone)]
 pub struct EmbeddedBus {
     log: Arc<dyn Store>,
-    head: watch::Sender<i64>,
+    head: Head,
 }
 
 impl std::fmt::Debug for EmbeddedBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EmbeddedBus")
-            .field("head", &*self.head.borrow())
+            .field("head", &self.head.get())
             .finish()
     }
 }
@@ -35,25 +35,18 @@ impl EmbeddedBus {
         let head = log.last_position().await?;
         Ok(Self {
             log,
-            head: watch::Sender::new(head),
+            head: Head::new(head),
         })
     }
 
     /// Tells readers that events up to `position` are committed.
     pub fn committed(&self, position: i64) {
-        self.head.send_if_modified(|h| {
-            if position > *h {
-                *h = position;
-                true
-            } else {
-                false
-            }
-        });
+        self.head.advance(position);
     }
 
     /// The newest committed position this process knows of.
     pub fn head(&self) -> i64 {
-        *self.head.borrow()
+        self.head.get()
     }
 
     /// A receiver that wakes when the head moves.

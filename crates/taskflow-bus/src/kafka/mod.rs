@@ -24,7 +24,7 @@ use taskflow_core::{CloudEvent, Readiness, Topic};
 use taskflow_store::{Store, StoredEvent};
 use tokio::sync::watch;
 
-use crate::{ConsumerConfig, Envelope, Handler, Transport};
+use crate::{ConsumerConfig, Envelope, Handler, Head, Transport};
 
 /// The CloudEvents extension attribute that carries the outbox position.
 const SEQUENCE: &str = "sequence";
@@ -116,7 +116,7 @@ pub struct KafkaError(String);
 pub struct KafkaBus {
     settings: Arc<KafkaSettings>,
     store: Arc<dyn Store>,
-    head: watch::Sender<i64>,
+    head: Head,
     /// This process, in group names of its own (live fan-out) and in the relay's lease.
     instance: String,
 }
@@ -177,7 +177,7 @@ impl KafkaBus {
         Ok(Self {
             settings: Arc::new(settings),
             store,
-            head: watch::Sender::new(head),
+            head: Head::new(head),
             instance: uuid::Uuid::now_v7().simple().to_string(),
         })
     }
@@ -204,18 +204,11 @@ impl Transport for KafkaBus {
     }
 
     fn committed(&self, position: i64) {
-        self.head.send_if_modified(|h| {
-            if position > *h {
-                *h = position;
-                true
-            } else {
-                false
-            }
-        });
+        self.head.advance(position);
     }
 
     fn head(&self) -> i64 {
-        *self.head.borrow()
+        self.head.get()
     }
 }
 

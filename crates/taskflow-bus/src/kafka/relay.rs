@@ -156,8 +156,11 @@ async fn lead(
                         // Published again after a restart; consumers recognise the ids.
                         tracing::warn!(error = %e, "cannot save the relayed position");
                     }
-                    metrics::gauge!("taskflow_outbox_backlog")
-                        .set((bus.head.borrow().to_owned() - relayed).max(0) as f64);
+                    // From the outbox itself: writes of other processes count too.
+                    if let Ok(last) = store.last_position().await {
+                        metrics::gauge!("taskflow_outbox_backlog")
+                            .set((last - relayed).max(0) as f64);
+                    }
                 }
                 Err(e) => {
                     metrics::counter!("taskflow_relay_errors_total").increment(1);
