@@ -316,6 +316,7 @@ pub enum SecurityProtocol {
     SaslSsl,
 }
 
+#[cfg(feature = "kafka")]
 impl SecurityProtocol {
     /// librdkafka's name.
     pub fn name(self) -> &'static str {
@@ -342,6 +343,7 @@ pub enum SaslMechanism {
     ScramSha512,
 }
 
+#[cfg(feature = "kafka")]
 impl SaslMechanism {
     pub fn name(self) -> &'static str {
         match self {
@@ -352,6 +354,7 @@ impl SaslMechanism {
     }
 }
 
+#[cfg(feature = "kafka")]
 impl KafkaOpts {
     /// The transport's settings, or what is missing or contradictory.
     pub fn settings(&self) -> Result<taskflow_bus::kafka::KafkaSettings, String> {

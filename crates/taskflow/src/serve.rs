@@ -88,6 +88,11 @@ async fn transport(
 ) -> Result<Arc<dyn Transport>, ExitCode> {
     match opts.bus {
         Bus::Embedded => embedded(store).await,
+        #[cfg(not(feature = "kafka"))]
+        Bus::Kafka => Err(fail(
+            "--bus kafka: this build has no Kafka support (built without the `kafka` feature)",
+        )),
+        #[cfg(feature = "kafka")]
         Bus::Kafka => {
             let settings = opts.kafka.settings().map_err(fail)?;
             let brokers = settings.brokers.clone();
