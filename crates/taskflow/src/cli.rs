@@ -300,6 +300,10 @@ pub struct KafkaOpts {
     /// share one cluster (`staging.` gives `staging.task-events`).
     #[arg(long, env = "TASKFLOW_KAFKA_TOPIC_PREFIX", default_value = "")]
     pub kafka_topic_prefix: String,
+    /// Create missing topics at start; `false` where they are provisioned apart and the
+    /// credentials may not create them.
+    #[arg(long, env = "TASKFLOW_KAFKA_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub kafka_create_topics: bool,
     /// Partitions of each topic created at start (existing topics are left as they are).
     #[arg(long, env = "TASKFLOW_KAFKA_PARTITIONS", default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..=10_000))]
     pub kafka_partitions: i32,
@@ -391,6 +395,7 @@ impl KafkaOpts {
             ca_file: self.kafka_ca_file.clone(),
             client_id: self.kafka_client_id.clone(),
             topic_prefix: self.kafka_topic_prefix.clone(),
+            create_topics: self.kafka_create_topics,
             partitions: self.kafka_partitions,
             replication_factor: self.kafka_replication_factor,
         })

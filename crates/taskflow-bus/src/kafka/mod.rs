@@ -46,6 +46,9 @@ pub struct KafkaSettings {
     /// Put before every topic and consumer group name, so that several deployments can share
     /// one cluster (`staging.` gives `staging.task-events`); empty by default.
     pub topic_prefix: String,
+    /// Whether missing topics are created at start; off where the topics are provisioned
+    /// apart and the credentials may not create them.
+    pub create_topics: bool,
     /// Partitions and replication factor of topics this process creates.
     pub partitions: i32,
     pub replication_factor: i32,
@@ -62,6 +65,7 @@ impl fmt::Debug for KafkaSettings {
             .field("ca_file", &self.ca_file)
             .field("client_id", &self.client_id)
             .field("topic_prefix", &self.topic_prefix)
+            .field("create_topics", &self.create_topics)
             .field("partitions", &self.partitions)
             .field("replication_factor", &self.replication_factor)
             .finish()
@@ -131,8 +135,28 @@ impl fmt::Debug for KafkaBus {
 }
 
 impl KafkaBus {
-    /// Connects, creating the topics that are missing (brokers need not auto-create them).
+    /// Connects, creating the topics that are missing (brokers need not auto-create them)
+    /// unless `create_topics` is off.
     pub async fn open(settings: KafkaSettings, store: Arc<dyn Store>) -> Result<Self, KafkaError> {
+        if settings.create_topics {
+            create_topics(&settings).await?;
+        }
+        let head = store
+            .last_position()
+            .await
+            .map_err(|e| KafkaError(format!("cannot read the outbox: {e}")))?;
+        Ok(Self {
+            settings: Arc::new(settings),
+            store,
+            head: Head::new(head),
+            instance: uuid::Uuid::now_v7().simple().to_string(),
+        })
+    }
+}
+
+/// Creates the topics that are missing.
+async fn create_topics(settings: &KafkaSettings) -> Result<(), KafkaError> {
+    {
         let admin: AdminClient<DefaultClientContext> = settings
             .client()
             .create()
@@ -165,21 +189,21 @@ impl KafkaBus {
             match r {
                 Ok(topic) => tracing::info!(topic, "created topic"),
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((
+                    topic,
+                    code @ (RDKafkaErrorCode::TopicAuthorizationFailed
+                    | RDKafkaErrorCode::ClusterAuthorizationFailed),
+                )) => {
+                    return Err(KafkaError(format!(
+                        "cannot create topic {topic}: {code}; create the topics apart and start with --kafka-create-topics false"
+                    )));
+                }
                 Err((topic, code)) => {
                     return Err(KafkaError(format!("cannot create topic {topic}: {code}")));
                 }
             }
         }
-        let head = store
-            .last_position()
-            .await
-            .map_err(|e| KafkaError(format!("cannot read the outbox: {e}")))?;
-        Ok(Self {
-            settings: Arc::new(settings),
-            store,
-            head: Head::new(head),
-            instance: uuid::Uuid::now_v7().simple().to_string(),
-        })
+        Ok(())
     }
 }
 
@@ -287,6 +311,7 @@ mod tests {
             ca_file: None,
             client_id: "taskflow".into(),
             topic_prefix: "staging.".into(),
+            create_topics: true,
             partitions: 1,
             replication_factor: 1,
         };
