@@ -98,7 +98,9 @@ pub(super) async fn run(bus: &KafkaBus, readiness: Readiness, mut stop: watch::R
     report(RoleState::Starting);
 }
 
-/// Publishes from `offset` while this instance holds the lease and `stop` is false.
+/// Publishes from `offset` while this instance holds the lease and `stop` is false. The
+/// lease is renewed beside the work, so a publish that waits on an unreachable broker does
+/// not let it lapse while this instance is alive and the database answers.
 async fn lead(
     bus: &KafkaBus,
     producer: &FutureProducer,
@@ -106,30 +108,13 @@ async fn lead(
     stop: &mut watch::Receiver<bool>,
 ) {
     let store = &bus.store;
+    let (lost_tx, mut lost) = watch::channel(false);
+    let renewal = tokio::spawn(renew(bus.clone(), lost_tx));
     let mut wake = bus.head.subscribe();
     let mut reader = OutboxReader::new(store.clone(), offset);
     let mut relayed = offset;
-    let mut renewed = Instant::now();
     let mut backoff = Duration::from_millis(100);
-    while !*stop.borrow() {
-        if renewed.elapsed() >= RENEW_EVERY {
-            match store
-                .try_lease(LEASE, &bus.instance, chrono::Utc::now(), LEASE_TTL)
-                .await
-            {
-                Ok(true) => renewed = Instant::now(),
-                Ok(false) => {
-                    tracing::warn!("the relay lease was taken over; standing by");
-                    return;
-                }
-                // Not renewed: stop before it can expire under us.
-                Err(e) if renewed.elapsed() >= LEASE_TTL / 2 => {
-                    tracing::warn!(error = %e, "cannot renew the relay lease; standing by");
-                    return;
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot renew the relay lease; retrying"),
-            }
-        }
+    while !*stop.borrow() && !*lost.borrow() {
         wake.borrow_and_update();
         let read = match reader.next(BATCH).await {
             Ok(r) => r,
@@ -144,7 +129,11 @@ async fn lead(
             continue;
         }
         if !read.events.is_empty() {
-            match publish(producer, &bus.settings, &read.events).await {
+            let published = tokio::select! {
+                r = publish(producer, &bus.settings, &read.events) => r,
+                _ = lost.changed() => Err("the lease was lost".into()),
+            };
+            match published {
                 Ok(()) => {
                     relayed = reader.offset();
                     backoff = Duration::from_millis(100);
@@ -179,6 +168,35 @@ async fn lead(
             _ = wake.changed() => {}
             _ = tokio::time::sleep(POLL) => {}
             _ = stop.changed() => {}
+            _ = lost.changed() => {}
+        }
+    }
+    renewal.abort();
+}
+
+/// Renews the lease every few seconds; says `lost` when another instance has it, or when it
+/// could not be renewed for half its life (it must not lapse under a working relay).
+async fn renew(bus: KafkaBus, lost: watch::Sender<bool>) {
+    let mut renewed = Instant::now();
+    loop {
+        tokio::time::sleep(RENEW_EVERY).await;
+        match bus
+            .store
+            .try_lease(LEASE, &bus.instance, chrono::Utc::now(), LEASE_TTL)
+            .await
+        {
+            Ok(true) => renewed = Instant::now(),
+            Ok(false) => {
+                tracing::warn!("the relay lease was taken over; standing by");
+                let _ = lost.send(true);
+                return;
+            }
+            Err(e) if renewed.elapsed() >= LEASE_TTL / 2 => {
+                tracing::warn!(error = %e, "cannot renew the relay lease; standing by");
+                let _ = lost.send(true);
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot renew the relay lease; retrying"),
         }
     }
 }
