@@ -29,6 +29,8 @@ struct GroupContext {
     role: Role,
     /// The group's name as the metrics label it (without the cluster's prefix).
     label: &'static str,
+    /// Whether the group keeps offsets (not a live fan-out group).
+    durable: bool,
 }
 
 impl ClientContext for GroupContext {
@@ -54,6 +56,7 @@ impl ClientContext for GroupContext {
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(_) = rebalance
+            && self.durable
             && let Err(e) = consumer.commit_consumer_state(CommitMode::Sync)
         {
             tracing::debug!(error = %e, "nothing committed before the partitions were revoked");
@@ -97,12 +100,17 @@ pub(super) async fn run(
         readiness: readiness.clone(),
         role,
         label: handler.group(),
+        durable: config.durable,
     };
     let consumer: StreamConsumer<GroupContext> = match bus
         .settings
         .client()
         .set("group.id", &group)
-        .set("enable.auto.commit", "true")
+        // A live fan-out group keeps no offsets: it starts at the end every time.
+        .set(
+            "enable.auto.commit",
+            if config.durable { "true" } else { "false" },
+        )
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set(
@@ -149,7 +157,11 @@ pub(super) async fn run(
         delivery.count_dead_letters().await;
     }
     let batch = delivery.config.batch.max(1) as usize;
+    let mut failing = false;
     loop {
+        if *stop.borrow() {
+            break;
+        }
         let first = tokio::select! {
             m = consumer.recv() => m,
             _ = stop.changed() => break,
@@ -159,12 +171,16 @@ pub(super) async fn run(
             Err(e) => {
                 tracing::warn!(group, error = %e, "cannot read from Kafka; retrying");
                 readiness.set(role, PART, RoleState::Failing(format!("cannot read: {e}")));
+                failing = true;
                 if wait(&mut stop, Duration::from_secs(1)).await {
                     break;
                 }
                 continue;
             }
         };
+        if std::mem::take(&mut failing) {
+            readiness.set(role, PART, RoleState::Ready);
+        }
         // What else is there already, up to a batch, without waiting.
         let mut messages = vec![first];
         while messages.len() < batch {
@@ -182,7 +198,9 @@ pub(super) async fn run(
             }
         }
     }
-    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+    if delivery.config.durable
+        && let Err(e) = consumer.commit_consumer_state(CommitMode::Sync)
+    {
         tracing::debug!(group, error = %e, "no offsets to commit on stop");
     }
     readiness.set(role, PART, RoleState::Starting);
