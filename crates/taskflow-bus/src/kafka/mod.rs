@@ -156,55 +156,53 @@ impl KafkaBus {
 
 /// Creates the topics that are missing.
 async fn create_topics(settings: &KafkaSettings) -> Result<(), KafkaError> {
-    {
-        let admin: AdminClient<DefaultClientContext> = settings
-            .client()
-            .create()
-            .map_err(|e| KafkaError(format!("cannot create the Kafka admin client: {e}")))?;
-        let names: Vec<String> = Topic::ALL.iter().map(|t| settings.topic(*t)).collect();
-        let topics: Vec<NewTopic<'_>> = names
-            .iter()
-            .map(|name| {
-                let replication = TopicReplication::Fixed(settings.replication_factor);
-                NewTopic::new(name, settings.partitions, replication)
-            })
-            .collect();
-        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        let results =
-            tokio::time::timeout(Duration::from_secs(30), admin.create_topics(&topics, &opts))
-                .await
-                .map_err(|_| {
-                    KafkaError(format!(
-                        "the Kafka brokers {} did not answer within 30 s",
-                        settings.brokers
-                    ))
-                })?
-                .map_err(|e| {
-                    KafkaError(format!(
-                        "cannot create the topics on {}: {e}",
-                        settings.brokers
-                    ))
-                })?;
-        for r in results {
-            match r {
-                Ok(topic) => tracing::info!(topic, "created topic"),
-                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((
-                    topic,
-                    code @ (RDKafkaErrorCode::TopicAuthorizationFailed
-                    | RDKafkaErrorCode::ClusterAuthorizationFailed),
-                )) => {
-                    return Err(KafkaError(format!(
-                        "cannot create topic {topic}: {code}; create the topics apart and start with --kafka-create-topics false"
-                    )));
-                }
-                Err((topic, code)) => {
-                    return Err(KafkaError(format!("cannot create topic {topic}: {code}")));
-                }
+    let admin: AdminClient<DefaultClientContext> = settings
+        .client()
+        .create()
+        .map_err(|e| KafkaError(format!("cannot create the Kafka admin client: {e}")))?;
+    let names: Vec<String> = Topic::ALL.iter().map(|t| settings.topic(*t)).collect();
+    let topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|name| {
+            let replication = TopicReplication::Fixed(settings.replication_factor);
+            NewTopic::new(name, settings.partitions, replication)
+        })
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results =
+        tokio::time::timeout(Duration::from_secs(30), admin.create_topics(&topics, &opts))
+            .await
+            .map_err(|_| {
+                KafkaError(format!(
+                    "the Kafka brokers {} did not answer within 30 s",
+                    settings.brokers
+                ))
+            })?
+            .map_err(|e| {
+                KafkaError(format!(
+                    "cannot create the topics on {}: {e}",
+                    settings.brokers
+                ))
+            })?;
+    for r in results {
+        match r {
+            Ok(topic) => tracing::info!(topic, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((
+                topic,
+                code @ (RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed),
+            )) => {
+                return Err(KafkaError(format!(
+                    "cannot create topic {topic}: {code}; create the topics apart and start with --kafka-create-topics false"
+                )));
+            }
+            Err((topic, code)) => {
+                return Err(KafkaError(format!("cannot create topic {topic}: {code}")));
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 #[async_trait]

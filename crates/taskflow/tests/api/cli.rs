@@ -114,6 +114,35 @@ fn a_bad_setting_exits_2_with_one_line() {
         &[],
         "teleport",
     );
+    // Kafka settings that cannot work together are named before any broker is asked.
+    let kafka = [
+        "serve",
+        "--bind",
+        any,
+        "--database-url",
+        &db,
+        "--bus",
+        "kafka",
+    ];
+    one_line_exit_2(
+        &[&kafka[..], &["--kafka-security-protocol", "sasl-ssl"]].concat(),
+        &[],
+        "--kafka-sasl-mechanism",
+    );
+    one_line_exit_2(
+        &kafka,
+        &[
+            ("TASKFLOW_KAFKA_SASL_MECHANISM", "scram-sha-512"),
+            ("TASKFLOW_KAFKA_SECURITY_PROTOCOL", "sasl-ssl"),
+            ("TASKFLOW_KAFKA_USERNAME", "app"),
+        ],
+        "--kafka-password",
+    );
+    one_line_exit_2(
+        &[&kafka[..], &["--kafka-sasl-mechanism", "PLAIN"]].concat(),
+        &[],
+        "sasl-ssl",
+    );
 }
 
 #[test]
