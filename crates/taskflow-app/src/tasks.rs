@@ -200,11 +200,14 @@ impl App {
     pub fn committed(&self, kind: &'static str, position: i64) {
         match &self.unit {
             Some(unit) => unit.written(kind, position),
-            None => {
-                self.bus.committed(position);
-                metrics::counter!("taskflow_events_written_total", "type" => kind).increment(1);
-            }
+            None => self.announce(kind, position),
         }
+    }
+
+    /// Wakes the bus's readers and counts the event.
+    pub(crate) fn announce(&self, kind: &'static str, position: i64) {
+        self.bus.committed(position);
+        metrics::counter!("taskflow_events_written_total", "type" => kind).increment(1);
     }
 
     /// On `task.completed` of a recurring task: creates the next occurrence through the same

@@ -28,27 +28,19 @@ impl Pending {
 /// one writer: never keep it open across a wait on something outside (a model call).
 #[derive(Debug)]
 pub struct UnitOfWork {
+    /// The use cases inside the unit (`app.unit` holds what they wrote).
     app: App,
     unit: Arc<dyn Unit>,
-    pending: Arc<Pending>,
-    /// The `App` it was opened from, which announces the events after the commit.
-    outer: App,
 }
 
 impl App {
     /// Opens a unit of work.
     pub async fn begin(&self) -> Result<UnitOfWork, AppError> {
         let unit = self.store.begin().await?;
-        let pending = Arc::new(Pending::default());
         let mut app = self.clone();
         app.tasks = unit.clone();
-        app.unit = Some(pending.clone());
-        Ok(UnitOfWork {
-            app,
-            unit,
-            pending,
-            outer: self.clone(),
-        })
+        app.unit = Some(Arc::new(Pending::default()));
+        Ok(UnitOfWork { app, unit })
     }
 }
 
@@ -66,15 +58,12 @@ impl UnitOfWork {
     /// Makes everything the unit wrote durable at once, then wakes the bus's readers.
     pub async fn commit(self) -> Result<(), AppError> {
         self.unit.commit().await?;
-        let written = std::mem::take(
-            &mut *self
-                .pending
-                .written
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
-        for (kind, position) in written {
-            self.outer.committed(kind, position);
+        if let Some(pending) = &self.app.unit {
+            let written =
+                std::mem::take(&mut *pending.written.lock().unwrap_or_else(|e| e.into_inner()));
+            for (kind, position) in written {
+                self.app.announce(kind, position);
+            }
         }
         Ok(())
     }

@@ -9,7 +9,6 @@
 use std::{sync::Arc, time::Duration};
 
 use taskflow_core::{Readiness, Role, RoleState};
-use taskflow_store::Store;
 use tokio::{sync::watch, time::Instant};
 
 use super::EmbeddedBus;
@@ -21,7 +20,6 @@ pub(crate) const PART: &str = "consumer";
 /// One consumer group's reader of the outbox.
 pub(crate) struct Consumer {
     delivery: Delivery,
-    store: Arc<dyn Store>,
     bus: EmbeddedBus,
     readiness: Readiness,
     role: Role,
@@ -36,7 +34,6 @@ impl Consumer {
     ) -> Self {
         readiness.set(handler.role(), PART, RoleState::Starting);
         Self {
-            store: bus.store().clone(),
             role: handler.role(),
             delivery: Delivery {
                 handler,
@@ -58,9 +55,9 @@ impl Consumer {
         let config = &self.delivery.config;
         let offset = loop {
             if !config.durable {
-                break self.bus.head();
+                break self.bus.head.get();
             }
-            match self.store.consumer_offset(name).await {
+            match self.bus.store().consumer_offset(name).await {
                 Ok(o) => break o,
                 Err(e) => {
                     self.report(RoleState::Failing(format!("cannot read offset: {e}")));
@@ -75,11 +72,11 @@ impl Consumer {
             self.delivery.count_dead_letters().await;
         }
         metrics::gauge!("taskflow_consumer_lag", "consumer" => name)
-            .set((self.bus.head() - offset).max(0) as f64);
+            .set((self.bus.head.get() - offset).max(0) as f64);
         tracing::info!(consumer = name, offset, "consumer started");
         self.report(RoleState::Ready);
-        let mut wake = self.bus.subscribe();
-        let mut reader = OutboxReader::new(self.store.clone(), offset);
+        let mut wake = self.bus.head.subscribe();
+        let mut reader = OutboxReader::new(self.bus.store().clone(), offset);
         let mut saved = offset;
         let mut last_save = Instant::now();
         loop {
@@ -112,7 +109,7 @@ impl Consumer {
                     .deliver(read.events.into_iter().map(Envelope::from).collect())
                     .await;
                 metrics::gauge!("taskflow_consumer_lag", "consumer" => name)
-                    .set((self.bus.head() - reader.offset()).max(0) as f64);
+                    .set((self.bus.head.get() - reader.offset()).max(0) as f64);
             }
             let offset = reader.offset();
             if config.durable
@@ -142,7 +139,7 @@ impl Consumer {
 
     async fn save(&self, offset: i64) {
         let name = self.delivery.handler.group();
-        if let Err(e) = self.store.save_consumer_offset(name, offset).await {
+        if let Err(e) = self.bus.store().save_consumer_offset(name, offset).await {
             // The events since the last saved offset are delivered again after a restart.
             tracing::warn!(consumer = name, error = %e, "cannot save the consumer offset");
         }

@@ -39,21 +39,6 @@ impl EmbeddedBus {
         })
     }
 
-    /// Tells readers that events up to `position` are committed.
-    pub fn committed(&self, position: i64) {
-        self.head.advance(position);
-    }
-
-    /// The newest committed position this process knows of.
-    pub fn head(&self) -> i64 {
-        self.head.get()
-    }
-
-    /// A receiver that wakes when the head moves.
-    pub fn subscribe(&self) -> watch::Receiver<i64> {
-        self.head.subscribe()
-    }
-
     /// The store the log lives in.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.log
@@ -79,10 +64,10 @@ impl Transport for EmbeddedBus {
     }
 
     fn committed(&self, position: i64) {
-        EmbeddedBus::committed(self, position);
+        self.head.advance(position);
     }
 
     fn head(&self) -> i64 {
-        EmbeddedBus::head(self)
+        self.head.get()
     }
 }
