@@ -9,6 +9,11 @@
 //! with `--bus kafka`, its topics and groups prefixed by its database (so tests sharing the
 //! broker never see each other's events), and a start waits until the server is ready (its
 //! consumer groups have their partitions).
+//!
+//! Topology: with `TASKFLOW_TEST_TOPOLOGY=roles`, a `serve` becomes one process per role on
+//! the same database and settings (`run --roles api,sync`, then `relay`, `recurring`,
+//! `reminders`, `notifier` and `audit` each in its own), as a Kubernetes deployment runs
+//! them; the test talks to the API process and sees every process's log after start.
 
 #![allow(clippy::unwrap_used)]
 
@@ -155,7 +160,56 @@ pub struct TestServer {
     pub db_url: String,
     pub client: reqwest::Client,
     child: Child,
+    /// The other roles' processes, in the one-process-per-role topology.
+    workers: Vec<Child>,
     pub stderr: mpsc::Receiver<String>,
+}
+
+/// The roles that run beside `api,sync` in processes of their own, in the
+/// one-process-per-role topology.
+const WORKER_ROLES: [&str; 5] = ["relay", "recurring", "reminders", "notifier", "audit"];
+
+/// Whether a `serve` runs as one process per role (`TASKFLOW_TEST_TOPOLOGY=roles`).
+pub fn one_process_per_role() -> bool {
+    std::env::var("TASKFLOW_TEST_TOPOLOGY").as_deref() == Ok("roles")
+}
+
+/// Starts `bin <args>` with its stderr read on a thread of its own; returns the child and
+/// the address it listens on once it says so. Lines after that go to `log`.
+fn spawn(bin: &str, args: &[String], log: mpsc::Sender<String>) -> (Child, String) {
+    let mut child = Command::new(bin)
+        .args(args)
+        .env_remove("TASKFLOW_JWT_SECRET")
+        .env_remove("TASKFLOW_BIND")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (addr_tx, addr_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stderr).lines().map_while(Result::ok);
+        for line in lines.by_ref() {
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if v["message"] == "listening" {
+                let _ = addr_tx.send(v["addr"].as_str().unwrap_or_default().to_owned());
+                break;
+            }
+        }
+        for line in lines {
+            if log.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let Ok(addr) = addr_rx.recv_timeout(Duration::from_secs(30)) else {
+        let status = child.try_wait();
+        let _ = child.kill();
+        panic!("`{bin} {}` did not start: {status:?}", args.join(" "));
+    };
+    (child, addr)
 }
 
 /// The Kafka settings of a server on `db_url`, when the suite runs through a broker.
@@ -165,6 +219,11 @@ fn kafka_args(db_url: &str) -> Vec<String> {
     }
     let brokers = std::env::var("TASKFLOW_TEST_KAFKA_BROKERS")
         .expect("TASKFLOW_TEST_BUS=kafka needs TASKFLOW_TEST_KAFKA_BROKERS");
+    kafka_args_on(db_url, brokers)
+}
+
+/// The settings of a server on `db_url` through the brokers at `brokers`.
+fn kafka_args_on(db_url: &str, brokers: String) -> Vec<String> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     db_url.hash(&mut h);
     vec![
@@ -210,46 +269,69 @@ impl TestServer {
     }
 
     pub fn start_with(bin: &str, command: &str, db_url: &str, extra: &[&str]) -> Self {
-        let kafka = kafka_args(db_url);
-        let mut child = Command::new(bin)
-            .args([
-                "--log-format",
-                "json",
-                command,
-                "--bind",
-                "127.0.0.1:0",
-                "--database-url",
-                db_url,
-            ])
-            .args(&kafka)
-            .args(extra)
-            .env_remove("TASKFLOW_JWT_SECRET")
-            .env_remove("TASKFLOW_BIND")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
+        Self::launch(bin, command, db_url, kafka_args(db_url), extra)
+    }
+
+    /// As [`TestServer::start_with`], through the Kafka brokers at `brokers` whatever the
+    /// suite runs on (for a test that brings its own broker, or a proxy in front of one).
+    pub fn start_through(
+        bin: &str,
+        command: &str,
+        db_url: &str,
+        brokers: &str,
+        extra: &[&str],
+    ) -> Self {
+        let kafka = kafka_args_on(db_url, brokers.to_owned());
+        Self::launch(bin, command, db_url, kafka, extra)
+    }
+
+    fn launch(bin: &str, command: &str, db_url: &str, kafka: Vec<String>, extra: &[&str]) -> Self {
+        let split = command == "serve" && one_process_per_role();
+        let through_kafka = !kafka.is_empty();
+        let args = |command: &str, roles: Option<&str>| -> Vec<String> {
+            let mut args: Vec<String> = ["--log-format", "json", command]
+                .into_iter()
+                .chain(roles.map_or(Vec::new(), |r| vec!["--roles", r]))
+                .chain(["--bind", "127.0.0.1:0", "--database-url", db_url])
+                .map(str::to_owned)
+                .collect();
+            args.extend(kafka.iter().cloned());
+            args.extend(extra.iter().map(|a| (*a).to_owned()));
+            args
+        };
         let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
+        // The API process migrates the database before the others start.
+        let (child, addr) = if split {
+            spawn(bin, &args("run", Some("api,sync")), tx.clone())
+        } else {
+            spawn(bin, &args(command, None), tx.clone())
+        };
+        let mut workers = Vec::new();
+        if split {
+            let started: Vec<_> = std::thread::scope(|s| {
+                let handles: Vec<_> = WORKER_ROLES
+                    .iter()
+                    .map(|r| {
+                        let (args, tx) = (args("run", Some(r)), tx.clone());
+                        s.spawn(move || {
+                            let (child, addr) = spawn(bin, &args, tx);
+                            if through_kafka {
+                                wait_ready(&addr);
+                            }
+                            child
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join()).collect()
+            });
+            for w in started {
+                match w {
+                    Ok(child) => workers.push(child),
+                    Err(panic) => std::panic::resume_unwind(panic),
                 }
             }
-        });
-        let addr = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .unwrap_or_else(|_| panic!("the server did not start: {:?}", child.try_wait()));
-            let Ok(v) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if v["message"] == "listening" {
-                break v["addr"].as_str().unwrap().to_owned();
-            }
-        };
-        if !kafka.is_empty() {
+        }
+        if through_kafka {
             wait_ready(&addr);
         }
         Self {
@@ -257,6 +339,7 @@ impl TestServer {
             db_url: db_url.to_owned(),
             client: reqwest::Client::new(),
             child,
+            workers,
             stderr: rx,
         }
     }
@@ -269,12 +352,17 @@ impl TestServer {
         self.child.id()
     }
 
-    /// Sends SIGTERM and waits for the exit status.
+    /// Sends SIGTERM (to every process of the server) and waits for the exit status: the
+    /// API process's, or the first other one's that did not exit cleanly.
     pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pids = std::iter::once(&self.child).chain(&self.workers);
         let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .arg("-TERM")
+            .args(pids.map(|c| c.id().to_string()))
             .status();
-        self.child.wait().unwrap()
+        let status = self.child.wait().unwrap();
+        let workers: Vec<_> = self.workers.iter_mut().map(|w| w.wait().unwrap()).collect();
+        workers.into_iter().find(|w| !w.success()).unwrap_or(status)
     }
 
     /// `GET path` with a bearer token (none when empty), answered with JSON.
@@ -288,8 +376,14 @@ impl TestServer {
 
     /// Kills the process at once (SIGKILL), as a crash would.
     pub fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill_all();
+    }
+
+    fn kill_all(&mut self) {
+        for c in std::iter::once(&mut self.child).chain(&mut self.workers) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// Signs a new user up and returns (token, user JSON).
@@ -312,7 +406,6 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill_all();
     }
 }

@@ -30,15 +30,7 @@ const PART: &str = "relay";
 pub(super) async fn run(bus: &KafkaBus, readiness: Readiness, mut stop: watch::Receiver<bool>) {
     let report = |state: RoleState| readiness.set(Role::Relay, PART, state);
     report(RoleState::Starting);
-    let producer: FutureProducer = match bus
-        .settings
-        .client()
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("message.timeout.ms", "30000")
-        .create()
-    {
+    let mut producer = match producer(&bus.settings) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "cannot create the Kafka producer; the relay does not run");
@@ -90,7 +82,7 @@ pub(super) async fn run(bus: &KafkaBus, readiness: Readiness, mut stop: watch::R
         };
         tracing::info!(offset, "relaying the outbox");
         report(RoleState::Ready);
-        lead(bus, &producer, offset, &mut stop).await;
+        lead(bus, &mut producer, offset, &report, &mut stop).await;
         if let Err(e) = store.release_lease(LEASE, holder).await {
             tracing::warn!(error = %e, "cannot release the relay lease; it expires by itself");
         }
@@ -98,13 +90,30 @@ pub(super) async fn run(bus: &KafkaBus, readiness: Readiness, mut stop: watch::R
     report(RoleState::Starting);
 }
 
+/// An idempotent producer that waits for every in-sync replica.
+fn producer(settings: &super::KafkaSettings) -> rdkafka::error::KafkaResult<FutureProducer> {
+    settings
+        .client()
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "30000")
+        .create()
+}
+
 /// Publishes from `offset` while this instance holds the lease and `stop` is false. The
 /// lease is renewed beside the work, so a publish that waits on an unreachable broker does
 /// not let it lapse while this instance is alive and the database answers.
+///
+/// After a failed round the producer is replaced by a fresh one before the round is tried
+/// again: an idempotent producer whose messages timed out (the brokers unreachable for
+/// longer than `message.timeout.ms`) must renew its producer epoch, and a broker that
+/// refuses that leaves it fenced for good; a new producer starts a clean sequence.
 async fn lead(
     bus: &KafkaBus,
-    producer: &FutureProducer,
+    producer: &mut FutureProducer,
     offset: i64,
+    report: &impl Fn(RoleState),
     stop: &mut watch::Receiver<bool>,
 ) {
     let store = &bus.store;
@@ -130,11 +139,15 @@ async fn lead(
         }
         if !read.events.is_empty() {
             let published = tokio::select! {
-                r = publish(producer, &bus.settings, &read.events) => r,
+                r = publish(&*producer, &bus.settings, &read.events) => r,
                 _ = lost.changed() => Err("the lease was lost".into()),
             };
             match published {
                 Ok(()) => {
+                    if backoff > Duration::from_millis(100) {
+                        tracing::info!(offset = reader.offset(), "publishing again");
+                        report(RoleState::Ready);
+                    }
                     relayed = reader.offset();
                     backoff = Duration::from_millis(100);
                     for e in &read.events {
@@ -154,6 +167,13 @@ async fn lead(
                 Err(e) => {
                     metrics::counter!("taskflow_relay_errors_total").increment(1);
                     tracing::warn!(error = %e, from = relayed + 1, "cannot publish; retrying from the last acknowledged position");
+                    report(RoleState::Failing(format!("cannot publish: {e}")));
+                    match self::producer(&bus.settings) {
+                        Ok(fresh) => *producer = fresh,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot renew the Kafka producer; keeping the old one")
+                        }
+                    }
                     reader = OutboxReader::new(store.clone(), relayed);
                     wait(stop, backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));

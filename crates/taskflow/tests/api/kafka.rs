@@ -13,7 +13,7 @@ use crate::{BIN, services::Sse};
 
 /// Starts one process per entry of `roles` on `db`, all at once; each is ready when this
 /// returns (its groups have their partitions).
-fn start_all(db: &TestDb, roles: &[&str]) -> Vec<TestServer> {
+pub(crate) fn start_all(db: &TestDb, roles: &[&str]) -> Vec<TestServer> {
     std::thread::scope(|s| {
         let started: Vec<_> = roles
             .iter()
@@ -24,7 +24,7 @@ fn start_all(db: &TestDb, roles: &[&str]) -> Vec<TestServer> {
 }
 
 /// Polls `GET path` as `token` on `server` until `done` holds, for up to `wait`.
-async fn poll(
+pub(crate) async fn poll(
     server: &TestServer,
     token: &str,
     path: &str,
@@ -41,12 +41,19 @@ async fn poll(
     }
 }
 
-fn skipped() -> bool {
-    if crate::through_kafka() {
-        return false;
+/// Whether to skip a test that builds its own topology through the broker: it runs in the
+/// Kafka run of the suite (`TASKFLOW_TEST_BUS=kafka`), once, not again in the
+/// one-process-per-role run.
+pub(crate) fn skipped() -> bool {
+    if !crate::through_kafka() {
+        eprintln!("runs through a broker only (TASKFLOW_TEST_BUS=kafka)");
+        return true;
     }
-    eprintln!("runs through a broker only (TASKFLOW_TEST_BUS=kafka)");
-    true
+    if taskflow_testkit::one_process_per_role() {
+        eprintln!("builds its own topology: runs in the one-process Kafka run");
+        return true;
+    }
+    false
 }
 
 #[tokio::test]

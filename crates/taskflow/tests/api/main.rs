@@ -10,6 +10,7 @@ mod chat;
 mod cli;
 mod contract;
 mod edges;
+mod faults;
 mod kafka;
 mod limits;
 mod list;
