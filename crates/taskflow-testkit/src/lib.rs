@@ -160,8 +160,8 @@ pub struct TestServer {
     pub db_url: String,
     pub client: reqwest::Client,
     child: Child,
-    /// The other roles' processes, in the one-process-per-role topology.
-    workers: Vec<Child>,
+    /// The other roles' processes and their base URLs, in the one-process-per-role topology.
+    workers: Vec<(Child, String)>,
     pub stderr: mpsc::Receiver<String>,
 }
 
@@ -318,7 +318,7 @@ impl TestServer {
                             if through_kafka {
                                 wait_ready(&addr);
                             }
-                            child
+                            (child, format!("http://{addr}"))
                         })
                     })
                     .collect();
@@ -344,6 +344,15 @@ impl TestServer {
         }
     }
 
+    /// `path` on every process of the server: the API process first, then (one process per
+    /// role) each other role's.
+    pub fn urls(&self, path: &str) -> Vec<String> {
+        std::iter::once(&self.base)
+            .chain(self.workers.iter().map(|(_, b)| b))
+            .map(|b| format!("{b}{path}"))
+            .collect()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -355,13 +364,17 @@ impl TestServer {
     /// Sends SIGTERM (to every process of the server) and waits for the exit status: the
     /// API process's, or the first other one's that did not exit cleanly.
     pub fn terminate(mut self) -> std::process::ExitStatus {
-        let pids = std::iter::once(&self.child).chain(&self.workers);
+        let pids = std::iter::once(&self.child).chain(self.workers.iter().map(|(c, _)| c));
         let _ = Command::new("kill")
             .arg("-TERM")
             .args(pids.map(|c| c.id().to_string()))
             .status();
         let status = self.child.wait().unwrap();
-        let workers: Vec<_> = self.workers.iter_mut().map(|w| w.wait().unwrap()).collect();
+        let workers: Vec<_> = self
+            .workers
+            .iter_mut()
+            .map(|(w, _)| w.wait().unwrap())
+            .collect();
         workers.into_iter().find(|w| !w.success()).unwrap_or(status)
     }
 
@@ -380,7 +393,7 @@ impl TestServer {
     }
 
     fn kill_all(&mut self) {
-        for c in std::iter::once(&mut self.child).chain(&mut self.workers) {
+        for c in std::iter::once(&mut self.child).chain(self.workers.iter_mut().map(|(c, _)| c)) {
             let _ = c.kill();
             let _ = c.wait();
         }
