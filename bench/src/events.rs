@@ -271,3 +271,125 @@ pub async fn sse(
     );
     Ok(())
 }
+
+/// `role=pid`, for `pipeline --process`.
+pub fn parse_process(s: &str) -> Result<(String, u32), String> {
+    let (role, pid) = s.split_once('=').ok_or("expected role=pid")?;
+    let pid = pid.parse().map_err(|e| format!("pid: {e}"))?;
+    Ok((role.to_owned(), pid))
+}
+
+/// CPU time (user + system) a process has used, in milliseconds; `/proc` counts in clock
+/// ticks of 10 ms (USER_HZ is 100 on Linux).
+fn cpu_ms(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 10)
+}
+
+/// The load of a `pipeline` run.
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineRun {
+    pub users: u64,
+    pub seeded: u64,
+    pub concurrency: usize,
+    pub seconds: u64,
+}
+
+pub async fn pipeline(
+    base_url: &str,
+    url: &str,
+    run: PipelineRun,
+    processes: &[(String, u32)],
+) -> Result<()> {
+    let db = sqlx::PgPool::connect(url)
+        .await
+        .context("opening the database")?;
+    let audited = || async {
+        sqlx::query("SELECT count(*) FROM audit_log")
+            .fetch_one(&db)
+            .await
+            .map(|r| r.get::<i64, _>(0))
+    };
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(run.concurrency)
+        .build()?;
+    let tokens = Arc::new(login(&client, base_url, run.users, run.seeded).await?);
+    let before = audited().await?;
+    let cpu_before: Vec<Option<u64>> = processes.iter().map(|(_, p)| cpu_ms(*p)).collect();
+    let started = Instant::now();
+    let until = started + Duration::from_secs(run.seconds);
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..run.concurrency {
+        let (client, tokens, url) = (
+            client.clone(),
+            tokens.clone(),
+            format!("{base_url}/api/tasks"),
+        );
+        writers.spawn(async move {
+            let (mut ok, mut failed) = (0u64, 0u64);
+            let mut n = w;
+            while Instant::now() < until {
+                let res = client
+                    .post(&url)
+                    .bearer_auth(&tokens[n % tokens.len()])
+                    .json(&json!({"title": format!("pipeline {n}")}))
+                    .send()
+                    .await;
+                match res {
+                    Ok(r) if r.status().is_success() => ok += 1,
+                    _ => failed += 1,
+                }
+                n += run.concurrency;
+            }
+            (ok, failed)
+        });
+    }
+    let (mut writes, mut errors) = (0u64, 0u64);
+    while let Some(done) = writers.join_next().await {
+        let (ok, failed) = done?;
+        writes += ok;
+        errors += failed;
+    }
+    let written = started.elapsed();
+    // Each write is one event; the audit log holds them all once the pipeline has drained.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut arrived = audited().await? - before;
+    while (arrived as u64) < writes && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        arrived = audited().await? - before;
+    }
+    let drained = started.elapsed();
+    let cpu: serde_json::Map<String, serde_json::Value> = processes
+        .iter()
+        .zip(cpu_before)
+        .map(|((role, pid), before)| {
+            let spent = match (before, cpu_ms(*pid)) {
+                (Some(a), Some(b)) => json!({
+                    "cpu_ms": b - a,
+                    "cpu_ms_per_event": ((b - a) as f64 / writes.max(1) as f64 * 1000.0).round() / 1000.0,
+                }),
+                _ => json!(null),
+            };
+            (role.clone(), spent)
+        })
+        .collect();
+    println!(
+        "{}",
+        json!({
+            "scenario": "pipeline",
+            "concurrency": run.concurrency,
+            "writes": writes,
+            "write_errors": errors,
+            "writes_per_s": (writes as f64 / written.as_secs_f64()).round(),
+            "audited": arrived,
+            "audited_per_s": (arrived as f64 / drained.as_secs_f64()).round(),
+            "drain_after_last_write_ms": (drained - written).as_millis() as u64,
+            "processes": cpu,
+        })
+    );
+    Ok(())
+}

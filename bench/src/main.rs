@@ -177,6 +177,26 @@ enum Command {
         #[arg(long)]
         pid: Option<u32>,
     },
+    /// The event pipeline end to end (PostgreSQL): `concurrency` clients create tasks as fast
+    /// as they are answered for `seconds`; reports the writes/s and how fast their events
+    /// reached the audit log (the audit consumer's table), and the CPU time each process
+    /// (`--process role=pid`, repeatable) spent per event.
+    Pipeline {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        base: String,
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value_t = 64)]
+        users: u64,
+        #[arg(long, default_value_t = 1_000)]
+        seeded: u64,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        #[arg(long = "process", value_parser = events::parse_process)]
+        processes: Vec<(String, u32)>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -236,6 +256,23 @@ async fn main() -> Result<()> {
             seconds,
             pid,
         } => events::sse(&base, users, seeded, streams, rate, seconds, pid).await,
+        Command::Pipeline {
+            base,
+            database_url,
+            users,
+            seeded,
+            concurrency,
+            seconds,
+            processes,
+        } => {
+            let run = events::PipelineRun {
+                users,
+                seeded,
+                concurrency,
+                seconds,
+            };
+            events::pipeline(&base, &database_url, run, &processes).await
+        }
     }
 }
 

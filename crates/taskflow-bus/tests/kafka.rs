@@ -1,7 +1,8 @@
 //! The Kafka transport in process, against librdkafka's mock cluster (a real Kafka protocol
 //! peer inside the test, with injectable broker errors): the relay publishes the outbox in
-//! order, a consumer group receives every event with its outbox position, and produce errors
-//! the broker reports are retried without loss or reordering.
+//! order, a consumer group receives every event with its outbox position, produce errors the
+//! broker reports are retried without loss or reordering, and an event refused for good is
+//! parked.
 
 #![cfg(feature = "kafka")]
 #![allow(clippy::unwrap_used)]
@@ -75,6 +76,24 @@ async fn add(store: &dyn Store, u: &User, title: &str) -> i64 {
         .1
 }
 
+/// The settings of a transport on `cluster`.
+fn settings(cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>) -> KafkaSettings {
+    KafkaSettings {
+        brokers: cluster.bootstrap_servers(),
+        security_protocol: "plaintext".into(),
+        sasl_mechanism: None,
+        username: None,
+        password: None,
+        ca_file: None,
+        client_id: "taskflow-test".into(),
+        topic_prefix: String::new(),
+        // The mock cluster has no CreateTopics; its own call makes them.
+        create_topics: false,
+        partitions: 3,
+        replication_factor: 1,
+    }
+}
+
 /// Waits until the recorder holds `n` events.
 async fn received(rec: &Recorder, n: usize) -> Vec<Envelope> {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -96,24 +115,12 @@ async fn the_relay_publishes_the_outbox_in_order_and_a_group_receives_every_even
     let (ada, bob) = (user("ada@example.com"), user("bob@example.com"));
     store.insert_user(&ada, "h").await.unwrap();
     store.insert_user(&bob, "h").await.unwrap();
-    let settings = KafkaSettings {
-        brokers: cluster.bootstrap_servers(),
-        security_protocol: "plaintext".into(),
-        sasl_mechanism: None,
-        username: None,
-        password: None,
-        ca_file: None,
-        client_id: "taskflow-test".into(),
-        topic_prefix: String::new(),
-        // The mock cluster has no CreateTopics; its own call makes them.
-        create_topics: false,
-        partitions: 3,
-        replication_factor: 1,
-    };
     for topic in ["task-events", "reminders", "task-updates"] {
         cluster.create_topic(topic, 3, 1).unwrap();
     }
-    let bus = KafkaBus::open(settings, store.clone()).await.unwrap();
+    let bus = KafkaBus::open(settings(&cluster), store.clone())
+        .await
+        .unwrap();
     let (stop_tx, stop) = watch::channel(false);
     let readiness = Readiness::default();
     let rec = Arc::new(Recorder(Mutex::new(Vec::new())));
@@ -187,4 +194,67 @@ async fn the_relay_publishes_the_outbox_in_order_and_a_group_receives_every_even
         last,
         "the relay saved the last acknowledged position"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_brokers_refuse_for_good_is_parked_and_the_relay_goes_on() {
+    let cluster = MockCluster::new(1).unwrap();
+    let db = TestDb::sqlite();
+    let store = taskflow_store::connect(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+    let ada = user("ada@example.com");
+    store.insert_user(&ada, "h").await.unwrap();
+    for topic in ["task-events", "reminders", "task-updates"] {
+        cluster.create_topic(topic, 1, 1).unwrap();
+    }
+    let bus = KafkaBus::open(settings(&cluster), store.clone())
+        .await
+        .unwrap();
+    let (stop_tx, stop) = watch::channel(false);
+    let readiness = Readiness::default();
+    let rec = Arc::new(Recorder(Mutex::new(Vec::new())));
+    let relay = {
+        let (bus, readiness, stop) = (bus.clone(), readiness.clone(), stop.clone());
+        tokio::spawn(async move { bus.relay(readiness, stop).await })
+    };
+    let consumer = {
+        let (bus, handler, stop) = (bus.clone(), rec.clone(), stop.clone());
+        tokio::spawn(async move {
+            bus.consume(handler, ConsumerConfig::default(), readiness, stop)
+                .await
+        })
+    };
+    let first = add(&*store, &ada, "first").await;
+    bus.committed(first);
+    assert_eq!(received(&rec, 1).await.len(), 1);
+
+    // The broker refuses the next produce request as too large: no retry can change that.
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
+    );
+    let refused = add(&*store, &ada, "refused").await;
+    bus.committed(refused);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.count_dead_letters("relay").await.unwrap() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the refused event was not parked"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = add(&*store, &ada, "after").await;
+    bus.committed(after);
+    let got = received(&rec, 2).await;
+    let _ = stop_tx.send(true);
+    relay.await.unwrap();
+    consumer.await.unwrap();
+
+    let titles: Vec<&str> = got
+        .iter()
+        .map(|e| e.event.data["task_data"]["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["first", "after"], "the relay went on past it");
+    assert_eq!(store.count_dead_letters("relay").await.unwrap(), 1);
+    assert_eq!(store.consumer_offset("relay").await.unwrap(), after);
 }

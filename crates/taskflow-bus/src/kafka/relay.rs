@@ -7,8 +7,10 @@
 use std::time::Duration;
 
 use rdkafka::{
+    error::KafkaError,
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
+    types::RDKafkaErrorCode,
 };
 use taskflow_core::{Readiness, Role, RoleState};
 use tokio::{sync::watch, time::Instant};
@@ -138,33 +140,45 @@ async fn lead(
             continue;
         }
         if !read.events.is_empty() {
-            let published = tokio::select! {
+            let round = tokio::select! {
                 r = publish(&*producer, &bus.settings, &read.events) => r,
-                _ = lost.changed() => Err("the lease was lost".into()),
+                _ = lost.changed() => Round::stopped("the lease was lost"),
             };
-            match published {
-                Ok(()) => {
-                    if backoff > Duration::from_millis(100) {
-                        tracing::info!(offset = reader.offset(), "publishing again");
-                        report(RoleState::Ready);
-                    }
-                    relayed = reader.offset();
-                    backoff = Duration::from_millis(100);
-                    for e in &read.events {
+            let mut refused = round.refused.iter().peekable();
+            for (i, e) in read.events[..round.done].iter().enumerate() {
+                match refused.next_if(|(r, _)| *r == i) {
+                    Some((_, why)) => park(store.as_ref(), e, why).await,
+                    None => {
                         metrics::counter!("taskflow_events_published_total", "topic" => e.topic.as_str())
                             .increment(1);
                     }
-                    if let Err(e) = store.save_consumer_offset(LEASE, relayed).await {
-                        // Published again after a restart; consumers recognise the ids.
-                        tracing::warn!(error = %e, "cannot save the relayed position");
-                    }
-                    // From the outbox itself: writes of other processes count too.
-                    if let Ok(last) = store.last_position().await {
-                        metrics::gauge!("taskflow_outbox_backlog")
-                            .set((last - relayed).max(0) as f64);
-                    }
                 }
-                Err(e) => {
+            }
+            let progress = match (&round.error, round.done) {
+                (None, _) => Some(reader.offset()),
+                (Some(_), 0) => None,
+                (Some(_), done) => Some(read.events[done - 1].position),
+            };
+            if let Some(to) = progress {
+                relayed = to;
+                if let Err(e) = store.save_consumer_offset(LEASE, relayed).await {
+                    // Published again after a restart; consumers recognise the ids.
+                    tracing::warn!(error = %e, "cannot save the relayed position");
+                }
+                // From the outbox itself: writes of other processes count too.
+                if let Ok(last) = store.last_position().await {
+                    metrics::gauge!("taskflow_outbox_backlog").set((last - relayed).max(0) as f64);
+                }
+            }
+            match round.error {
+                None => {
+                    if backoff > Duration::from_millis(100) {
+                        tracing::info!(offset = relayed, "publishing again");
+                        report(RoleState::Ready);
+                    }
+                    backoff = Duration::from_millis(100);
+                }
+                Some(e) => {
                     metrics::counter!("taskflow_relay_errors_total").increment(1);
                     tracing::warn!(error = %e, from = relayed + 1, "cannot publish; retrying from the last acknowledged position");
                     report(RoleState::Failing(format!("cannot publish: {e}")));
@@ -194,6 +208,17 @@ async fn lead(
     renewal.abort();
 }
 
+/// Parks an event the brokers refuse for good as a dead letter of the relay, so that the
+/// events after it go on; `taskflow_dead_letters{consumer="relay"}` counts it.
+async fn park(store: &dyn taskflow_store::Store, e: &taskflow_store::StoredEvent, why: &str) {
+    tracing::error!(position = e.position, event_id = %e.event.id, error = why,
+        "the brokers refuse this event for good: parked as a dead letter of the relay");
+    match store.dead_letter(LEASE, e.position, &e.event, why, 1).await {
+        Ok(()) => metrics::gauge!("taskflow_dead_letters", "consumer" => LEASE).increment(1.0),
+        Err(err) => tracing::error!(error = %err, "cannot park the dead letter"),
+    }
+}
+
 /// Renews the lease every few seconds; says `lost` when another instance has it, or when it
 /// could not be renewed for half its life (it must not lapse under a working relay).
 async fn renew(bus: KafkaBus, lost: watch::Sender<bool>) {
@@ -221,14 +246,48 @@ async fn renew(bus: KafkaBus, lost: watch::Sender<bool>) {
     }
 }
 
+/// Whether the brokers refuse this one message for good (it would fail the same way on every
+/// try), rather than failing for now.
+fn refused_for_good(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidRecord
+        )
+    )
+}
+
+/// What became of a round of events: the first `done` of them were acknowledged or refused
+/// for good (`refused`, by index), and `error` stopped the rest.
+#[derive(Debug, Default)]
+struct Round {
+    done: usize,
+    refused: Vec<(usize, String)>,
+    error: Option<String>,
+}
+
+impl Round {
+    fn stopped(why: &str) -> Self {
+        Self {
+            error: Some(why.to_owned()),
+            ..Self::default()
+        }
+    }
+}
+
 /// Sends every event, then waits for all acknowledgements (pipelined, not one at a time).
 async fn publish(
     producer: &FutureProducer,
     settings: &super::KafkaSettings,
     events: &[taskflow_store::StoredEvent],
-) -> Result<(), String> {
+) -> Round {
     let mut pending = Vec::with_capacity(events.len());
-    for e in events {
+    let mut refused = Vec::new();
+    // The first event that failed for now, and why: it and those after it go again.
+    let mut failed: Option<(usize, String)> = None;
+    'events: for (i, e) in events.iter().enumerate() {
         let payload = encode(e);
         let headers = OwnedHeaders::new().insert(Header {
             key: "content-type",
@@ -243,28 +302,44 @@ async fn publish(
         loop {
             match producer.send_result(record) {
                 Ok(delivery) => {
-                    pending.push(delivery);
+                    pending.push((i, delivery));
                     break;
                 }
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
-                    back,
-                )) => {
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                Err((e, _)) => return Err(e.to_string()),
+                Err((e, _)) if refused_for_good(&e) => {
+                    refused.push((i, e.to_string()));
+                    break;
+                }
+                Err((e, _)) => {
+                    failed = Some((i, e.to_string()));
+                    break 'events;
+                }
             }
         }
     }
-    for delivery in pending {
-        match delivery.await {
-            Ok(Ok(_)) => {}
-            Ok(Err((e, _))) => return Err(e.to_string()),
-            Err(_) => return Err("the producer was closed".into()),
+    for (i, delivery) in pending {
+        let error = match delivery.await {
+            Ok(Ok(_)) => continue,
+            Ok(Err((e, _))) if refused_for_good(&e) => {
+                refused.push((i, e.to_string()));
+                continue;
+            }
+            Ok(Err((e, _))) => e.to_string(),
+            Err(_) => "the producer was closed".to_owned(),
+        };
+        if failed.as_ref().is_none_or(|(f, _)| i < *f) {
+            failed = Some((i, error));
         }
     }
-    Ok(())
+    let done = failed.as_ref().map_or(events.len(), |(i, _)| *i);
+    refused.retain(|(i, _)| *i < done);
+    refused.sort_unstable_by_key(|(i, _)| *i);
+    Round {
+        done,
+        refused,
+        error: failed.map(|(_, e)| e),
+    }
 }
