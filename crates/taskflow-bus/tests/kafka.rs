@@ -91,6 +91,7 @@ fn settings(cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>
         create_topics: false,
         partitions: 3,
         replication_factor: 1,
+        outbox_retention: None,
     }
 }
 

@@ -215,6 +215,10 @@ pub trait EventLog: Send + Sync {
     async fn last_position(&self) -> Result<i64>;
     /// Number of events in the log.
     async fn count_events(&self) -> Result<i64>;
+    /// Removes the events at or before `through` written before `before` (an outbox whose
+    /// rows were relayed elsewhere keeps them only for a while); returns how many. The newest
+    /// event always stays, so the log's last position holds.
+    async fn prune_events(&self, through: i64, before: DateTime<Utc>) -> Result<u64>;
     /// One user's events after `position`, oldest first.
     async fn user_events_after(
         &self,

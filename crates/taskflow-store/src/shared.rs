@@ -904,6 +904,28 @@ macro_rules! impl_store {
             async fn count_events(&self) -> Result<i64> {
                 Ok(q("SELECT COUNT(*) FROM events").fetch_one(self.reader()).await?.try_get(0)?)
             }
+
+            async fn prune_events(&self, through: i64, before: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+                // In batches, so no one statement holds the writer for long.
+                const BATCH: i64 = 10_000;
+                let mut total = 0;
+                loop {
+                    let n = q("DELETE FROM events WHERE position IN (SELECT position FROM events \
+                               WHERE position <= ? AND created_at < ? \
+                               AND position < (SELECT MAX(position) FROM events) \
+                               ORDER BY position LIMIT ?)")
+                        .bind(through)
+                        .bind(micros(before))
+                        .bind(BATCH)
+                        .execute(self.writer())
+                        .await?
+                        .rows_affected();
+                    total += n;
+                    if n < BATCH as u64 {
+                        return Ok(total);
+                    }
+                }
+            }
         }
 
         #[async_trait]

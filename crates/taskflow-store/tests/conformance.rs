@@ -566,6 +566,50 @@ async fn lease_story(store: &dyn Store) {
     );
 }
 
+/// Pruning the outbox removes old events up to a position, never the newest one.
+async fn prune_story(store: &dyn Store) {
+    let ada = user("prune@example.com", "UTC");
+    store.insert_user(&ada, "hash").await.unwrap();
+    for n in 0..3 {
+        add(store, &ada, &format!("p{n}"), |_| {}).await;
+    }
+    let last = store.last_position().await.unwrap();
+    let count = store.count_events().await.unwrap();
+    assert!(count >= 3);
+    let future = chrono::Utc::now() + chrono::TimeDelta::days(1);
+    assert_eq!(
+        store
+            .prune_events(last, t("2000-01-01T00:00:00Z"))
+            .await
+            .unwrap(),
+        0,
+        "none written before 2000"
+    );
+    assert_eq!(
+        store.prune_events(last - 2, future).await.unwrap() as i64,
+        count - 2,
+        "up to the position only"
+    );
+    let left: Vec<i64> = store
+        .events_after(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.position)
+        .collect();
+    assert_eq!(left, [last - 1, last]);
+    assert_eq!(store.prune_events(last, future).await.unwrap(), 1);
+    assert_eq!(store.count_events().await.unwrap(), 1, "the newest stays");
+    assert_eq!(store.last_position().await.unwrap(), last);
+    let next = add(store, &ada, "after", |_| {}).await;
+    let after = store.events_after(last, 10).await.unwrap();
+    assert_eq!(after.len(), 1, "positions go on after a prune");
+    assert_eq!(
+        after[0].event.subject.as_deref(),
+        Some(next.id.to_string().as_str())
+    );
+}
+
 #[tokio::test]
 async fn the_sqlite_adapter_keeps_the_storage_contract() {
     let db = TestDb::sqlite();
@@ -573,7 +617,8 @@ async fn the_sqlite_adapter_keeps_the_storage_contract() {
     store.migrate().await.unwrap();
     story(store.clone()).await;
     lease_story(&*store).await;
-    unit_story(store).await;
+    unit_story(store.clone()).await;
+    prune_story(&*store).await;
 }
 
 #[tokio::test]
@@ -585,7 +630,8 @@ async fn the_postgres_adapter_keeps_the_storage_contract() {
     store.migrate().await.unwrap();
     story(store.clone()).await;
     lease_story(&*store).await;
-    unit_story(store).await;
+    unit_story(store.clone()).await;
+    prune_story(&*store).await;
 }
 
 #[tokio::test]

@@ -310,6 +310,11 @@ pub struct KafkaOpts {
     /// Replication factor of each topic created at start (3 on a production cluster).
     #[arg(long, env = "TASKFLOW_KAFKA_REPLICATION_FACTOR", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=16))]
     pub kafka_replication_factor: i32,
+    /// Seconds a relayed event stays in the outbox, where `Last-Event-ID` replays and
+    /// `taskflow audit rebuild` read it (the audit log keeps the history for good); 0 keeps
+    /// events for good. The default is 7 days.
+    #[arg(long, env = "TASKFLOW_OUTBOX_RETENTION_SECS", default_value_t = 7 * 24 * 3600)]
+    pub outbox_retention_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -398,6 +403,8 @@ impl KafkaOpts {
             create_topics: self.kafka_create_topics,
             partitions: self.kafka_partitions,
             replication_factor: self.kafka_replication_factor,
+            outbox_retention: (self.outbox_retention_secs > 0)
+                .then(|| std::time::Duration::from_secs(self.outbox_retention_secs)),
         })
     }
 }

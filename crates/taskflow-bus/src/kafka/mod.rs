@@ -52,6 +52,9 @@ pub struct KafkaSettings {
     /// Partitions and replication factor of topics this process creates.
     pub partitions: i32,
     pub replication_factor: i32,
+    /// How long relayed rows stay in the outbox (where `Last-Event-ID` replays read them);
+    /// `None` keeps them for good.
+    pub outbox_retention: Option<Duration>,
 }
 
 impl fmt::Debug for KafkaSettings {
@@ -68,6 +71,7 @@ impl fmt::Debug for KafkaSettings {
             .field("create_topics", &self.create_topics)
             .field("partitions", &self.partitions)
             .field("replication_factor", &self.replication_factor)
+            .field("outbox_retention", &self.outbox_retention)
             .finish()
     }
 }

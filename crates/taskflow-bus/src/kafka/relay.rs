@@ -28,6 +28,9 @@ const BATCH: i64 = 1000;
 /// How often the outbox is read when no commit in this process wakes the relay.
 const POLL: Duration = Duration::from_millis(100);
 const PART: &str = "relay";
+/// How often relayed events past their retention are removed from the outbox (or more often,
+/// when the retention is shorter).
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 pub(super) async fn run(bus: &KafkaBus, readiness: Readiness, mut stop: watch::Receiver<bool>) {
     let report = |state: RoleState| readiness.set(Role::Relay, PART, state);
@@ -125,7 +128,14 @@ async fn lead(
     let mut reader = OutboxReader::new(store.clone(), offset);
     let mut relayed = offset;
     let mut backoff = Duration::from_millis(100);
+    let mut pruned: Option<Instant> = None;
     while !*stop.borrow() && !*lost.borrow() {
+        if let Some(keep) = bus.settings.outbox_retention
+            && pruned.is_none_or(|p| p.elapsed() >= keep.min(PRUNE_EVERY))
+        {
+            prune(store.as_ref(), relayed, keep).await;
+            pruned = Some(Instant::now());
+        }
         wake.borrow_and_update();
         let read = match reader.next(BATCH).await {
             Ok(r) => r,
@@ -206,6 +216,18 @@ async fn lead(
         }
     }
     renewal.abort();
+}
+
+/// Removes relayed events older than `keep` from the outbox.
+async fn prune(store: &dyn taskflow_store::Store, relayed: i64, keep: Duration) {
+    let Ok(keep) = chrono::TimeDelta::from_std(keep) else {
+        return;
+    };
+    match store.prune_events(relayed, chrono::Utc::now() - keep).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(events = n, "pruned relayed events from the outbox"),
+        Err(e) => tracing::warn!(error = %e, "cannot prune the outbox; trying again later"),
+    }
 }
 
 /// Parks an event the brokers refuse for good as a dead letter of the relay, so that the

@@ -229,3 +229,50 @@ async fn a_standby_relay_takes_over_when_the_active_one_dies_and_nothing_is_lost
     drop(relays);
     drop(api);
 }
+
+#[tokio::test]
+async fn relayed_events_leave_the_outbox_after_their_retention_and_the_audit_log_keeps_them() {
+    if skipped() {
+        return;
+    }
+    let Some(db) = TestDb::new(taskflow_testkit::Backend::from_env()).await else {
+        return;
+    };
+    let server = TestServer::start(BIN, &db.url, &["--outbox-retention-secs", "1"]);
+    let (token, _) = server.signup("ada@example.com", "UTC").await;
+    for title in ["old", "new"] {
+        let res = server
+            .client
+            .post(server.url("/api/tasks"))
+            .bearer_auth(&token)
+            .json(&json!({"title": title}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+    }
+    let audit = poll(
+        &server,
+        &token,
+        "/api/audit",
+        Duration::from_secs(15),
+        |b| b["items"].as_array().is_some_and(|i| i.len() >= 2),
+    )
+    .await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 2, "{audit}");
+    // Past the retention and the next prune (every second with a retention of one): a
+    // replay from the start finds only the newest event, which always stays.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut replay = Sse::open(&server, &token, Some("0")).await;
+    let (_, _, first) = replay
+        .next(Duration::from_secs(5))
+        .await
+        .expect("the newest event is replayed");
+    assert_eq!(first["data"]["task_data"]["title"], "new", "{first}");
+    let audit = server.get_json("/api/audit", &token).await;
+    assert_eq!(
+        audit["items"].as_array().unwrap().len(),
+        2,
+        "the audit log keeps the history: {audit}"
+    );
+}
