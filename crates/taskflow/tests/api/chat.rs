@@ -234,20 +234,47 @@ async fn a_new_time_keeps_the_day_and_completed_tasks_can_be_cleared() {
         return;
     };
     let reply = |v: &Value| v["response"].as_str().unwrap().to_owned();
-    let first = say(&app, None, "add dentist on december 2nd at 8:15am").await;
+    // Days ahead of today (in the user's zone, give or take a day), named by month and day.
+    let today = (chrono::Utc::now() - chrono::TimeDelta::hours(5)).date_naive();
+    let (dentist, trip) = (
+        today + chrono::TimeDelta::days(10),
+        today + chrono::TimeDelta::days(20),
+    );
+    let first = say(
+        &app,
+        None,
+        &format!("add dentist on {} at 8:15am", dentist.format("%B %-d")),
+    )
+    .await;
     let cid = first["conversation_id"].as_str().unwrap().to_owned();
     let text = reply(&say(&app, Some(&cid), "change it to 3pm").await);
-    assert_eq!(text, "Updated #1 “dentist” — due Wed Dec 2, 3:00 PM.");
-    say(&app, Some(&cid), "add pack for the trip on dec 20").await;
+    assert_eq!(
+        text,
+        format!(
+            "Updated #1 “dentist” — due {}, 3:00 PM.",
+            dentist.format("%a %b %-d")
+        )
+    );
+    say(
+        &app,
+        Some(&cid),
+        &format!("add pack for the trip on {}", trip.format("%b %-d")),
+    )
+    .await;
     let text = reply(&say(&app, Some(&cid), "move it to 7am").await);
     assert_eq!(
-        text, "Updated #2 “pack for the trip” — due Sun Dec 20, 7:00 AM.",
+        text,
+        format!(
+            "Updated #2 “pack for the trip” — due {}, 7:00 AM.",
+            trip.format("%a %b %-d")
+        ),
         "an all-day task gets the time on its day"
     );
 
     let text = reply(&say(&app, Some(&cid), "how many tasks do I have?").await);
     assert!(text.starts_with("2 tasks:"), "{text}");
-    let text = reply(&say(&app, Some(&cid), "what's on wednesday dec 2?").await);
+    let on = format!("what's on {}?", dentist.format("%A %b %-d")).to_lowercase();
+    let text = reply(&say(&app, Some(&cid), &on).await);
     assert!(
         text.starts_with("1 task:") && text.contains("dentist"),
         "{text}"
