@@ -23,14 +23,18 @@ impl Audit {
         Self { store }
     }
 
-    /// Empties the audit log and replays the whole event log into it, in batches; returns
-    /// the number of events replayed. The result is identical to the log kept live.
+    /// Empties the audit log and replays the event log into it, in batches. The result is
+    /// identical to the log kept live. Entries of events that have left the outbox after
+    /// their retention (positions before the oldest event still there) are kept as they
+    /// are: they cannot be replayed.
     pub async fn rebuild(
         &self,
         mut progress: impl FnMut(i64),
-    ) -> Result<i64, taskflow_store::StoreError> {
-        self.store.reset_audit().await?;
-        let mut position = 0;
+    ) -> Result<Rebuilt, taskflow_store::StoreError> {
+        let oldest = self.store.events_after(0, 1).await?;
+        let from = oldest.first().map_or(0, |e| e.position);
+        self.store.reset_audit(from).await?;
+        let mut position = (from - 1).max(0);
         let mut count = 0;
         loop {
             let batch = self.store.events_after(position, 1000).await?;
@@ -42,8 +46,20 @@ impl Audit {
             count += batch.len() as i64;
             progress(count);
         }
-        Ok(count)
+        Ok(Rebuilt {
+            replayed: count,
+            from,
+        })
     }
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rebuilt {
+    /// Events replayed into the audit log.
+    pub replayed: i64,
+    /// The position of the oldest event replayed: the entries before it were kept.
+    pub from: i64,
 }
 
 #[async_trait]

@@ -319,8 +319,10 @@ pub trait AuditStore: Send + Sync {
     async fn audit(&self, query: AuditQuery) -> Result<Vec<AuditEntry>>;
     /// Every entry, oldest first, after `after` (for comparing a rebuild).
     async fn audit_all(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>>;
-    /// Empties the audit log, as the first step of a rebuild from the event log.
-    async fn reset_audit(&self) -> Result<()>;
+    /// Removes the audit entries from position `from` on, as the first step of a rebuild
+    /// from the event log; the entries before it (of events pruned from the outbox after
+    /// their retention) stay.
+    async fn reset_audit(&self, from: i64) -> Result<()>;
 }
 
 /// Leases, for work that one instance at a time must do (the relay).

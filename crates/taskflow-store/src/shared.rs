@@ -1163,9 +1163,16 @@ macro_rules! impl_store {
                 rows.iter().map(audit_row).collect()
             }
 
-            async fn reset_audit(&self) -> Result<()> {
+            async fn reset_audit(&self, from: i64) -> Result<()> {
                 let mut tx = self.writer().begin().await?;
-                sqlx::raw_sql(dialect::AUDIT_RESET).execute(&mut *tx).await?;
+                if from <= 1 {
+                    sqlx::raw_sql(dialect::AUDIT_RESET).execute(&mut *tx).await?;
+                } else {
+                    // The append-only guard is lifted inside this transaction only.
+                    sqlx::raw_sql(dialect::AUDIT_UNGUARD).execute(&mut *tx).await?;
+                    q("DELETE FROM audit_log WHERE id >= ?").bind(from).execute(&mut *tx).await?;
+                    sqlx::raw_sql(dialect::AUDIT_GUARD).execute(&mut *tx).await?;
+                }
                 tx.commit().await?;
                 Ok(())
             }

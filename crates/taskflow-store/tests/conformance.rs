@@ -576,6 +576,10 @@ async fn prune_story(store: &dyn Store) {
     let last = store.last_position().await.unwrap();
     let count = store.count_events().await.unwrap();
     assert!(count >= 3);
+    let written = store.events_after(0, 10_000).await.unwrap();
+    let audited: Vec<(i64, &taskflow_core::CloudEvent)> =
+        written.iter().map(|e| (e.position, &e.event)).collect();
+    store.append_audit(&audited).await.unwrap();
     let future = chrono::Utc::now() + chrono::TimeDelta::days(1);
     assert_eq!(
         store
@@ -608,6 +612,27 @@ async fn prune_story(store: &dyn Store) {
         after[0].event.subject.as_deref(),
         Some(next.id.to_string().as_str())
     );
+    // A rebuild after a prune resets the audit log from the oldest event left only.
+    let ids = |entries: Vec<taskflow_store::AuditEntry>| -> Vec<i64> {
+        entries.iter().map(|e| e.id).collect()
+    };
+    let kept = ids(store.audit_all(0, 10_000).await.unwrap());
+    assert_eq!(kept.len() as i64, count);
+    store.reset_audit(last).await.unwrap();
+    let left = ids(store.audit_all(0, 10_000).await.unwrap());
+    assert_eq!(
+        left,
+        kept[..kept.len() - 1],
+        "entries before the oldest event stay"
+    );
+    // The append-only guard is back: lifting it again works only when it is there.
+    store.reset_audit(last - 1).await.unwrap();
+    assert_eq!(
+        ids(store.audit_all(0, 10_000).await.unwrap()),
+        kept[..kept.len() - 2]
+    );
+    store.reset_audit(0).await.unwrap();
+    assert!(store.audit_all(0, 10_000).await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -179,8 +179,17 @@ pub async fn rebuild_audit(db: DbOpts) -> ExitCode {
         })
         .await;
     match result {
-        Ok(n) => {
-            eprintln!("taskflow: audit log rebuilt: {n} entries");
+        Ok(rebuilt) => {
+            if rebuilt.from > 1 {
+                eprintln!(
+                    "taskflow: the audit entries before position {} were kept: their events have left the outbox after its retention",
+                    rebuilt.from
+                );
+            }
+            eprintln!(
+                "taskflow: audit log rebuilt: {} entries replayed",
+                rebuilt.replayed
+            );
             ExitCode::SUCCESS
         }
         Err(e) => fail(format_args!("cannot rebuild the audit log: {e}")),

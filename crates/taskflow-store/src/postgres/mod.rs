@@ -72,6 +72,11 @@ mod dialect {
     pub(super) const SETTLED: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot()) >= pg_snapshot_xmax(CAST(? AS pg_snapshot))";
     /// TRUNCATE does not fire the row triggers that keep the log append-only.
     pub(super) const AUDIT_RESET: &str = "TRUNCATE audit_log";
+    /// Lifts and restores the guard against updates and deletes (on every partition), around
+    /// a partial reset.
+    pub(super) const AUDIT_UNGUARD: &str = "DROP TRIGGER audit_log_no_change ON audit_log";
+    pub(super) const AUDIT_GUARD: &str = "CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE \
+        ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()";
 
     /// The statement creating the month's partition `occurred_at` (µs) falls in.
     pub(super) fn audit_partition(occurred_at: i64) -> Option<String> {

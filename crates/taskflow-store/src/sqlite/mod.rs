@@ -78,6 +78,10 @@ mod dialect {
     pub(super) const AUDIT_RESET: &str = "DROP TRIGGER audit_log_no_delete; DELETE FROM audit_log; \
         CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log \
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;";
+    /// Lifts and restores the guard against deletes, around a partial reset.
+    pub(super) const AUDIT_UNGUARD: &str = "DROP TRIGGER audit_log_no_delete";
+    pub(super) const AUDIT_GUARD: &str = "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log \
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END";
 
     /// No partitions on SQLite.
     pub(super) fn audit_partition(_occurred_at: i64) -> Option<String> {

@@ -275,4 +275,20 @@ async fn relayed_events_leave_the_outbox_after_their_retention_and_the_audit_log
         2,
         "the audit log keeps the history: {audit}"
     );
+    // A rebuild replays what the outbox still holds and keeps the entries before it.
+    assert_eq!(server.terminate().code(), Some(0));
+    let out = std::process::Command::new(BIN)
+        .args(["audit", "rebuild", "--database-url", &db.url])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("were kept"), "{stderr}");
+    assert!(stderr.contains("1 entries replayed"), "{stderr}");
+    let server = TestServer::start(BIN, &db.url, &[]);
+    assert_eq!(
+        server.get_json("/api/audit", &token).await,
+        audit,
+        "the same history after the rebuild"
+    );
 }

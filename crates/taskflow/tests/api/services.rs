@@ -583,7 +583,10 @@ async fn taskflow_audit_rebuild_replays_the_event_log_into_an_identical_audit_lo
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("audit log rebuilt: 8 entries"), "{stderr}");
+    assert!(
+        stderr.contains("audit log rebuilt: 8 entries replayed"),
+        "{stderr}"
+    );
     let server = TestServer::start(BIN, &db.url, &[]);
     let app = App {
         server,
