@@ -92,6 +92,7 @@ fn settings(cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>
         partitions: 3,
         replication_factor: 1,
         outbox_retention: None,
+        debug: None,
     }
 }
 

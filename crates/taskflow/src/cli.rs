@@ -315,6 +315,10 @@ pub struct KafkaOpts {
     /// events for good. The default is 7 days.
     #[arg(long, env = "TASKFLOW_OUTBOX_RETENTION_SECS", default_value_t = 7 * 24 * 3600)]
     pub outbox_retention_secs: u64,
+    /// librdkafka debug contexts for a close look at the client (`broker,cgrp,fetch`,
+    /// `all`); its lines are logged at debug level under the target `librdkafka`.
+    #[arg(long, env = "TASKFLOW_KAFKA_DEBUG")]
+    pub kafka_debug: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -405,6 +409,7 @@ impl KafkaOpts {
             replication_factor: self.kafka_replication_factor,
             outbox_retention: (self.outbox_retention_secs > 0)
                 .then(|| std::time::Duration::from_secs(self.outbox_retention_secs)),
+            debug: self.kafka_debug.clone(),
         })
     }
 }

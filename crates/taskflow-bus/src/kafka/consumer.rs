@@ -21,6 +21,10 @@ use super::{KafkaBus, decode};
 use crate::{ConsumerConfig, Handler, handler::Delivery, wait};
 
 const PART: &str = "consumer";
+/// The pause after an error from the client, before the next read.
+const ERROR_PAUSE: Duration = Duration::from_millis(10);
+/// How often a failing group warns in the log (the other errors are logged at debug level).
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Reports the group ready once it has partitions (so a process is not ready before it
 /// would see new events), and commits what is stored before partitions go.
@@ -34,6 +38,10 @@ struct GroupContext {
 }
 
 impl ClientContext for GroupContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        super::forward_log(level, facility, message);
+    }
+
     /// Consumer lag from librdkafka's statistics: per partition, and summed per group.
     fn stats(&self, statistics: Statistics) {
         let mut total = 0;
@@ -158,6 +166,7 @@ pub(super) async fn run(
     }
     let batch = delivery.config.batch.max(1) as usize;
     let mut failing = false;
+    let mut last_warned: Option<std::time::Instant> = None;
     loop {
         if *stop.borrow() {
             break;
@@ -168,11 +177,21 @@ pub(super) async fn run(
         };
         let first = match first {
             Ok(m) => m,
+            // librdkafka reconnects by itself; an error here is news of that, queued ahead of
+            // the messages. The queue is drained at once (a pause per error would leave the
+            // group reading an outage's backlog of errors long after the brokers are back),
+            // with a pause too short to matter that keeps a persistent error from spinning,
+            // and a warning at most every WARN_EVERY.
             Err(e) => {
-                tracing::warn!(group, error = %e, "cannot read from Kafka; retrying");
+                if last_warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                    tracing::warn!(group, error = %e, "cannot read from Kafka; retrying");
+                    last_warned = Some(std::time::Instant::now());
+                } else {
+                    tracing::debug!(group, error = %e, "cannot read from Kafka; retrying");
+                }
                 readiness.set(role, PART, RoleState::Failing(format!("cannot read: {e}")));
                 failing = true;
-                if wait(&mut stop, Duration::from_secs(1)).await {
+                if wait(&mut stop, ERROR_PAUSE).await {
                     break;
                 }
                 continue;

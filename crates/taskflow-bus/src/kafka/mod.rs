@@ -16,7 +16,8 @@ use async_trait::async_trait;
 use rdkafka::{
     ClientConfig,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
+    client::ClientContext,
+    config::RDKafkaLogLevel,
     types::RDKafkaErrorCode,
 };
 use serde_json::Value;
@@ -55,6 +56,9 @@ pub struct KafkaSettings {
     /// How long relayed rows stay in the outbox (where `Last-Event-ID` replays read them);
     /// `None` keeps them for good.
     pub outbox_retention: Option<Duration>,
+    /// librdkafka debug contexts (`broker,cgrp,fetch`, `all`) for its log lines, which go
+    /// to the process's log at debug level under the target `librdkafka`.
+    pub debug: Option<String>,
 }
 
 impl fmt::Debug for KafkaSettings {
@@ -72,6 +76,7 @@ impl fmt::Debug for KafkaSettings {
             .field("partitions", &self.partitions)
             .field("replication_factor", &self.replication_factor)
             .field("outbox_retention", &self.outbox_retention)
+            .field("debug", &self.debug)
             .finish()
     }
 }
@@ -82,7 +87,9 @@ impl KafkaSettings {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers)
             .set("client.id", &self.client_id)
-            .set("security.protocol", &self.security_protocol);
+            .set("security.protocol", &self.security_protocol)
+            // Back at most 2 s after a broker returns (librdkafka's default backs off to 10 s).
+            .set("reconnect.backoff.max.ms", "2000");
         if let Some(m) = &self.sasl_mechanism {
             c.set("sasl.mechanism", m);
         }
@@ -94,6 +101,9 @@ impl KafkaSettings {
         }
         if let Some(ca) = &self.ca_file {
             c.set("ssl.ca.location", ca.display().to_string());
+        }
+        if let Some(d) = &self.debug {
+            c.set("debug", d);
         }
         c
     }
@@ -111,6 +121,32 @@ impl KafkaSettings {
     /// The name of consumer group `group` on the cluster.
     fn group(&self, group: &str) -> String {
         format!("{}{group}", self.topic_prefix)
+    }
+}
+
+/// A client context that sends librdkafka's own log lines (a broker refusing the
+/// credentials, a group coordinator lost) to the process's log under the target `librdkafka`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Logged;
+
+impl ClientContext for Logged {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        forward_log(level, facility, message);
+    }
+}
+
+/// Logs one line of librdkafka's at its level.
+fn forward_log(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", facility, "{message}"),
+        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(target: "librdkafka", facility, "{message}")
+        }
+        RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
     }
 }
 
@@ -160,9 +196,9 @@ impl KafkaBus {
 
 /// Creates the topics that are missing.
 async fn create_topics(settings: &KafkaSettings) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = settings
+    let admin: AdminClient<Logged> = settings
         .client()
-        .create()
+        .create_with_context(Logged)
         .map_err(|e| KafkaError(format!("cannot create the Kafka admin client: {e}")))?;
     let names: Vec<String> = Topic::ALL.iter().map(|t| settings.topic(*t)).collect();
     let topics: Vec<NewTopic<'_>> = names
@@ -316,6 +352,8 @@ mod tests {
             create_topics: true,
             partitions: 1,
             replication_factor: 1,
+            outbox_retention: None,
+            debug: None,
         };
         assert_eq!(prefixed.topic(Topic::Reminders), "staging.reminders");
         assert_eq!(

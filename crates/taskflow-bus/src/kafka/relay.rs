@@ -15,7 +15,7 @@ use rdkafka::{
 use taskflow_core::{Readiness, Role, RoleState};
 use tokio::{sync::watch, time::Instant};
 
-use super::{KafkaBus, encode};
+use super::{KafkaBus, Logged, encode};
 use crate::{outbox::OutboxReader, wait};
 
 /// The lease, and the name its relayed position is kept under.
@@ -96,14 +96,16 @@ pub(super) async fn run(bus: &KafkaBus, readiness: Readiness, mut stop: watch::R
 }
 
 /// An idempotent producer that waits for every in-sync replica.
-fn producer(settings: &super::KafkaSettings) -> rdkafka::error::KafkaResult<FutureProducer> {
+fn producer(
+    settings: &super::KafkaSettings,
+) -> rdkafka::error::KafkaResult<FutureProducer<Logged>> {
     settings
         .client()
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("message.timeout.ms", "30000")
-        .create()
+        .create_with_context(Logged)
 }
 
 /// Publishes from `offset` while this instance holds the lease and `stop` is false. The
@@ -116,7 +118,7 @@ fn producer(settings: &super::KafkaSettings) -> rdkafka::error::KafkaResult<Futu
 /// refuses that leaves it fenced for good; a new producer starts a clean sequence.
 async fn lead(
     bus: &KafkaBus,
-    producer: &mut FutureProducer,
+    producer: &mut FutureProducer<Logged>,
     offset: i64,
     report: &impl Fn(RoleState),
     stop: &mut watch::Receiver<bool>,
@@ -301,7 +303,7 @@ impl Round {
 
 /// Sends every event, then waits for all acknowledgements (pipelined, not one at a time).
 async fn publish(
-    producer: &FutureProducer,
+    producer: &FutureProducer<Logged>,
     settings: &super::KafkaSettings,
     events: &[taskflow_store::StoredEvent],
 ) -> Round {

@@ -407,3 +407,54 @@ fn nlu_parse_prints_how_an_utterance_is_understood() {
         "yesterday-ish",
     );
 }
+
+#[test]
+fn the_kafka_clients_own_errors_reach_the_log() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("t.db").display());
+    // A port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let brokers = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let mut child = Command::new(BIN)
+        .args(["--log-format", "json", "serve", "--bind", "127.0.0.1:0"])
+        .args([
+            "--database-url",
+            &db,
+            "--bus",
+            "kafka",
+            "--kafka-brokers",
+            &brokers,
+        ])
+        .args(["--kafka-create-topics", "false"])
+        .env_remove("TASKFLOW_BIND")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = Vec::new();
+    let found = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains(r#""target":"librdkafka""#) && l.contains(&brokers) => {
+                break Some(l);
+            }
+            Ok(l) => seen.push(l),
+            Err(_) => break None,
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = found.unwrap_or_else(|| panic!("no librdkafka line: {seen:#?}"));
+    assert!(line.contains("Connection refused"), "{line}");
+}
