@@ -35,6 +35,8 @@ struct GroupContext {
     label: &'static str,
     /// Whether the group keeps offsets (not a live fan-out group).
     durable: bool,
+    /// For the topics' names as the metrics label them (without the cluster's prefix).
+    settings: Arc<super::KafkaSettings>,
 }
 
 impl ClientContext for GroupContext {
@@ -52,8 +54,11 @@ impl ClientContext for GroupContext {
                     continue;
                 }
                 total += p.consumer_lag;
+                let Some(topic) = self.settings.topic_of(topic) else {
+                    continue;
+                };
                 metrics::gauge!("taskflow_consumer_partition_lag", "consumer" => self.label,
-                    "topic" => topic.clone(), "partition" => partition.to_string())
+                    "topic" => topic.as_str(), "partition" => partition.to_string())
                 .set(p.consumer_lag as f64);
             }
         }
@@ -109,6 +114,7 @@ pub(super) async fn run(
         role,
         label: handler.group(),
         durable: config.durable,
+        settings: bus.settings.clone(),
     };
     let consumer: StreamConsumer<GroupContext> = match bus
         .settings
@@ -209,7 +215,12 @@ pub(super) async fn run(
             }
         }
         delivery
-            .deliver(envelopes(&bus.settings, &group, &messages))
+            .deliver(envelopes(
+                &bus.settings,
+                &group,
+                delivery.handler.group(),
+                &messages,
+            ))
             .await;
         for m in &messages {
             if let Err(e) = consumer.store_offset_from_message(m) {
@@ -226,11 +237,13 @@ pub(super) async fn run(
     tracing::info!(group, "consumer stopped");
 }
 
-/// The events of `messages`; a message that is no event of ours is logged, counted and
-/// passed over (it would fail the same way on every try).
+/// The events of `messages`, counted per topic under the group's `label`; a message that is
+/// no event of ours is logged, counted and passed over (it would fail the same way on every
+/// try).
 fn envelopes(
     settings: &super::KafkaSettings,
     group: &str,
+    label: &'static str,
     messages: &[BorrowedMessage<'_>],
 ) -> Vec<crate::Envelope> {
     messages
@@ -239,11 +252,16 @@ fn envelopes(
             let topic = settings.topic_of(m.topic());
             let decoded = decode(topic, m.payload().unwrap_or_default());
             match decoded {
-                Ok(e) => Some(e),
+                Ok(e) => {
+                    metrics::counter!("taskflow_events_consumed_total", "consumer" => label,
+                        "topic" => e.topic.as_str())
+                    .increment(1);
+                    Some(e)
+                }
                 Err(why) => {
                     tracing::error!(group, topic = m.topic(), partition = m.partition(), offset = m.offset(),
                         error = %why, "dropping a message that is not a taskflow event");
-                    metrics::counter!("taskflow_events_malformed_total", "consumer" => group.to_owned())
+                    metrics::counter!("taskflow_events_malformed_total", "consumer" => label)
                         .increment(1);
                     None
                 }

@@ -362,6 +362,10 @@ async fn the_broker_gone_for_30_s_under_write_load_loses_and_repeats_nothing() {
         );
     }
     assert_eq!(told(&notes), reminders, "{notes}");
+    assert!(
+        metric(&server, "taskflow_relay_errors_total").await >= 1.0,
+        "the relay counted its failed rounds"
+    );
 }
 
 /// Prints the lines `server` has logged that name one of `about`, for a failure's story.

@@ -292,3 +292,87 @@ async fn relayed_events_leave_the_outbox_after_their_retention_and_the_audit_log
         "the same history after the rebuild"
     );
 }
+
+/// The value of the metric `name` whose labels include every one of `labels`.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?;
+        let (series, value) = rest.rsplit_once(' ')?;
+        let bare = series.is_empty() || series.starts_with('{');
+        (bare && labels.iter().all(|want| series.contains(want)))
+            .then(|| value.parse().ok())
+            .flatten()
+    })
+}
+
+#[tokio::test]
+async fn metrics_show_what_was_published_and_consumed_per_topic_and_the_lag() {
+    if skipped() {
+        return;
+    }
+    let Some(db) = TestDb::new(taskflow_testkit::Backend::from_env()).await else {
+        return;
+    };
+    let server = TestServer::start(BIN, &db.url, &[]);
+    let (token, _) = server.signup("ada@example.com", "UTC").await;
+    for n in 0..3 {
+        let res = server
+            .client
+            .post(server.url("/api/tasks"))
+            .bearer_auth(&token)
+            .json(&json!({"title": format!("t{n}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+    }
+    let topic = r#"topic="task-events""#;
+    let audit = r#"consumer="audit""#;
+    // The lag comes from the client's statistics, every 2 s.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = server
+            .client
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let done = sample(&text, "taskflow_events_consumed_total", &[audit, topic])
+            .is_some_and(|n| n >= 3.0)
+            && sample(&text, "taskflow_consumer_partition_lag", &[audit, topic]).is_some()
+            && sample(&text, "taskflow_consumer_lag", &[audit]) == Some(0.0);
+        if done || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let published = sample(&text, "taskflow_events_published_total", &[topic]);
+    assert!(published.is_some_and(|n| n >= 3.0), "{text}");
+    for consumer in ["audit", "recurring", "reminders"] {
+        let label = format!(r#"consumer="{consumer}""#);
+        let consumed = sample(&text, "taskflow_events_consumed_total", &[&label, topic]);
+        assert!(consumed.is_some_and(|n| n >= 3.0), "{consumer}: {text}");
+    }
+    assert!(
+        sample(
+            &text,
+            "taskflow_consumer_partition_lag",
+            &[audit, topic, "partition=\""]
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "taskflow_consumer_lag", &[audit]),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "taskflow_outbox_backlog", &[]),
+        Some(0.0),
+        "{text}"
+    );
+}
