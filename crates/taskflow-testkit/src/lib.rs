@@ -387,6 +387,12 @@ impl TestServer {
         req.send().await.unwrap().json().await.unwrap()
     }
 
+    /// The text of `/metrics` (of the first process, the one serving the API).
+    pub async fn metrics(&self) -> String {
+        let res = self.client.get(self.url("/metrics")).send().await.unwrap();
+        res.text().await.unwrap()
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would.
     pub fn kill9(mut self) {
         self.kill_all();

@@ -8,11 +8,13 @@
 use std::{sync::Arc, time::Duration};
 
 use rdkafka::{
-    ClientContext, Message, Statistics,
+    ClientContext, Message, Offset, Statistics, TopicPartitionList,
     consumer::{
         BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
     },
+    error::KafkaError,
     message::BorrowedMessage,
+    types::RDKafkaRespErr,
 };
 use taskflow_core::{Readiness, Role, RoleState, Topic};
 use tokio::sync::watch;
@@ -67,6 +69,50 @@ impl ClientContext for GroupContext {
 }
 
 impl ConsumerContext for GroupContext {
+    /// As rdkafka's own, except that a live fan-out group is assigned the end of each
+    /// partition as it is now, read here: with `auto.offset.reset=latest` alone the end is
+    /// looked up after the group reports ready, and an event written in between was missed by
+    /// the clients that had just connected.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let assign = err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+        if assign && !self.durable {
+            let parts: Vec<(String, i32)> = tpl
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect();
+            for (topic, partition) in parts {
+                match consumer.fetch_watermarks(&topic, partition, Duration::from_secs(5)) {
+                    Ok((_, end)) => {
+                        let _ = tpl.set_partition_offset(&topic, partition, Offset::Offset(end));
+                    }
+                    Err(e) => tracing::warn!(topic, partition, error = %e,
+                        "cannot read where the partition ends; starting from the latest offset"),
+                }
+            }
+        }
+        let rebalance = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Rebalance::Assign(tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke(tpl),
+            _ => Rebalance::Error(KafkaError::Rebalance(err.into())),
+        };
+        self.pre_rebalance(consumer, &rebalance);
+        let done = if assign {
+            consumer.assign(tpl)
+        } else {
+            consumer.unassign()
+        };
+        if let Err(e) = done {
+            tracing::warn!(role = %self.role, error = %e, "cannot apply the new assignment");
+        }
+        self.post_rebalance(consumer, &rebalance);
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(_) = rebalance
             && self.durable

@@ -379,15 +379,7 @@ fn show_logs(server: &TestServer, about: &[&str]) {
 
 /// The number a metric line of `server`'s `/metrics` carries, 0 when absent.
 async fn metric(server: &TestServer, line: &str) -> f64 {
-    let text = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics().await;
     text.lines()
         .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
         .unwrap_or(0.0)

@@ -277,12 +277,7 @@ async fn relayed_events_leave_the_outbox_after_their_retention_and_the_audit_log
     );
     // A rebuild replays what the outbox still holds and keeps the entries before it.
     assert_eq!(server.terminate().code(), Some(0));
-    let out = std::process::Command::new(BIN)
-        .args(["audit", "rebuild", "--database-url", &db.url])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = crate::services::rebuild_audit(&db.url);
     assert!(stderr.contains("were kept"), "{stderr}");
     assert!(stderr.contains("1 entries replayed"), "{stderr}");
     let server = TestServer::start(BIN, &db.url, &[]);
@@ -331,15 +326,7 @@ async fn metrics_show_what_was_published_and_consumed_per_topic_and_the_lag() {
     // The lag comes from the client's statistics, every 2 s.
     let deadline = Instant::now() + Duration::from_secs(20);
     let text = loop {
-        let text = server
-            .client
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = server.metrics().await;
         let done = sample(&text, "taskflow_events_consumed_total", &[audit, topic])
             .is_some_and(|n| n >= 3.0)
             && sample(&text, "taskflow_consumer_partition_lag", &[audit, topic]).is_some()

@@ -20,16 +20,7 @@ async fn metrics_count_requests_by_route_and_show_the_outbox() {
     let Some(app) = App::new().await else { return };
     app.task(json!({"title": "a"})).await;
     app.get("/api/tasks?status=bogus").await;
-    let text = app
-        .server
-        .client
-        .get(app.server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.server.metrics().await;
     assert!(
         text.contains(r#"http_requests_total{route="/api/tasks",method="POST",status="201"} 1"#),
         "{text}"

@@ -577,12 +577,7 @@ async fn taskflow_audit_rebuild_replays_the_event_log_into_an_identical_audit_lo
         user,
     } = app;
     assert_eq!(server.terminate().code(), Some(0));
-    let out = std::process::Command::new(BIN)
-        .args(["audit", "rebuild", "--database-url", &db.url])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = rebuild_audit(&db.url);
     assert!(
         stderr.contains("audit log rebuilt: 8 entries replayed"),
         "{stderr}"
@@ -663,4 +658,15 @@ async fn an_idle_stream_gets_heartbeats_and_metrics_show_lag_and_dead_letters_pe
             "dead letters of {consumer}:\n{metrics}"
         );
     }
+}
+
+/// Runs `taskflow audit rebuild` on `db_url`, which must succeed; returns its stderr.
+pub(crate) fn rebuild_audit(db_url: &str) -> String {
+    let out = std::process::Command::new(BIN)
+        .args(["audit", "rebuild", "--database-url", db_url])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
 }
