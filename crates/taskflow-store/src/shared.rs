@@ -1165,13 +1165,16 @@ macro_rules! impl_store {
 
             async fn reset_audit(&self, from: i64) -> Result<()> {
                 let mut tx = self.writer().begin().await?;
-                if from <= 1 {
-                    sqlx::raw_sql(dialect::AUDIT_RESET).execute(&mut *tx).await?;
-                } else {
-                    // The append-only guard is lifted inside this transaction only.
-                    sqlx::raw_sql(dialect::AUDIT_UNGUARD).execute(&mut *tx).await?;
-                    q("DELETE FROM audit_log WHERE id >= ?").bind(from).execute(&mut *tx).await?;
-                    sqlx::raw_sql(dialect::AUDIT_GUARD).execute(&mut *tx).await?;
+                match dialect::AUDIT_RESET {
+                    Some(empty) if from <= 1 => {
+                        sqlx::raw_sql(empty).execute(&mut *tx).await?;
+                    }
+                    _ => {
+                        // The append-only guard is lifted inside this transaction only.
+                        sqlx::raw_sql(dialect::AUDIT_UNGUARD).execute(&mut *tx).await?;
+                        q("DELETE FROM audit_log WHERE id >= ?").bind(from).execute(&mut *tx).await?;
+                        sqlx::raw_sql(dialect::AUDIT_GUARD).execute(&mut *tx).await?;
+                    }
                 }
                 tx.commit().await?;
                 Ok(())

@@ -70,8 +70,9 @@ mod dialect {
     /// was running when it was seen has ended ([`SETTLED`]).
     pub(super) const SNAPSHOT: Option<&str> = Some("SELECT pg_current_snapshot()::text");
     pub(super) const SETTLED: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot()) >= pg_snapshot_xmax(CAST(? AS pg_snapshot))";
-    /// TRUNCATE does not fire the row triggers that keep the log append-only.
-    pub(super) const AUDIT_RESET: &str = "TRUNCATE audit_log";
+    /// Empties the audit log at once: TRUNCATE does not fire the row triggers that keep the
+    /// log append-only.
+    pub(super) const AUDIT_RESET: Option<&str> = Some("TRUNCATE audit_log");
     /// Lifts and restores the guard against updates and deletes (on every partition), around
     /// a partial reset.
     pub(super) const AUDIT_UNGUARD: &str = "DROP TRIGGER audit_log_no_change ON audit_log";

@@ -73,12 +73,10 @@ mod dialect {
     /// later, so readers need no snapshot.
     pub(super) const SNAPSHOT: Option<&str> = None;
     pub(super) const SETTLED: &str = "SELECT 1";
-    /// Empties the audit log for a rebuild (the append-only guard is lifted for that
-    /// statement only, inside the rebuild's transaction).
-    pub(super) const AUDIT_RESET: &str = "DROP TRIGGER audit_log_no_delete; DELETE FROM audit_log; \
-        CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log \
-        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;";
-    /// Lifts and restores the guard against deletes, around a partial reset.
+    /// No statement empties the audit log past its guard: a reset deletes between
+    /// [`AUDIT_UNGUARD`] and [`AUDIT_GUARD`].
+    pub(super) const AUDIT_RESET: Option<&str> = None;
+    /// Lifts and restores the guard against deletes, around a reset.
     pub(super) const AUDIT_UNGUARD: &str = "DROP TRIGGER audit_log_no_delete";
     pub(super) const AUDIT_GUARD: &str = "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log \
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END";
