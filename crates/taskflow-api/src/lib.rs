@@ -3,6 +3,7 @@
 //! metrics, rate limits, body limit, and problem+json for every error.
 
 mod chat;
+mod dapr;
 mod docs;
 mod events;
 mod extract;
@@ -130,6 +131,7 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(middleware::from_fn(extract::check_url))
         .layer(middleware::from_fn_with_state(state.clone(), limits::per_ip))
+        .merge(sidecar_routes(&state))
         .layer(middleware::from_fn(problem::render_problems))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -140,10 +142,19 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The routes a Dapr sidecar calls, where the transport is Dapr (else none).
+fn sidecar_routes<S: Clone + Send + Sync + 'static>(state: &AppState) -> Router<S> {
+    match state.app.bus().inbox() {
+        Some(inbox) => dapr::router(inbox),
+        None => Router::new(),
+    }
+}
+
 /// Health, readiness and metrics only: what an instance without the `api` role serves.
 pub fn ops_router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
+        .merge(sidecar_routes(&state))
         .fallback(|| async {
             ApiError::NotFound(
                 "this instance does not run the `api` role; only /healthz and /metrics are served",

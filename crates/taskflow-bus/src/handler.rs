@@ -3,7 +3,7 @@
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use taskflow_core::Role;
+use taskflow_core::{Role, Topic};
 use taskflow_store::Store;
 
 use crate::Envelope;
@@ -27,7 +27,12 @@ pub trait Handler: Send + Sync {
     fn group(&self) -> &'static str {
         self.role().name()
     }
-    /// Whether the group wants this event; others pass by without a call.
+    /// The topics the group reads; by default all of them.
+    fn topics(&self) -> &'static [Topic] {
+        &Topic::ALL
+    }
+    /// Whether the group wants this event (of one of its topics); others pass by without a
+    /// call.
     fn wants(&self, event: &Envelope) -> bool;
     /// Handles events in log order. Must be idempotent: after a crash, events since the last
     /// saved offset are delivered again.
@@ -92,7 +97,7 @@ impl Delivery {
     pub(crate) async fn deliver(&self, events: Vec<Envelope>) {
         let wanted: Vec<Envelope> = events
             .into_iter()
-            .filter(|e| self.handler.wants(e))
+            .filter(|e| self.handler.topics().contains(&e.topic) && self.handler.wants(e))
             .collect();
         if wanted.is_empty() {
             return;
@@ -108,6 +113,28 @@ impl Delivery {
         }
     }
 
+    /// Parks `event` as a dead letter after its last try failed with `error`; whether the
+    /// store took it.
+    pub(crate) async fn park(&self, event: &Envelope, error: &str, attempts: u32) -> bool {
+        let name = self.handler.group();
+        tracing::error!(consumer = name, position = event.position, event_id = %event.event.id,
+            attempts, error, "giving up on an event: parked as a dead letter");
+        match self
+            .store
+            .dead_letter(name, event.position, &event.event, error, attempts)
+            .await
+        {
+            Ok(()) => {
+                metrics::gauge!("taskflow_dead_letters", "consumer" => name).increment(1.0);
+                true
+            }
+            Err(e) => {
+                tracing::error!(consumer = name, error = %e, "cannot park the dead letter");
+                false
+            }
+        }
+    }
+
     async fn deliver_one(&self, event: &Envelope) {
         let name = self.handler.group();
         let mut delay = self.config.backoff;
@@ -120,19 +147,7 @@ impl Delivery {
                     return;
                 }
                 Err(e) if attempt >= self.config.max_attempts => {
-                    tracing::error!(consumer = name, position = event.position, event_id = %event.event.id,
-                        attempts = attempt, error = %e.0, "giving up on an event: parked as a dead letter");
-                    match self
-                        .store
-                        .dead_letter(name, event.position, &event.event, &e.0, attempt)
-                        .await
-                    {
-                        Ok(()) => metrics::gauge!("taskflow_dead_letters", "consumer" => name)
-                            .increment(1.0),
-                        Err(e) => {
-                            tracing::error!(consumer = name, error = %e, "cannot park the dead letter")
-                        }
-                    }
+                    self.park(event, &e.0, attempt).await;
                     return;
                 }
                 Err(e) => {

@@ -4,12 +4,17 @@
 //! A [`Transport`] delivers those events to consumer groups ([`Handler`]s) as [`Envelope`]s.
 //! The embedded transport ([`embedded::EmbeddedBus`], the default) reads the outbox itself:
 //! the outbox is the log, and in-process readers hear of each commit within microseconds.
+//! On a broker ([`kafka::KafkaBus`], [`dapr::DaprBus`]) the `relay` role publishes the outbox
+//! and each role reads it in a consumer group of its own.
 
+pub mod dapr;
 pub mod embedded;
 mod handler;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 mod outbox;
+mod relay;
+mod wire;
 
 use std::sync::Arc;
 
@@ -59,6 +64,15 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
         readiness: Readiness,
         stop: watch::Receiver<bool>,
     );
+    /// Tells the transport of a group this process runs, before the process serves HTTP: a
+    /// transport whose events are pushed to the process (Dapr) lists it to the sidecar,
+    /// which asks once, as the process starts. [`Transport::consume`] registers it too.
+    fn register(&self, _handler: &Arc<dyn Handler>, _config: &ConsumerConfig) {}
+    /// Where a transport that pushes events to this process delivers them: the routes the
+    /// HTTP server adds.
+    fn inbox(&self) -> Option<Arc<dapr::Inbox>> {
+        None
+    }
     /// Moves committed outbox events onto the transport until `stop` turns true (the
     /// `relay` role), where it needs that; the embedded log is the outbox and needs none.
     async fn relay(&self, readiness: Readiness, mut stop: watch::Receiver<bool>) {

@@ -18,7 +18,7 @@ use taskflow_app::App;
 use taskflow_bus::{Envelope, Handler, HandlerError};
 use taskflow_core::{
     CloudEvent, NOTIFICATION_CREATED, NotificationData, REMINDER_TRIGGERED, ReminderData, Role,
-    Timezone, UserId,
+    Timezone, Topic, UserId,
 };
 use taskflow_store::{Handled, Notification, StoreError};
 use uuid::Uuid;
@@ -193,6 +193,10 @@ fn notification(
 impl Handler for Notifier {
     fn role(&self) -> Role {
         ROLE
+    }
+
+    fn topics(&self) -> &'static [Topic] {
+        &[Topic::Reminders]
     }
 
     fn wants(&self, e: &Envelope) -> bool {

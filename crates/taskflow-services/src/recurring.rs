@@ -30,6 +30,10 @@ impl Handler for Recurring {
         ROLE
     }
 
+    fn topics(&self) -> &'static [Topic] {
+        &[Topic::TaskEvents]
+    }
+
     fn wants(&self, e: &Envelope) -> bool {
         e.topic == Topic::TaskEvents && e.event.task_kind() == Some(EventKind::TaskCompleted)
     }

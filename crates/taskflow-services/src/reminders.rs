@@ -185,6 +185,10 @@ impl Handler for ReminderHandler {
         ROLE
     }
 
+    fn topics(&self) -> &'static [Topic] {
+        &[Topic::TaskEvents]
+    }
+
     fn wants(&self, e: &Envelope) -> bool {
         e.topic == Topic::TaskEvents
     }

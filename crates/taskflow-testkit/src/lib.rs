@@ -10,6 +10,10 @@
 //! broker never see each other's events), and a start waits until the server is ready (its
 //! consumer groups have their partitions).
 //!
+//! Dapr: with `TASKFLOW_TEST_BUS=dapr`, every server runs with `--bus dapr` against a fake
+//! sidecar ([`dapr::FakeDapr`], one per database, so a restarted server finds its events),
+//! each process attached to it as an app of its own.
+//!
 //! Topology: with `TASKFLOW_TEST_TOPOLOGY=roles`, a `serve` becomes one process per role on
 //! the same database and settings (`run --roles api,sync`, then `relay`, `recurring`,
 //! `reminders`, `notifier` and `audit` each in its own), as a Kubernetes deployment runs
@@ -17,11 +21,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod dapr;
+
 use std::{
     hash::{Hash, Hasher},
     io::{BufRead, BufReader, Read, Write},
     process::{Child, Command, Stdio},
-    sync::mpsc,
+    sync::{Mutex, mpsc},
     time::Duration,
 };
 
@@ -163,6 +169,8 @@ pub struct TestServer {
     /// The other roles' processes and their base URLs, in the one-process-per-role topology.
     workers: Vec<(Child, String)>,
     pub stderr: mpsc::Receiver<String>,
+    /// The fake sidecar and the app ids attached to it, with `--bus dapr`.
+    sidecar: Option<(dapr::FakeDapr, Vec<String>)>,
 }
 
 /// The roles that run beside `api,sync` in processes of their own, in the
@@ -212,14 +220,43 @@ fn spawn(bin: &str, args: &[String], log: mpsc::Sender<String>) -> (Child, Strin
     (child, addr)
 }
 
-/// The Kafka settings of a server on `db_url`, when the suite runs through a broker.
-fn kafka_args(db_url: &str) -> Vec<String> {
-    if std::env::var("TASKFLOW_TEST_BUS").as_deref() != Ok("kafka") {
-        return Vec::new();
+/// How a server reaches its events, besides the embedded log.
+#[derive(Debug, Clone)]
+enum Through {
+    Embedded,
+    /// `--bus kafka` with these settings.
+    Kafka(Vec<String>),
+    /// `--bus dapr` through this sidecar.
+    Dapr(dapr::FakeDapr),
+}
+
+/// How a server on `db_url` reaches its events in this run of the suite.
+fn suite_bus(db_url: &str) -> Through {
+    match std::env::var("TASKFLOW_TEST_BUS").as_deref() {
+        Ok("kafka") => {
+            let brokers = std::env::var("TASKFLOW_TEST_KAFKA_BROKERS")
+                .expect("TASKFLOW_TEST_BUS=kafka needs TASKFLOW_TEST_KAFKA_BROKERS");
+            Through::Kafka(kafka_args_on(db_url, brokers))
+        }
+        Ok("dapr") => Through::Dapr(dapr::FakeDapr::for_db(db_url)),
+        _ => Through::Embedded,
     }
-    let brokers = std::env::var("TASKFLOW_TEST_KAFKA_BROKERS")
-        .expect("TASKFLOW_TEST_BUS=kafka needs TASKFLOW_TEST_KAFKA_BROKERS");
-    kafka_args_on(db_url, brokers)
+}
+
+/// Whether the suite runs through the Dapr sidecar (`TASKFLOW_TEST_BUS=dapr`).
+pub fn through_dapr() -> bool {
+    std::env::var("TASKFLOW_TEST_BUS").as_deref() == Ok("dapr")
+}
+
+/// The app id of a process given `args`: `taskflow`, or `taskflow-ROLE-ROLE` for `--roles`.
+fn app_id(args: &[String]) -> String {
+    match args.iter().position(|a| a == "--roles") {
+        Some(i) => format!(
+            "taskflow-{}",
+            args.get(i + 1).map_or("", |r| r.as_str()).replace(',', "-")
+        ),
+        None => "taskflow".to_owned(),
+    }
 }
 
 /// The settings of a server on `db_url` through the brokers at `brokers`.
@@ -269,7 +306,19 @@ impl TestServer {
     }
 
     pub fn start_with(bin: &str, command: &str, db_url: &str, extra: &[&str]) -> Self {
-        Self::launch(bin, command, db_url, kafka_args(db_url), extra)
+        Self::launch(bin, command, db_url, suite_bus(db_url), extra)
+    }
+
+    /// As [`TestServer::start_with`], through the fake sidecar `sidecar` whatever the suite
+    /// runs on.
+    pub fn start_dapr(
+        bin: &str,
+        command: &str,
+        db_url: &str,
+        sidecar: &dapr::FakeDapr,
+        extra: &[&str],
+    ) -> Self {
+        Self::launch(bin, command, db_url, Through::Dapr(sidecar.clone()), extra)
     }
 
     /// As [`TestServer::start_with`], through the Kafka brokers at `brokers` whatever the
@@ -282,12 +331,40 @@ impl TestServer {
         extra: &[&str],
     ) -> Self {
         let kafka = kafka_args_on(db_url, brokers.to_owned());
-        Self::launch(bin, command, db_url, kafka, extra)
+        Self::launch(bin, command, db_url, Through::Kafka(kafka), extra)
     }
 
-    fn launch(bin: &str, command: &str, db_url: &str, kafka: Vec<String>, extra: &[&str]) -> Self {
+    fn launch(bin: &str, command: &str, db_url: &str, through: Through, extra: &[&str]) -> Self {
         let split = command == "serve" && one_process_per_role();
-        let through_kafka = !kafka.is_empty();
+        // A broker's consumer groups must have their places before the test writes.
+        let wait = !matches!(through, Through::Embedded);
+        let bus_args: Vec<String> = match &through {
+            Through::Embedded => Vec::new(),
+            Through::Kafka(args) => args.clone(),
+            Through::Dapr(fake) => vec![
+                "--bus".into(),
+                "dapr".into(),
+                "--dapr-http-endpoint".into(),
+                fake.endpoint(),
+            ],
+        };
+        let sidecar = match &through {
+            Through::Dapr(fake) => Some(fake),
+            _ => None,
+        };
+        let attached = Mutex::new(Vec::new());
+        // Attaches a process to the sidecar (as its sidecar reads the subscriptions once the
+        // app listens), then waits until it is ready.
+        let settle = |args: &[String], addr: &str| {
+            if let Some(fake) = sidecar {
+                let id = app_id(args);
+                fake.attach(&id, &format!("http://{addr}"));
+                attached.lock().unwrap().push(id);
+            }
+            if wait {
+                wait_ready(addr);
+            }
+        };
         let args = |command: &str, roles: Option<&str>| -> Vec<String> {
             let mut args: Vec<String> = ["--log-format", "json", command]
                 .into_iter()
@@ -295,17 +372,18 @@ impl TestServer {
                 .chain(["--bind", "127.0.0.1:0", "--database-url", db_url])
                 .map(str::to_owned)
                 .collect();
-            args.extend(kafka.iter().cloned());
+            args.extend(bus_args.iter().cloned());
             args.extend(extra.iter().map(|a| (*a).to_owned()));
             args
         };
         let (tx, rx) = mpsc::channel();
         // The API process migrates the database before the others start.
-        let (child, addr) = if split {
-            spawn(bin, &args("run", Some("api,sync")), tx.clone())
+        let first = if split {
+            args("run", Some("api,sync"))
         } else {
-            spawn(bin, &args(command, None), tx.clone())
+            args(command, None)
         };
+        let (child, addr) = spawn(bin, &first, tx.clone());
         let mut workers = Vec::new();
         if split {
             let started: Vec<_> = std::thread::scope(|s| {
@@ -313,11 +391,10 @@ impl TestServer {
                     .iter()
                     .map(|r| {
                         let (args, tx) = (args("run", Some(r)), tx.clone());
+                        let settle = &settle;
                         s.spawn(move || {
                             let (child, addr) = spawn(bin, &args, tx);
-                            if through_kafka {
-                                wait_ready(&addr);
-                            }
+                            settle(&args, &addr);
                             (child, format!("http://{addr}"))
                         })
                     })
@@ -331,9 +408,8 @@ impl TestServer {
                 }
             }
         }
-        if through_kafka {
-            wait_ready(&addr);
-        }
+        settle(&first, &addr);
+        let attached = attached.into_inner().unwrap();
         Self {
             base: format!("http://{addr}"),
             db_url: db_url.to_owned(),
@@ -341,7 +417,13 @@ impl TestServer {
             child,
             workers,
             stderr: rx,
+            sidecar: sidecar.map(|f| (f.clone(), attached)),
         }
+    }
+
+    /// The fake sidecar this server runs with, with `--bus dapr`.
+    pub fn sidecar(&self) -> Option<&dapr::FakeDapr> {
+        self.sidecar.as_ref().map(|(f, _)| f)
     }
 
     /// `path` on every process of the server: the API process first, then (one process per
@@ -399,6 +481,11 @@ impl TestServer {
     }
 
     fn kill_all(&mut self) {
+        if let Some((fake, ids)) = &self.sidecar {
+            for id in ids {
+                fake.detach(id);
+            }
+        }
         for c in std::iter::once(&mut self.child).chain(self.workers.iter_mut().map(|(c, _)| c)) {
             let _ = c.kill();
             let _ = c.wait();

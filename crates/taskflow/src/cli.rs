@@ -215,12 +215,20 @@ pub struct ServeOpts {
     /// before it is closed.
     #[arg(long, env = "TASKFLOW_IDLE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub idle_timeout_secs: u64,
-    /// Event bus: `embedded` (the event log in the database) or `kafka` (the relay role
-    /// publishes the log to Kafka; every role reads it in its own consumer group).
+    /// Event bus: `embedded` (the event log in the database), `kafka` (the relay role
+    /// publishes the log to Kafka; every role reads it in its own consumer group) or `dapr`
+    /// (the same through a Dapr sidecar's pub/sub component).
     #[arg(long, env = "TASKFLOW_BUS", value_enum, default_value_t = Bus::Embedded)]
     pub bus: Bus,
+    /// Seconds a relayed event stays in the outbox (with `kafka` or `dapr`), where
+    /// `Last-Event-ID` replays and `taskflow audit rebuild` read it (the audit log keeps the
+    /// history for good); 0 keeps events for good. The default is 7 days.
+    #[arg(long, env = "TASKFLOW_OUTBOX_RETENTION_SECS", default_value_t = 7 * 24 * 3600)]
+    pub outbox_retention_secs: u64,
     #[command(flatten)]
     pub kafka: KafkaOpts,
+    #[command(flatten)]
+    pub dapr: DaprOpts,
     /// Live connections (SSE and WebSocket together) one user may have open at once.
     #[arg(long, env = "TASKFLOW_MAX_STREAMS_PER_USER", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_streams_per_user: u32,
@@ -264,6 +272,103 @@ pub struct ServeOpts {
 pub enum Bus {
     Embedded,
     Kafka,
+    Dapr,
+}
+
+impl ServeOpts {
+    /// How long relayed events stay in the outbox; `None` keeps them for good.
+    pub fn outbox_retention(&self) -> Option<std::time::Duration> {
+        (self.outbox_retention_secs > 0)
+            .then(|| std::time::Duration::from_secs(self.outbox_retention_secs))
+    }
+}
+
+/// How to reach the Dapr sidecar, with `--bus dapr`.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Dapr (with --bus dapr)")]
+pub struct DaprOpts {
+    /// The sidecar's HTTP endpoint; by default `http://127.0.0.1:$DAPR_HTTP_PORT`.
+    #[arg(long, env = "DAPR_HTTP_ENDPOINT")]
+    pub dapr_http_endpoint: Option<String>,
+    /// The sidecar's HTTP port on 127.0.0.1 (the sidecar injector sets it).
+    #[arg(long, env = "DAPR_HTTP_PORT", default_value_t = 3500)]
+    pub dapr_http_port: u16,
+    /// The token the sidecar requires of this process (`dapr-api-token`); never logged.
+    #[arg(long, env = "DAPR_API_TOKEN", hide_env_values = true)]
+    pub dapr_api_token: Option<SecretString>,
+    /// The token the sidecar presents on its calls to this process; calls without it are
+    /// refused. Never logged.
+    #[arg(long, env = "APP_API_TOKEN", hide_env_values = true)]
+    pub dapr_app_api_token: Option<SecretString>,
+    /// The pub/sub component of the consumer groups (one group per Dapr app id).
+    #[arg(long, env = "TASKFLOW_DAPR_PUBSUB", default_value = "taskflow-pubsub")]
+    pub dapr_pubsub: String,
+    /// The pub/sub component of live fan-out (the `sync` role): one consumer per pod, from
+    /// the newest event (deploy/dapr has it). The same name as --dapr-pubsub does for a
+    /// single instance of `sync`.
+    #[arg(
+        long,
+        env = "TASKFLOW_DAPR_LIVE_PUBSUB",
+        default_value = "taskflow-live"
+    )]
+    pub dapr_live_pubsub: String,
+    /// Publish through the bulk API (many events a request); `false` sends one event a
+    /// request.
+    #[arg(long, env = "TASKFLOW_DAPR_BULK_PUBLISH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub dapr_bulk_publish: bool,
+    /// A Dapr secret store (with any bus): settings whose value is `dapr-secret:NAME` or
+    /// `dapr-secret:NAME/KEY` (the database URL, --jwt-secret, --llm-api-key, the Kafka user
+    /// name and password) are read from it at start.
+    #[arg(long, env = "TASKFLOW_DAPR_SECRET_STORE")]
+    pub dapr_secret_store: Option<String>,
+    /// Seconds to wait at start for the sidecar (it starts beside this process) where a
+    /// secret must be read.
+    #[arg(long, env = "TASKFLOW_DAPR_WAIT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub dapr_wait_secs: u64,
+}
+
+impl DaprOpts {
+    /// The sidecar's endpoint, from --dapr-http-endpoint or the port.
+    pub fn endpoint(&self) -> String {
+        match &self.dapr_http_endpoint {
+            Some(e) => e.trim_end_matches('/').to_owned(),
+            None => format!("http://127.0.0.1:{}", self.dapr_http_port),
+        }
+    }
+
+    /// The transport's settings, or what is wrong with them.
+    pub fn settings(
+        &self,
+        outbox_retention: Option<std::time::Duration>,
+    ) -> Result<taskflow_bus::dapr::DaprSettings, String> {
+        use secrecy::ExposeSecret as _;
+        let endpoint = self.endpoint();
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(format!(
+                "--dapr-http-endpoint {endpoint}: not an http:// or https:// URL"
+            ));
+        }
+        for (flag, name) in [
+            ("--dapr-pubsub", &self.dapr_pubsub),
+            ("--dapr-live-pubsub", &self.dapr_live_pubsub),
+        ] {
+            if !taskflow_bus::dapr::valid_component_name(name) {
+                return Err(format!(
+                    "{flag} `{name}`: a component name has letters, digits, `-`, `_` and `.` only"
+                ));
+            }
+        }
+        let secret = |s: &Option<SecretString>| s.as_ref().map(|t| t.expose_secret().to_owned());
+        Ok(taskflow_bus::dapr::DaprSettings {
+            endpoint,
+            api_token: secret(&self.dapr_api_token),
+            app_token: secret(&self.dapr_app_api_token),
+            pubsub: self.dapr_pubsub.clone(),
+            live_pubsub: self.dapr_live_pubsub.clone(),
+            bulk_publish: self.dapr_bulk_publish,
+            outbox_retention,
+        })
+    }
 }
 
 /// How to reach Kafka, with `--bus kafka`.
@@ -310,11 +415,6 @@ pub struct KafkaOpts {
     /// Replication factor of each topic created at start (3 on a production cluster).
     #[arg(long, env = "TASKFLOW_KAFKA_REPLICATION_FACTOR", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=16))]
     pub kafka_replication_factor: i32,
-    /// Seconds a relayed event stays in the outbox, where `Last-Event-ID` replays and
-    /// `taskflow audit rebuild` read it (the audit log keeps the history for good); 0 keeps
-    /// events for good. The default is 7 days.
-    #[arg(long, env = "TASKFLOW_OUTBOX_RETENTION_SECS", default_value_t = 7 * 24 * 3600)]
-    pub outbox_retention_secs: u64,
     /// librdkafka debug contexts for a close look at the client (`broker,cgrp,fetch`,
     /// `all`); its lines are logged at debug level under the target `librdkafka`.
     #[arg(long, env = "TASKFLOW_KAFKA_DEBUG")]
@@ -370,7 +470,10 @@ impl SaslMechanism {
 #[cfg(feature = "kafka")]
 impl KafkaOpts {
     /// The transport's settings, or what is missing or contradictory.
-    pub fn settings(&self) -> Result<taskflow_bus::kafka::KafkaSettings, String> {
+    pub fn settings(
+        &self,
+        outbox_retention: Option<std::time::Duration>,
+    ) -> Result<taskflow_bus::kafka::KafkaSettings, String> {
         use secrecy::ExposeSecret as _;
         let sasl = self.kafka_security_protocol.is_sasl();
         if sasl && self.kafka_sasl_mechanism.is_none() {
@@ -407,8 +510,7 @@ impl KafkaOpts {
             create_topics: self.kafka_create_topics,
             partitions: self.kafka_partitions,
             replication_factor: self.kafka_replication_factor,
-            outbox_retention: (self.outbox_retention_secs > 0)
-                .then(|| std::time::Duration::from_secs(self.outbox_retention_secs)),
+            outbox_retention,
             debug: self.kafka_debug.clone(),
         })
     }

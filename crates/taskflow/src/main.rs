@@ -7,6 +7,7 @@ use clap::Parser;
 mod chat;
 mod cli;
 mod nlu;
+mod secrets;
 mod serve;
 
 /// mimalloc instead of glibc's allocator: under concurrent load glibc kept a 64 MiB arena per

@@ -94,12 +94,21 @@ async fn transport(
         )),
         #[cfg(feature = "kafka")]
         Bus::Kafka => {
-            let settings = opts.kafka.settings().map_err(fail)?;
+            let settings = opts.kafka.settings(opts.outbox_retention()).map_err(fail)?;
             let brokers = settings.brokers.clone();
             let bus = taskflow_bus::kafka::KafkaBus::open(settings, store.clone())
                 .await
                 .map_err(fail)?;
             tracing::info!(brokers, "events go through Kafka");
+            Ok(Arc::new(bus))
+        }
+        Bus::Dapr => {
+            let settings = opts.dapr.settings(opts.outbox_retention()).map_err(fail)?;
+            let (endpoint, pubsub) = (settings.endpoint.clone(), settings.pubsub.clone());
+            let bus = taskflow_bus::dapr::DaprBus::open(settings, store.clone())
+                .await
+                .map_err(fail)?;
+            tracing::info!(endpoint, pubsub, "events go through the Dapr sidecar");
             Ok(Arc::new(bus))
         }
     }
@@ -206,7 +215,10 @@ fn start_services(
 ) -> JoinSet<()> {
     let mut workers = JoinSet::new();
     let bus = app.bus().clone();
+    // Registered at once, before the server takes requests (a Dapr sidecar asks for the
+    // subscriptions as soon as the port is open).
     let consumer = |handler: Arc<dyn Handler>, config: ConsumerConfig| {
+        bus.register(&handler, &config);
         let (bus, readiness, stop) = (bus.clone(), readiness.clone(), stop.clone());
         async move { bus.consume(handler, config, readiness, stop).await }
     };
@@ -272,10 +284,21 @@ async fn prune_processed(app: App, mut stop: watch::Receiver<bool>) {
     }
 }
 
-pub async fn run(opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
+pub async fn run(mut opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
     // The metrics recorder comes before anything that records: a gauge set before it exists
     // (a consumer's dead-letter count, set once at start) would be lost.
     let metrics = taskflow_api::prometheus();
+    // Settings kept in a secret store come first: the others may depend on them.
+    if let Some(store) = &opts.dapr.dapr_secret_store
+        && !taskflow_bus::dapr::valid_component_name(store)
+    {
+        return fail(format_args!(
+            "--dapr-secret-store `{store}`: a component name has letters, digits, `-`, `_` and `.` only"
+        ));
+    }
+    if let Err(e) = crate::secrets::resolve(&mut opts).await {
+        return fail(e);
+    }
     // A database URL of no known kind is a bad setting, reported before anything else.
     if let Err(e) = taskflow_store::check_url(&opts.db.database_url) {
         return fail(format_args!("--database-url: {e}"));

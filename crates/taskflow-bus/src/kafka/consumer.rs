@@ -16,11 +16,11 @@ use rdkafka::{
     message::BorrowedMessage,
     types::RDKafkaRespErr,
 };
-use taskflow_core::{Readiness, Role, RoleState, Topic};
+use taskflow_core::{Readiness, Role, RoleState};
 use tokio::sync::watch;
 
-use super::{KafkaBus, decode};
-use crate::{ConsumerConfig, Handler, handler::Delivery, wait};
+use super::KafkaBus;
+use crate::{ConsumerConfig, Handler, handler::Delivery, wait, wire};
 
 const PART: &str = "consumer";
 /// The pause after an error from the client, before the next read.
@@ -196,7 +196,11 @@ pub(super) async fn run(
             return;
         }
     };
-    let topics: Vec<String> = Topic::ALL.iter().map(|t| bus.settings.topic(*t)).collect();
+    let topics: Vec<String> = handler
+        .topics()
+        .iter()
+        .map(|t| bus.settings.topic(*t))
+        .collect();
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     if let Err(e) = consumer.subscribe(&topics) {
         tracing::error!(group, error = %e, "cannot subscribe to the topics");
@@ -296,7 +300,7 @@ fn envelopes(
         .iter()
         .filter_map(|m| {
             let topic = settings.topic_of(m.topic());
-            let decoded = decode(topic, m.payload().unwrap_or_default());
+            let decoded = wire::decode(topic, m.payload().unwrap_or_default());
             match decoded {
                 Ok(e) => {
                     metrics::counter!("taskflow_events_consumed_total", "consumer" => label,

@@ -4,8 +4,8 @@
 //!
 //! On the wire an event is its CloudEvent in structured mode (`content-type:
 //! application/cloudevents+json`) with the outbox position as the CloudEvents `sequence`
-//! extension (a zero-padded decimal, so it also sorts as text): the position a handler sees,
-//! and an SSE id, are the same as on the embedded log.
+//! extension (see the `wire` module): the position a handler sees, and an SSE id, are the
+//! same as on the embedded log.
 
 mod consumer;
 mod relay;
@@ -20,15 +20,11 @@ use rdkafka::{
     config::RDKafkaLogLevel,
     types::RDKafkaErrorCode,
 };
-use serde_json::Value;
-use taskflow_core::{CloudEvent, Readiness, Topic};
-use taskflow_store::{Store, StoredEvent};
+use taskflow_core::{Readiness, Topic};
+use taskflow_store::Store;
 use tokio::sync::watch;
 
-use crate::{ConsumerConfig, Envelope, Handler, Head, Transport};
-
-/// The CloudEvents extension attribute that carries the outbox position.
-const SEQUENCE: &str = "sequence";
+use crate::{ConsumerConfig, Handler, Head, Transport};
 
 /// How to reach the brokers and lay out the topics.
 #[derive(Clone)]
@@ -274,72 +270,12 @@ impl Transport for KafkaBus {
     }
 }
 
-/// The message value of an outbox event: its CloudEvent with the position as `sequence`.
-fn encode(e: &StoredEvent) -> Vec<u8> {
-    let mut v = serde_json::to_value(&e.event).unwrap_or(Value::Null);
-    if let Value::Object(m) = &mut v {
-        m.insert(
-            SEQUENCE.into(),
-            Value::String(format!("{:020}", e.position)),
-        );
-    }
-    serde_json::to_vec(&v).unwrap_or_default()
-}
-
-/// The envelope of a message read from `topic` (as `topic_of` names it).
-fn decode(topic: Option<Topic>, payload: &[u8]) -> Result<Envelope, String> {
-    let topic = topic.ok_or("a topic that is not taskflow's")?;
-    let mut v: Value =
-        serde_json::from_slice(payload).map_err(|e| format!("the message is not JSON: {e}"))?;
-    let position = v
-        .as_object_mut()
-        .and_then(|m| m.remove(SEQUENCE))
-        .and_then(|s| s.as_str().and_then(|s| s.parse::<i64>().ok()))
-        .ok_or("the event has no `sequence` (its outbox position)")?;
-    let event: CloudEvent =
-        serde_json::from_value(v).map_err(|e| format!("the message is not a CloudEvent: {e}"))?;
-    Ok(Envelope {
-        position,
-        topic,
-        event,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn an_event_crosses_the_wire_with_its_position() {
-        let event = CloudEvent::new(
-            "com.taskflow.task.created.v1",
-            "taskflow/api",
-            taskflow_core::UserId::new(),
-            Some("t1".into()),
-            None,
-            chrono::Utc::now(),
-            serde_json::json!({"task_number": 1}),
-        );
-        let stored = StoredEvent {
-            position: 42,
-            topic: Topic::TaskEvents,
-            event: event.clone(),
-        };
-        let wire = encode(&stored);
-        let v: Value = serde_json::from_slice(&wire).unwrap_or_default();
-        assert_eq!(v["sequence"], "00000000000000000042");
-        assert_eq!(v["specversion"], "1.0");
-        let back = decode(Some(Topic::TaskEvents), &wire);
-        assert_eq!(
-            back,
-            Ok(Envelope {
-                position: 42,
-                topic: Topic::TaskEvents,
-                event
-            })
-        );
-        assert!(decode(Some(Topic::TaskEvents), b"{}").is_err());
-        assert!(decode(None, &wire).is_err());
+    fn topics_and_groups_carry_the_prefix_and_the_password_stays_hidden() {
         let prefixed = KafkaSettings {
             brokers: String::new(),
             security_protocol: "plaintext".into(),

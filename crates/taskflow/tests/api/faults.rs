@@ -48,7 +48,7 @@ async fn add_task(server: &TestServer, token: &str, body: Value) -> reqwest::Sta
 }
 
 /// Every audit entry of the signed-in user, oldest first.
-async fn audit(server: &TestServer, token: &str) -> Vec<Value> {
+pub(crate) async fn audit(server: &TestServer, token: &str) -> Vec<Value> {
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -66,7 +66,7 @@ async fn audit(server: &TestServer, token: &str) -> Vec<Value> {
 }
 
 /// How many times each task title was created, by the audit log.
-fn created_titles(items: &[Value]) -> BTreeMap<String, usize> {
+pub(crate) fn created_titles(items: &[Value]) -> BTreeMap<String, usize> {
     let mut seen = BTreeMap::new();
     for e in items {
         if e["type"] == "com.taskflow.task.created.v1" {
@@ -369,7 +369,7 @@ async fn the_broker_gone_for_30_s_under_write_load_loses_and_repeats_nothing() {
 }
 
 /// Prints the lines `server` has logged that name one of `about`, for a failure's story.
-fn show_logs(server: &TestServer, about: &[&str]) {
+pub(crate) fn show_logs(server: &TestServer, about: &[&str]) {
     for l in std::iter::from_fn(|| server.stderr.try_recv().ok()) {
         if about.iter().any(|a| l.contains(a)) {
             eprintln!("{l}");
@@ -378,7 +378,7 @@ fn show_logs(server: &TestServer, about: &[&str]) {
 }
 
 /// The number a metric line of `server`'s `/metrics` carries, 0 when absent.
-async fn metric(server: &TestServer, line: &str) -> f64 {
+pub(crate) async fn metric(server: &TestServer, line: &str) -> f64 {
     let text = server.metrics().await;
     text.lines()
         .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())

@@ -9,6 +9,7 @@ mod bad_input;
 mod chat;
 mod cli;
 mod contract;
+mod dapr;
 mod edges;
 mod faults;
 mod kafka;
@@ -75,6 +76,12 @@ impl Res {
 /// Whether the suite runs through a Kafka broker (`TASKFLOW_TEST_BUS=kafka`).
 pub fn through_kafka() -> bool {
     std::env::var("TASKFLOW_TEST_BUS").as_deref() == Ok("kafka")
+}
+
+/// Whether the suite runs through a broker, Kafka or a Dapr sidecar: events go through the
+/// relay role, and after a crash its lease must expire (10 s) before it publishes again.
+pub fn through_broker() -> bool {
+    through_kafka() || taskflow_testkit::through_dapr()
 }
 
 pub async fn start(extra: &[&str]) -> Option<(TestServer, TestDb)> {

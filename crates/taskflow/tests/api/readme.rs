@@ -6,7 +6,7 @@ use crate::App;
 
 #[tokio::test]
 async fn the_readme_tour_runs_as_written() {
-    if crate::through_kafka() {
+    if crate::through_broker() {
         // The tour is the README's first run: one binary on the embedded log, where the audit
         // log it reads at once is written within microseconds; through a broker it is written
         // a moment later (the services suite covers that path).

@@ -1,0 +1,579 @@
+//! A fake Dapr sidecar for tests: the parts of Dapr's HTTP API that taskflow uses, as Dapr
+//! documents them, with a broker of its own behind (a log per topic, in memory).
+//!
+//! - `POST /v1.0/publish/{pubsub}/{topic}`: a body of `application/cloudevents+json` passes
+//!   through (with `topic` and `pubsubname` set, and the trace fields where the request
+//!   carries a `traceparent`); any other content type is wrapped in a CloudEvent of type
+//!   `com.dapr.event.sent`. `?metadata.partitionKey=` is recorded. 204, or 500 with
+//!   `{errorCode, message}` while failures are injected.
+//! - `POST /v1.0-alpha1/publish/bulk/{pubsub}/{topic}`: entries `{entryId, event,
+//!   contentType, metadata}`; 400 for a malformed request, 500 with `failedEntries` while
+//!   failures are injected.
+//! - `GET /v1.0/secrets/{store}/{name}`: the secret's keys and values
+//!   ([`FakeDapr::set_secret`]); 401 `ERR_SECRET_STORE_NOT_FOUND` for a store it does not
+//!   have, 500 `ERR_SECRET_GET` for a secret it does not have.
+//! - `GET /v1.0/healthz`, `GET /v1.0/healthz/outbound`: 204.
+//! - Programmatic subscriptions: [`FakeDapr::attach`] reads an app's `GET /dapr/subscribe`
+//!   (as the sidecar does when its app starts) and delivers each topic's events, in order,
+//!   to the route: a 2xx answer with `SUCCESS` (or no status) or `DROP` moves on, as does a
+//!   404; `RETRY` or any other answer is delivered again after a backoff. Each app id is a
+//!   consumer group of its own whose place survives the app's restart (attach it again);
+//!   subscriptions to a live component ([`LIVE_PUBSUB`]) start at the end of the log.
+//!
+//! One fake serves every app of a test (as one broker behind several sidecars would).
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::SocketAddr,
+    sync::{Arc, Mutex, OnceLock},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+/// The live fan-out component taskflow uses by default.
+pub const LIVE_PUBSUB: &str = "taskflow-live";
+
+/// What one publish request carried, as the fake recorded it.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub pubsub: String,
+    pub topic: String,
+    /// `metadata.partitionKey` (of the request, or of the bulk entry).
+    pub partition_key: Option<String>,
+    pub content_type: String,
+    /// The CloudEvent as subscribers receive it.
+    pub event: Value,
+    pub bulk: bool,
+}
+
+/// How deliveries to apps went, counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Deliveries {
+    /// Deliveries answered SUCCESS (or 2xx without a status).
+    pub succeeded: u64,
+    /// Deliveries answered RETRY, non-2xx other than 404, or not answered.
+    pub retried: u64,
+    /// Deliveries answered DROP or 404.
+    pub dropped: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Every topic's log: the events as delivered.
+    topics: HashMap<String, Vec<Value>>,
+    published: Vec<Published>,
+    subs: HashMap<(String, String, String), Sub>,
+    /// Apps' base URLs by app id.
+    apps: HashMap<String, String>,
+    fail_until: Option<Instant>,
+    redeliver_twice: bool,
+    deliveries: Deliveries,
+    /// Secret stores: store → secret name → its keys and values.
+    secrets: HashMap<String, HashMap<String, HashMap<String, String>>>,
+}
+
+struct Sub {
+    route: String,
+    /// The next index of the topic's log to deliver.
+    cursor: usize,
+    /// Bumped on every attach and detach: a delivery loop of an older one stops.
+    generation: u64,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    /// Counts publishes, waking the delivery loops.
+    published: watch::Sender<u64>,
+    client: reqwest::Client,
+    live: HashSet<String>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A fake sidecar listening on 127.0.0.1.
+#[derive(Clone)]
+pub struct FakeDapr {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for FakeDapr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeDapr")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+/// The runtime every fake runs on, apart from the tests' own.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("fake-dapr")
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
+
+/// Runs `f` on the fakes' runtime and waits for it, from sync or async code alike.
+fn block<F: std::future::Future + Send>(f: F) -> F::Output
+where
+    F::Output: Send,
+{
+    std::thread::scope(|s| s.spawn(|| runtime().block_on(f)).join().unwrap())
+}
+
+impl FakeDapr {
+    /// A fresh sidecar on a free port.
+    pub fn start() -> Self {
+        Self::start_on("127.0.0.1:0")
+    }
+
+    /// A fresh sidecar on `addr`.
+    pub fn start_on(addr: &str) -> Self {
+        let shared = Arc::new(Shared {
+            inner: Mutex::default(),
+            published: watch::Sender::new(0),
+            client: reqwest::Client::new(),
+            live: HashSet::from([LIVE_PUBSUB.to_owned()]),
+        });
+        let listener = block(tokio::net::TcpListener::bind(addr)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new()
+            .route("/v1.0/publish/{pubsub}/{topic}", post(publish))
+            .route("/v1.0-alpha1/publish/bulk/{pubsub}/{topic}", post(bulk))
+            .route("/v1.0/secrets/{store}/{name}", get(secret))
+            .route("/v1.0/healthz", get(|| async { StatusCode::NO_CONTENT }))
+            .route(
+                "/v1.0/healthz/outbound",
+                get(|| async { StatusCode::NO_CONTENT }),
+            )
+            .with_state(shared.clone());
+        runtime().spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, shared }
+    }
+
+    /// The sidecar of every server on `db_url` in this test process: a server restarted on
+    /// the same database finds the events and the consumer groups' places it left.
+    pub fn for_db(db_url: &str) -> Self {
+        static FAKES: OnceLock<Mutex<HashMap<String, FakeDapr>>> = OnceLock::new();
+        let mut fakes = FAKES
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        fakes
+            .entry(db_url.to_owned())
+            .or_insert_with(Self::start)
+            .clone()
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Reads the subscriptions of the app at `base` (`GET /dapr/subscribe`) and delivers to
+    /// them as app `app_id`, from the group's place (or the start of the log for a new one;
+    /// the end for a live component).
+    pub fn attach(&self, app_id: &str, base: &str) {
+        let shared = self.shared.clone();
+        let (app_id, base) = (app_id.to_owned(), base.to_owned());
+        block(async move {
+            let list: Value = shared
+                .client
+                .get(format!("{base}/dapr/subscribe"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let list = list.as_array().cloned().unwrap_or_default();
+            let mut inner = shared.lock();
+            inner.apps.insert(app_id.clone(), base);
+            for s in list {
+                let pubsub = s["pubsubname"].as_str().unwrap_or_default().to_owned();
+                let topic = s["topic"].as_str().unwrap_or_default().to_owned();
+                let route = s["routes"]["default"]
+                    .as_str()
+                    .or(s["route"].as_str())
+                    .unwrap_or_default()
+                    .to_owned();
+                let end = inner.topics.get(&topic).map_or(0, Vec::len);
+                let live = shared.live.contains(&pubsub);
+                let key = (app_id.clone(), pubsub, topic);
+                let sub = inner.subs.entry(key.clone()).or_insert(Sub {
+                    route: String::new(),
+                    cursor: end,
+                    generation: 0,
+                });
+                if !live && sub.generation == 0 {
+                    sub.cursor = 0;
+                }
+                if live {
+                    sub.cursor = end;
+                }
+                sub.route = route;
+                sub.generation += 1;
+                let generation = sub.generation;
+                tokio::spawn(deliver_loop(shared.clone(), key, generation));
+            }
+        });
+    }
+
+    /// Whether `GET url` answers 200.
+    pub fn answers(&self, url: &str) -> bool {
+        let client = self.shared.client.clone();
+        let url = url.to_owned();
+        block(async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+    }
+
+    /// Stops delivering to `app_id` (its process is gone); its groups keep their places.
+    pub fn detach(&self, app_id: &str) {
+        let mut inner = self.shared.lock();
+        inner.apps.remove(app_id);
+        for ((app, _, _), sub) in inner.subs.iter_mut() {
+            if app == app_id {
+                sub.generation += 1;
+            }
+        }
+    }
+
+    /// Adds secret `name` with `keys` to the secret store `store`.
+    pub fn set_secret(&self, store: &str, name: &str, keys: &[(&str, &str)]) {
+        let keys = keys
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let mut inner = self.shared.lock();
+        let stores = inner.secrets.entry(store.to_owned()).or_default();
+        stores.insert(name.to_owned(), keys);
+    }
+
+    /// Every publish so far, in order.
+    pub fn published(&self) -> Vec<Published> {
+        self.shared.lock().published.clone()
+    }
+
+    pub fn deliveries(&self) -> Deliveries {
+        self.shared.lock().deliveries
+    }
+
+    /// Publishing answers 500 for `d` from now.
+    pub fn fail_publishing_for(&self, d: Duration) {
+        self.shared.lock().fail_until = Some(Instant::now() + d);
+    }
+
+    /// Every event is delivered twice to every subscription (after the first went through).
+    pub fn redeliver_twice(&self, on: bool) {
+        self.shared.lock().redeliver_twice = on;
+    }
+
+    /// Posts `body` to `path` of the app `app_id` as the sidecar would; the answer's status
+    /// and JSON body.
+    pub fn call_app(&self, app_id: &str, path: &str, body: &[u8]) -> (u16, Value) {
+        let base = self.shared.lock().apps.get(app_id).cloned().unwrap();
+        let client = self.shared.client.clone();
+        let (url, body) = (format!("{base}{path}"), body.to_vec());
+        block(async move {
+            let res = client
+                .post(url)
+                .header("content-type", "application/cloudevents+json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            (status, res.json().await.unwrap_or(Value::Null))
+        })
+    }
+}
+
+/// What became of one delivery.
+enum Outcome {
+    Success,
+    Retry,
+    Drop,
+}
+
+async fn deliver_once(client: &reqwest::Client, url: &str, event: &Value) -> Outcome {
+    let sent = client
+        .post(url)
+        .header("content-type", "application/cloudevents+json")
+        .body(serde_json::to_vec(event).unwrap())
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await;
+    let Ok(res) = sent else {
+        return Outcome::Retry;
+    };
+    let status = res.status();
+    if status == StatusCode::NOT_FOUND {
+        return Outcome::Drop;
+    }
+    if !status.is_success() {
+        return Outcome::Retry;
+    }
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    match body["status"].as_str() {
+        Some("RETRY") => Outcome::Retry,
+        Some("DROP") => Outcome::Drop,
+        _ => Outcome::Success,
+    }
+}
+
+/// Delivers one subscription's events in order until its generation changes.
+async fn deliver_loop(shared: Arc<Shared>, key: (String, String, String), generation: u64) {
+    let mut wake = shared.published.subscribe();
+    loop {
+        wake.borrow_and_update();
+        let next = {
+            let inner = shared.lock();
+            let Some(sub) = inner.subs.get(&key) else {
+                return;
+            };
+            if sub.generation != generation {
+                return;
+            }
+            let base = inner.apps.get(&key.0).cloned().unwrap_or_default();
+            let event = inner
+                .topics
+                .get(&key.2)
+                .and_then(|log| log.get(sub.cursor))
+                .cloned();
+            event.map(|e| (format!("{base}{}", sub.route), e, inner.redeliver_twice))
+        };
+        let Some((url, event, twice)) = next else {
+            // Wait for a publish, or check the generation now and then.
+            let _ = tokio::time::timeout(Duration::from_millis(200), wake.changed()).await;
+            continue;
+        };
+        for _ in 0..if twice { 2 } else { 1 } {
+            let mut backoff = Duration::from_millis(20);
+            loop {
+                let outcome = deliver_once(&shared.client, &url, &event).await;
+                let settled = {
+                    let mut inner = shared.lock();
+                    if inner.subs.get(&key).map(|s| s.generation) != Some(generation) {
+                        return;
+                    }
+                    let d = &mut inner.deliveries;
+                    match outcome {
+                        Outcome::Success => d.succeeded += 1,
+                        Outcome::Drop => d.dropped += 1,
+                        Outcome::Retry => d.retried += 1,
+                    }
+                    !matches!(outcome, Outcome::Retry)
+                };
+                if settled {
+                    break;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+        let mut inner = shared.lock();
+        if let Some(sub) = inner.subs.get_mut(&key)
+            && sub.generation == generation
+        {
+            sub.cursor += 1;
+        }
+    }
+}
+
+/// `GET /v1.0/secrets/{store}/{name}`: the secret's keys and values.
+async fn secret(
+    State(shared): State<Arc<Shared>>,
+    Path((store, name)): Path<(String, String)>,
+) -> Response {
+    let inner = shared.lock();
+    let Some(secrets) = inner.secrets.get(&store) else {
+        return dapr_error(
+            StatusCode::UNAUTHORIZED,
+            "ERR_SECRET_STORE_NOT_FOUND",
+            &format!("secret store {store} not found"),
+        );
+    };
+    match secrets.get(&name) {
+        Some(keys) => Json(keys.clone()).into_response(),
+        None => dapr_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ERR_SECRET_GET",
+            &format!(
+                "failed getting secret with key {name} from secret store {store}: secret not found"
+            ),
+        ),
+    }
+}
+
+fn dapr_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({"errorCode": code, "message": message}))).into_response()
+}
+
+/// The CloudEvent subscribers receive for a message of `content_type`.
+fn envelope(
+    pubsub: &str,
+    topic: &str,
+    content_type: &str,
+    body: &[u8],
+    traceparent: Option<&str>,
+) -> Result<Value, String> {
+    let mut event = if content_type.starts_with("application/cloudevents+json") {
+        let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        if !v.is_object() {
+            return Err("a CloudEvent is a JSON object".into());
+        }
+        v
+    } else {
+        let data = if content_type.starts_with("application/json") {
+            serde_json::from_slice(body).map_err(|e| e.to_string())?
+        } else {
+            Value::String(String::from_utf8_lossy(body).into_owned())
+        };
+        json!({
+            "specversion": "1.0",
+            "id": uuid::Uuid::now_v7().to_string(),
+            "source": "fake-dapr",
+            "type": "com.dapr.event.sent",
+            "datacontenttype": content_type,
+            "data": data,
+        })
+    };
+    event["topic"] = topic.into();
+    event["pubsubname"] = pubsub.into();
+    if let Some(tp) = traceparent {
+        event["traceid"] = tp.into();
+        event["traceparent"] = tp.into();
+        event["tracestate"] = "".into();
+    }
+    Ok(event)
+}
+
+impl Shared {
+    fn failing(&self) -> bool {
+        self.lock().fail_until.is_some_and(|t| Instant::now() < t)
+    }
+
+    fn append(&self, p: Published) {
+        let mut inner = self.lock();
+        inner
+            .topics
+            .entry(p.topic.clone())
+            .or_default()
+            .push(p.event.clone());
+        inner.published.push(p);
+        drop(inner);
+        self.published.send_modify(|n| *n += 1);
+    }
+}
+
+async fn publish(
+    State(shared): State<Arc<Shared>>,
+    Path((pubsub, topic)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if shared.failing() {
+        return dapr_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ERR_PUBSUB_PUBLISH_MESSAGE",
+            "error when publishing to topic: injected failure",
+        );
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let content_type = header("content-type").unwrap_or("text/plain").to_owned();
+    let event = match envelope(&pubsub, &topic, &content_type, &body, header("traceparent")) {
+        Ok(e) => e,
+        Err(why) => {
+            return dapr_error(StatusCode::BAD_REQUEST, "ERR_PUBSUB_CLOUD_EVENTS_SER", &why);
+        }
+    };
+    shared.append(Published {
+        pubsub,
+        topic,
+        partition_key: query.get("metadata.partitionKey").cloned(),
+        content_type,
+        event,
+        bulk: false,
+    });
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn bulk(
+    State(shared): State<Arc<Shared>>,
+    Path((pubsub, topic)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let bad = |why: &str| dapr_error(StatusCode::BAD_REQUEST, "ERR_PUBSUB_EVENTS_SER", why);
+    let Ok(Value::Array(entries)) = serde_json::from_slice::<Value>(&body) else {
+        return bad("the body is not a JSON array of entries");
+    };
+    let mut ids = HashSet::new();
+    let mut messages = Vec::new();
+    for e in &entries {
+        let (Some(id), Some(ct)) = (e["entryId"].as_str(), e["contentType"].as_str()) else {
+            return bad("every entry needs entryId and contentType");
+        };
+        if !ids.insert(id.to_owned()) {
+            return bad("entryId values must be unique");
+        }
+        let raw = match &e["event"] {
+            Value::Null => return bad("every entry needs an event"),
+            Value::String(s) if !ct.contains("json") => s.clone().into_bytes(),
+            v => serde_json::to_vec(v).unwrap(),
+        };
+        let event = match envelope(&pubsub, &topic, ct, &raw, None) {
+            Ok(ev) => ev,
+            Err(why) => return bad(&why),
+        };
+        messages.push(Published {
+            pubsub: pubsub.clone(),
+            topic: topic.clone(),
+            partition_key: e["metadata"]["partitionKey"].as_str().map(str::to_owned),
+            content_type: ct.to_owned(),
+            event,
+            bulk: true,
+        });
+    }
+    if shared.failing() {
+        let failed: Vec<Value> = ids
+            .iter()
+            .map(|id| json!({"entryId": id, "error": "injected failure"}))
+            .collect();
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"failedEntries": failed, "errorCode": "ERR_PUBSUB_PUBLISH_MESSAGE"})),
+        )
+            .into_response();
+    }
+    for m in messages {
+        shared.append(m);
+    }
+    StatusCode::NO_CONTENT.into_response()
+}

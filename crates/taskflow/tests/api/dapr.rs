@@ -1,0 +1,551 @@
+//! Through a Dapr sidecar (`--bus dapr`), against the fake sidecar of the testkit, which
+//! speaks Dapr's HTTP API: what the relay publishes, the subscriptions the process lists, what
+//! its delivery routes answer, a sidecar that fails for 30 s, and one that delivers every
+//! event twice. They need no server, so they run in the plain run of the suite (SQLite) and
+//! in its Dapr run (PostgreSQL), not in the others.
+
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
+
+use chrono::{SecondsFormat, Utc};
+use serde_json::{Value, json};
+use taskflow_testkit::{Backend, TestDb, TestServer, dapr::FakeDapr};
+
+use crate::{
+    BIN,
+    faults::{audit, created_titles, metric, show_logs},
+    kafka::poll,
+    services::Sse,
+};
+
+/// Whether to skip: these run when the suite runs on the embedded log with SQLite (plain
+/// `cargo test`) or through Dapr, each once (not in the one-process-per-role runs).
+fn skipped() -> bool {
+    let bus = std::env::var("TASKFLOW_TEST_BUS").ok();
+    let runs = match bus.as_deref() {
+        None | Some("embedded") => Backend::from_env() == Backend::Sqlite,
+        Some("dapr") => true,
+        Some(_) => false,
+    };
+    if !runs || taskflow_testkit::one_process_per_role() {
+        eprintln!("runs in the plain run of the suite and in its Dapr run");
+        return true;
+    }
+    false
+}
+
+/// A server on a fresh database through `fake`, with `extra` arguments.
+async fn start(fake: &FakeDapr, extra: &[&str]) -> Option<(TestServer, TestDb)> {
+    let db = TestDb::new(Backend::from_env()).await?;
+    let url = db.url.clone();
+    let (fake, extra) = (
+        fake.clone(),
+        extra.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>(),
+    );
+    let server = tokio::task::spawn_blocking(move || {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        TestServer::start_dapr(BIN, "serve", &url, &fake, &extra)
+    })
+    .await
+    .unwrap();
+    Some((server, db))
+}
+
+#[tokio::test]
+async fn through_the_sidecar_every_role_gets_its_events_and_each_goes_out_keyed_by_its_user() {
+    if skipped() {
+        return;
+    }
+    let fake = FakeDapr::start();
+    let Some((server, _db)) = start(&fake, &[]).await else {
+        return;
+    };
+    // The subscriptions the sidecar read: one per component and topic, each with its route.
+    let subs = server.get_json("/dapr/subscribe", "").await;
+    let listed: BTreeSet<(String, String, String)> = subs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["pubsubname"].as_str().unwrap().to_owned(),
+                s["topic"].as_str().unwrap().to_owned(),
+                s["routes"]["default"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected: BTreeSet<(String, String, String)> = ["taskflow-pubsub", "taskflow-live"]
+        .iter()
+        .flat_map(|p| {
+            ["task-events", "reminders", "task-updates"]
+                .map(|t| (p.to_string(), t.to_owned(), format!("/dapr/events/{p}/{t}")))
+        })
+        .collect();
+    assert_eq!(listed, expected);
+
+    let (token, user) = server.signup("ada@example.com", "UTC").await;
+    let user_id = user["id"].as_str().unwrap().to_owned();
+    let mut sse = Sse::open(&server, &token, None).await;
+    let fire_at =
+        (Utc::now() + chrono::TimeDelta::seconds(2)).to_rfc3339_opts(SecondsFormat::Millis, true);
+    let task: Value = server
+        .client
+        .post(server.url("/api/tasks"))
+        .bearer_auth(&token)
+        .json(
+            &json!({"title": "Standup", "due_date": "2030-01-07", "recurrence": "FREQ=DAILY",
+            "reminders": [{"at": fire_at}]}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = task["id"].as_str().unwrap().to_owned();
+
+    // API → outbox → relay → sidecar → sync → SSE, with the outbox position as the id.
+    let (sse_id, ty, data) = sse
+        .next(Duration::from_secs(10))
+        .await
+        .expect("task.created on the live stream");
+    assert_eq!(ty, "com.taskflow.task.created.v1");
+    assert_eq!(data["subject"], id.as_str());
+    // The reminder fires, and the notifier stores it.
+    let notes = poll(
+        &server,
+        &token,
+        "/api/notifications",
+        Duration::from_secs(15),
+        |b| b["items"].as_array().is_some_and(|i| !i.is_empty()),
+    )
+    .await;
+    assert_eq!(notes["items"][0]["task_id"], id.as_str(), "{notes}");
+    // Completed: the recurring role creates the next occurrence.
+    let res = server
+        .client
+        .post(server.url(&format!("/api/tasks/{id}/complete")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let next = poll(
+        &server,
+        &token,
+        "/api/tasks?status=pending",
+        Duration::from_secs(10),
+        |b| b["items"].as_array().is_some_and(|i| i.len() == 1),
+    )
+    .await;
+    assert_eq!(next["items"][0]["due_date"], "2030-01-08", "{next}");
+    let history = poll(
+        &server,
+        &token,
+        &format!("/api/tasks/{id}/history"),
+        Duration::from_secs(10),
+        |b| b["items"].as_array().is_some_and(|i| i.len() >= 2),
+    )
+    .await;
+    assert_eq!(
+        history["items"][0]["type"], "com.taskflow.task.created.v1",
+        "{history}"
+    );
+
+    // What went out: CloudEvents through the bulk API, keyed by their user, each carrying
+    // its outbox position, on the topic of its type.
+    let published = fake.published();
+    assert!(published.len() >= 4, "{published:?}");
+    for p in &published {
+        assert!(p.bulk, "{p:?}");
+        assert_eq!(p.pubsub, "taskflow-pubsub");
+        assert_eq!(p.content_type, "application/cloudevents+json");
+        assert_eq!(p.event["topic"], p.topic.as_str());
+        assert!(p.event["sequence"].as_str().is_some(), "{p:?}");
+        assert_eq!(p.event["specversion"], "1.0");
+        if p.event["userid"] == user_id.as_str() {
+            assert_eq!(p.partition_key.as_deref(), Some(user_id.as_str()), "{p:?}");
+        }
+    }
+    let created = published
+        .iter()
+        .find(|p| p.event["type"] == "com.taskflow.task.created.v1")
+        .unwrap();
+    assert_eq!(created.topic, "task-events");
+    assert_eq!(
+        created.event["sequence"]
+            .as_str()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+            .to_string(),
+        sse_id,
+        "the SSE id is the outbox position"
+    );
+    assert!(
+        published
+            .iter()
+            .any(|p| p.topic == "reminders"
+                && p.event["type"] == "com.taskflow.reminder.triggered.v1")
+    );
+    assert_eq!(fake.deliveries().dropped, 0);
+    let ready = server.get_json("/healthz/ready", "").await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+}
+
+#[tokio::test]
+async fn a_delivery_route_drops_what_is_no_event_and_the_sidecar_needs_the_app_token() {
+    if skipped() {
+        return;
+    }
+    let fake = FakeDapr::start();
+    let Some((server, _db)) = start(&fake, &["--rate-limit-per-ip", "1"]).await else {
+        return;
+    };
+    let (status, body) = fake.call_app(
+        "taskflow",
+        "/dapr/events/taskflow-pubsub/task-events",
+        b"not json",
+    );
+    assert_eq!((status, body), (200, json!({"status": "DROP"})));
+    let (status, body) = fake.call_app(
+        "taskflow",
+        "/dapr/events/taskflow-pubsub/task-events",
+        br#"{"specversion":"1.0","id":"x","type":"t"}"#,
+    );
+    assert_eq!(
+        (status, body),
+        (200, json!({"status": "DROP"})),
+        "no position"
+    );
+    // A subscription this process never listed: 404, which the sidecar takes as a drop.
+    let (status, _) = fake.call_app("taskflow", "/dapr/events/other-pubsub/task-events", b"{}");
+    assert_eq!(status, 404);
+    let (status, _) = fake.call_app("taskflow", "/dapr/events/taskflow-pubsub/elsewhere", b"{}");
+    assert_eq!(status, 404);
+    assert!(
+        metric(
+            &server,
+            "taskflow_events_malformed_total{consumer=\"audit\"}"
+        )
+        .await
+            >= 2.0
+    );
+    // Deliveries come outside the per-IP rate limit (1 a second here): the sidecar is one
+    // client that carries every event.
+    for _ in 0..30 {
+        let (status, _) = fake.call_app(
+            "taskflow",
+            "/dapr/events/taskflow-pubsub/task-events",
+            b"not json",
+        );
+        assert_eq!(status, 200);
+    }
+    drop(server);
+
+    // With an app token, the sidecar's calls must carry it.
+    let fake = FakeDapr::start();
+    let Some((server, _db)) = start(&fake, &["--dapr-app-api-token", "sidecar-secret"]).await
+    else {
+        return;
+    };
+    let res = server
+        .client
+        .get(server.url("/dapr/subscribe"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let res = server
+        .client
+        .get(server.url("/dapr/subscribe"))
+        .header("dapr-api-token", "not-it")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let res = server
+        .client
+        .get(server.url("/dapr/subscribe"))
+        .header("dapr-api-token", "sidecar-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let list: Value = res.json().await.unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_that_answers_500_for_30_s_loses_nothing() {
+    if skipped() {
+        return;
+    }
+    let fake = FakeDapr::start();
+    let Some((server, _db)) = start(
+        &fake,
+        &["--rate-limit-per-ip", "0", "--rate-limit-per-user", "0"],
+    )
+    .await
+    else {
+        return;
+    };
+    let (token, _) = server.signup("ada@example.com", "UTC").await;
+    fake.fail_publishing_for(Duration::from_secs(30));
+    let started = Instant::now();
+    // Writes go on while the sidecar refuses: they are acknowledged, kept in the outbox.
+    let mut titles = Vec::new();
+    while started.elapsed() < Duration::from_secs(25) {
+        let title = format!("w{:03}", titles.len());
+        let res = server
+            .client
+            .post(server.url("/api/tasks"))
+            .bearer_auth(&token)
+            .json(&json!({"title": title}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        titles.push(title);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // The relay says why it is behind; the API serves on.
+    let ready = server.get_json("/healthz/ready", "").await;
+    let relay = ready["roles"]["relay"].as_str().unwrap_or_default();
+    assert!(
+        relay.starts_with("failing") && relay.contains("the Dapr sidecar answered 500"),
+        "{ready}"
+    );
+    assert_eq!(ready["roles"]["api"], "ready", "{ready}");
+    assert!(
+        audit(&server, &token).await.is_empty(),
+        "nothing went through while the sidecar failed"
+    );
+    assert!(metric(&server, "taskflow_relay_errors_total").await >= 1.0);
+    // Once the sidecar answers again, every acknowledged task reaches the audit log once.
+    let deadline = started + Duration::from_secs(30 + 20);
+    let created = loop {
+        let created = created_titles(&audit(&server, &token).await);
+        if created.len() == titles.len() || Instant::now() > deadline {
+            break created;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    eprintln!(
+        "audit log complete {:?} after the sidecar failed for 30 s",
+        started.elapsed()
+    );
+    if created.len() != titles.len() {
+        show_logs(&server, &["relay", "WARN", "ERROR"]);
+    }
+    let missing: Vec<&String> = titles
+        .iter()
+        .filter(|t| !created.contains_key(*t))
+        .collect();
+    assert!(missing.is_empty(), "never audited: {missing:?}");
+    let twice: Vec<_> = created.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "audited twice: {twice:?}");
+}
+
+#[tokio::test]
+async fn a_sidecar_that_delivers_every_event_twice_causes_no_duplicate_effect() {
+    if skipped() {
+        return;
+    }
+    let fake = FakeDapr::start();
+    fake.redeliver_twice(true);
+    let Some((server, _db)) = start(&fake, &["--dapr-bulk-publish", "false"]).await else {
+        return;
+    };
+    let (token, _) = server.signup("ada@example.com", "UTC").await;
+    let fire_at =
+        (Utc::now() + chrono::TimeDelta::seconds(1)).to_rfc3339_opts(SecondsFormat::Millis, true);
+    let task: Value = server
+        .client
+        .post(server.url("/api/tasks"))
+        .bearer_auth(&token)
+        .json(&json!({"title": "Water plants", "due_date": "2030-01-07",
+            "recurrence": "FREQ=WEEKLY", "reminders": [{"at": fire_at}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = task["id"].as_str().unwrap().to_owned();
+    poll(
+        &server,
+        &token,
+        "/api/notifications",
+        Duration::from_secs(10),
+        |b| b["items"].as_array().is_some_and(|i| !i.is_empty()),
+    )
+    .await;
+    let res = server
+        .client
+        .post(server.url(&format!("/api/tasks/{id}/complete")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    poll(
+        &server,
+        &token,
+        "/api/tasks?status=pending",
+        Duration::from_secs(10),
+        |b| b["items"].as_array().is_some_and(|i| !i.is_empty()),
+    )
+    .await;
+    // Every delivery twice over, settled: then nothing happened twice.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fake.deliveries().succeeded < 2 * fake.published().len() as u64
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pending = server.get_json("/api/tasks?status=pending", &token).await;
+    assert_eq!(
+        pending["items"].as_array().unwrap().len(),
+        1,
+        "one next occurrence: {pending}"
+    );
+    let notes = server.get_json("/api/notifications", &token).await;
+    assert_eq!(
+        notes["items"].as_array().unwrap().len(),
+        1,
+        "one notification: {notes}"
+    );
+    let entries = audit(&server, &token).await;
+    let ids: BTreeSet<&str> = entries
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), entries.len(), "no event audited twice");
+    assert!(entries.len() >= 4, "{entries:?}");
+    // One event a request.
+    let published = fake.published();
+    assert!(
+        published
+            .iter()
+            .all(|p| !p.bulk && p.partition_key.is_some())
+    );
+    assert!(fake.deliveries().succeeded >= 2 * published.len() as u64);
+}
+
+#[tokio::test]
+async fn settings_given_as_secret_references_are_read_from_the_sidecar_at_start() {
+    if skipped() {
+        return;
+    }
+    let Some(db) = TestDb::new(Backend::from_env()).await else {
+        return;
+    };
+    let fake = FakeDapr::start();
+    fake.set_secret(
+        "kubernetes",
+        "taskflow",
+        &[
+            ("database-url", db.url.as_str()),
+            ("jwt-secret", "a-secret-from-the-store-0123456789abcdef"),
+        ],
+    );
+    let server = TestServer::start_dapr(
+        BIN,
+        "serve",
+        "dapr-secret:taskflow/database-url",
+        &fake,
+        &[
+            "--dapr-secret-store",
+            "kubernetes",
+            "--jwt-secret",
+            "dapr-secret:taskflow/jwt-secret",
+        ],
+    );
+    let (token, _) = server.signup("ada@example.com", "UTC").await;
+    let res = server
+        .client
+        .post(server.url("/api/tasks"))
+        .bearer_auth(&token)
+        .json(&json!({"title": "Stored where the secret says"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let store = taskflow_store::connect(&db.url).await.unwrap();
+    assert_eq!(
+        store.count_tasks().await.unwrap(),
+        1,
+        "the database of the secret"
+    );
+    let logs: Vec<String> = std::iter::from_fn(|| server.stderr.try_recv().ok()).collect();
+    assert!(
+        !logs.iter().any(|l| l.contains("a-secret-from-the-store")),
+        "the secret is not logged"
+    );
+
+    // What is wrong ends the process at once with status 2, naming the setting.
+    let refused = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(["serve", "--bind", "127.0.0.1:0", "--dapr-wait-secs", "1"])
+            .args(args)
+            .env_remove("TASKFLOW_JWT_SECRET")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let endpoint = fake.endpoint();
+    let with_store = |flag: &'static str, value: &'static str| {
+        [
+            "--dapr-http-endpoint",
+            endpoint.as_str(),
+            "--dapr-secret-store",
+            "kubernetes",
+            flag,
+            value,
+        ]
+    };
+    let (code, err) = refused(&with_store("--jwt-secret", "dapr-secret:taskflow/nope"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(
+            "--jwt-secret: the Dapr secret `taskflow` of store `kubernetes` has no key `nope`"
+        ),
+        "{err}"
+    );
+    let (code, err) = refused(&with_store("--llm-api-key", "dapr-secret:missing"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--llm-api-key: the Dapr secret store `kubernetes` has no secret `missing`"),
+        "{err}"
+    );
+    let (code, err) = refused(&["--jwt-secret", "dapr-secret:taskflow/jwt-secret"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("no secret store is named (--dapr-secret-store)"),
+        "{err}"
+    );
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let (code, err) = refused(&[
+        "--dapr-http-endpoint",
+        &closed,
+        "--dapr-secret-store",
+        "kubernetes",
+        "--jwt-secret",
+        "dapr-secret:taskflow/jwt-secret",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("cannot read secrets: the Dapr sidecar at") && err.contains("does not answer"),
+        "{err}"
+    );
+}
