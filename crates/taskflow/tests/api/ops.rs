@@ -177,3 +177,48 @@ async fn acknowledged_writes_survive_kill_9() {
         .await;
     assert_eq!(t["status"], "completed");
 }
+
+/// A process without the API runs without transparent huge pages (mimalloc's heap would
+/// otherwise make each touched 2 MiB resident whole); the API keeps them, for speed.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_worker_process_runs_without_huge_pages_and_the_api_with_them() {
+    let Some(db) = taskflow_testkit::TestDb::new(taskflow_testkit::Backend::from_env()).await
+    else {
+        return;
+    };
+    let api = taskflow_testkit::TestServer::start_with(BIN, "run", &db.url, &["--roles", "api"]);
+    let worker =
+        taskflow_testkit::TestServer::start_with(BIN, "run", &db.url, &["--roles", "audit"]);
+    let environ = |pid: u32| std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    let set = |pid: u32| {
+        environ(pid)
+            .split(|b| *b == 0)
+            .any(|v| v == b"MIMALLOC_ALLOW_THP=0")
+    };
+    assert!(
+        set(worker.pid()),
+        "the worker started itself again without them"
+    );
+    assert!(!set(api.pid()), "the API keeps them");
+    // Where the kernel says (Linux 6.x `THP_enabled`), the worker's are off.
+    let thp = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("THP_enabled:").map(|v| v.trim().to_owned()))
+    };
+    if let (Some(worker), Some(api)) = (thp(worker.pid()), thp(api.pid())) {
+        assert_eq!((worker.as_str(), api.as_str()), ("0", "1"));
+    }
+    // The worker is the same process, serving its role.
+    let ready = crate::kafka::poll(
+        &worker,
+        "",
+        "/healthz/ready",
+        std::time::Duration::from_secs(10),
+        |b| b["status"] == "ready",
+    )
+    .await;
+    assert_eq!(ready["roles"], json!({"audit": "ready"}), "{ready}");
+}
