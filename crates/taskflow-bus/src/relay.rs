@@ -49,6 +49,24 @@ pub(crate) struct Round {
 }
 
 impl Round {
+    /// The round of `len` events that stopped at `failed` (the first event that did not go
+    /// through, and why; `None` when all did), with the events `refused` for good: those
+    /// from the stop on go again, refused or not.
+    pub(crate) fn settle(
+        len: usize,
+        failed: Option<(usize, String)>,
+        mut refused: Vec<(usize, String)>,
+    ) -> Self {
+        let done = failed.as_ref().map_or(len, |(i, _)| *i);
+        refused.retain(|(i, _)| *i < done);
+        refused.sort_unstable_by_key(|(i, _)| *i);
+        Self {
+            done,
+            refused,
+            error: failed.map(|(_, e)| e),
+        }
+    }
+
     fn stopped(why: &str) -> Self {
         Self {
             error: Some(why.to_owned()),

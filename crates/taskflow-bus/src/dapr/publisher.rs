@@ -195,13 +195,6 @@ impl Publisher for Dapr {
                 failed = Some((i, why));
             }
         }
-        let done = failed.as_ref().map_or(events.len(), |(i, _)| *i);
-        refused.retain(|(i, _)| *i < done);
-        refused.sort_unstable_by_key(|(i, _)| *i);
-        Round {
-            done,
-            refused,
-            error: failed.map(|(_, e)| e),
-        }
+        Round::settle(events.len(), failed, refused)
     }
 }

@@ -153,12 +153,5 @@ async fn publish(
             failed = Some((i, error));
         }
     }
-    let done = failed.as_ref().map_or(events.len(), |(i, _)| *i);
-    refused.retain(|(i, _)| *i < done);
-    refused.sort_unstable_by_key(|(i, _)| *i);
-    Round {
-        done,
-        refused,
-        error: failed.map(|(_, e)| e),
-    }
+    Round::settle(events.len(), failed, refused)
 }

@@ -16,8 +16,7 @@ use taskflow_testkit::{Backend, TestDb, TestServer, dapr::FakeDapr};
 use crate::{
     BIN,
     faults::{audit, created_titles, metric, show_logs},
-    kafka::poll,
-    services::Sse,
+    kafka::{a_recurring_task_with_a_reminder_goes_round, poll},
 };
 
 /// Whether to skip: these run when the suite runs on the embedded log with SQLite (plain
@@ -87,72 +86,7 @@ async fn through_the_sidecar_every_role_gets_its_events_and_each_goes_out_keyed_
 
     let (token, user) = server.signup("ada@example.com", "UTC").await;
     let user_id = user["id"].as_str().unwrap().to_owned();
-    let mut sse = Sse::open(&server, &token, None).await;
-    let fire_at =
-        (Utc::now() + chrono::TimeDelta::seconds(2)).to_rfc3339_opts(SecondsFormat::Millis, true);
-    let task: Value = server
-        .client
-        .post(server.url("/api/tasks"))
-        .bearer_auth(&token)
-        .json(
-            &json!({"title": "Standup", "due_date": "2030-01-07", "recurrence": "FREQ=DAILY",
-            "reminders": [{"at": fire_at}]}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = task["id"].as_str().unwrap().to_owned();
-
-    // API → outbox → relay → sidecar → sync → SSE, with the outbox position as the id.
-    let (sse_id, ty, data) = sse
-        .next(Duration::from_secs(10))
-        .await
-        .expect("task.created on the live stream");
-    assert_eq!(ty, "com.taskflow.task.created.v1");
-    assert_eq!(data["subject"], id.as_str());
-    // The reminder fires, and the notifier stores it.
-    let notes = poll(
-        &server,
-        &token,
-        "/api/notifications",
-        Duration::from_secs(15),
-        |b| b["items"].as_array().is_some_and(|i| !i.is_empty()),
-    )
-    .await;
-    assert_eq!(notes["items"][0]["task_id"], id.as_str(), "{notes}");
-    // Completed: the recurring role creates the next occurrence.
-    let res = server
-        .client
-        .post(server.url(&format!("/api/tasks/{id}/complete")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let next = poll(
-        &server,
-        &token,
-        "/api/tasks?status=pending",
-        Duration::from_secs(10),
-        |b| b["items"].as_array().is_some_and(|i| i.len() == 1),
-    )
-    .await;
-    assert_eq!(next["items"][0]["due_date"], "2030-01-08", "{next}");
-    let history = poll(
-        &server,
-        &token,
-        &format!("/api/tasks/{id}/history"),
-        Duration::from_secs(10),
-        |b| b["items"].as_array().is_some_and(|i| i.len() >= 2),
-    )
-    .await;
-    assert_eq!(
-        history["items"][0]["type"], "com.taskflow.task.created.v1",
-        "{history}"
-    );
+    let sse_id = a_recurring_task_with_a_reminder_goes_round(&server, &token).await;
 
     // What went out: CloudEvents through the bulk API, keyed by their user, each carrying
     // its outbox position, on the topic of its type.
@@ -251,28 +185,17 @@ async fn a_delivery_route_drops_what_is_no_event_and_the_sidecar_needs_the_app_t
     else {
         return;
     };
-    let res = server
-        .client
-        .get(server.url("/dapr/subscribe"))
+    let subscribe = |token: Option<&'static str>| {
+        let req = server.client.get(server.url("/dapr/subscribe"));
+        match token {
+            Some(t) => req.header("dapr-api-token", t),
+            None => req,
+        }
         .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 403);
-    let res = server
-        .client
-        .get(server.url("/dapr/subscribe"))
-        .header("dapr-api-token", "not-it")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 403);
-    let res = server
-        .client
-        .get(server.url("/dapr/subscribe"))
-        .header("dapr-api-token", "sidecar-secret")
-        .send()
-        .await
-        .unwrap();
+    };
+    assert_eq!(subscribe(None).await.unwrap().status(), 403);
+    assert_eq!(subscribe(Some("not-it")).await.unwrap().status(), 403);
+    let res = subscribe(Some("sidecar-secret")).await.unwrap();
     assert_eq!(res.status(), 200);
     let list: Value = res.json().await.unwrap();
     assert_eq!(list.as_array().unwrap().len(), 6);

@@ -56,6 +56,92 @@ pub(crate) fn skipped() -> bool {
     false
 }
 
+/// What every role does with one recurring task and its reminder, as `token` on `api` (the
+/// process that serves the API and the live stream): task.created on the live stream
+/// (API → outbox → relay → broker → sync → SSE), the reminder fired and stored as a
+/// notification, the next occurrence once it is completed, and the audit history of it all.
+/// Returns the SSE id of task.created.
+pub(crate) async fn a_recurring_task_with_a_reminder_goes_round(
+    api: &TestServer,
+    token: &str,
+) -> String {
+    let mut sse = Sse::open(api, token, None).await;
+    let fire_at =
+        (Utc::now() + chrono::TimeDelta::seconds(2)).to_rfc3339_opts(SecondsFormat::Millis, true);
+    let task: Value = api
+        .client
+        .post(api.url("/api/tasks"))
+        .bearer_auth(token)
+        .json(
+            &json!({"title": "Standup", "due_date": "2030-01-07", "recurrence": "FREQ=DAILY",
+            "reminders": [{"at": fire_at}]}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = task["id"].as_str().unwrap().to_owned();
+
+    let (sse_id, ty, data) = sse
+        .next(Duration::from_secs(10))
+        .await
+        .expect("task.created on the live stream");
+    assert_eq!(ty, "com.taskflow.task.created.v1");
+    assert_eq!(data["subject"], id.as_str());
+
+    // The reminders role fires; the notifier stores the notification.
+    let notes = poll(
+        api,
+        token,
+        "/api/notifications",
+        Duration::from_secs(15),
+        |b| b["items"].as_array().is_some_and(|i| !i.is_empty()),
+    )
+    .await;
+    assert_eq!(notes["items"][0]["task_id"], id.as_str(), "{notes}");
+
+    // Completed: the recurring role creates the next occurrence.
+    let res = api
+        .client
+        .post(api.url(&format!("/api/tasks/{id}/complete")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let pending = poll(
+        api,
+        token,
+        "/api/tasks?status=pending",
+        Duration::from_secs(15),
+        |b| b["items"].as_array().is_some_and(|i| !i.is_empty()),
+    )
+    .await;
+    assert_eq!(pending["items"][0]["due_date"], "2030-01-08", "{pending}");
+
+    // The audit role keeps the history: created, completed, and the occurrence's created.
+    let audit = poll(api, token, "/api/audit", Duration::from_secs(15), |b| {
+        b["items"].as_array().is_some_and(|i| i.len() >= 4)
+    })
+    .await;
+    let types: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    for t in [
+        "com.taskflow.task.created.v1",
+        "com.taskflow.task.completed.v1",
+        "com.taskflow.reminder.triggered.v1",
+    ] {
+        assert!(types.contains(&t), "{t} in {types:?}");
+    }
+    sse_id
+}
+
 #[tokio::test]
 async fn every_role_in_its_own_process_through_the_broker() {
     if skipped() {
@@ -78,81 +164,7 @@ async fn every_role_in_its_own_process_through_the_broker() {
         assert_eq!(ready["roles"], json!({role: "ready"}), "{role}");
     }
     let (token, _) = api.signup("ada@example.com", "UTC").await;
-    let mut sse = Sse::open(&api, &token, None).await;
-    let fire_at =
-        (Utc::now() + chrono::TimeDelta::seconds(2)).to_rfc3339_opts(SecondsFormat::Millis, true);
-    let task: Value = api
-        .client
-        .post(api.url("/api/tasks"))
-        .bearer_auth(&token)
-        .json(
-            &json!({"title": "Standup", "due_date": "2030-01-07", "recurrence": "FREQ=DAILY",
-            "reminders": [{"at": fire_at}]}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = task["id"].as_str().unwrap().to_owned();
-
-    // API → outbox → relay → broker → sync → SSE.
-    let (_, ty, data) = sse
-        .next(Duration::from_secs(10))
-        .await
-        .expect("task.created on the live stream");
-    assert_eq!(ty, "com.taskflow.task.created.v1");
-    assert_eq!(data["subject"], id.as_str());
-
-    // The reminders process fires; the notifier process stores the notification.
-    let notes = poll(
-        &api,
-        &token,
-        "/api/notifications",
-        Duration::from_secs(15),
-        |b| b["items"].as_array().is_some_and(|i| !i.is_empty()),
-    )
-    .await;
-    assert_eq!(notes["items"][0]["task_id"], id.as_str(), "{notes}");
-
-    // Completed: the recurring process creates the next occurrence.
-    let res = api
-        .client
-        .post(api.url(&format!("/api/tasks/{id}/complete")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let pending = poll(
-        &api,
-        &token,
-        "/api/tasks?status=pending",
-        Duration::from_secs(15),
-        |b| b["items"].as_array().is_some_and(|i| !i.is_empty()),
-    )
-    .await;
-    assert_eq!(pending["items"][0]["due_date"], "2030-01-08", "{pending}");
-
-    // The audit process keeps the history: created, completed, and the occurrence's created.
-    let audit = poll(&api, &token, "/api/audit", Duration::from_secs(15), |b| {
-        b["items"].as_array().is_some_and(|i| i.len() >= 4)
-    })
-    .await;
-    let types: Vec<&str> = audit["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
-    for t in [
-        "com.taskflow.task.created.v1",
-        "com.taskflow.task.completed.v1",
-        "com.taskflow.reminder.triggered.v1",
-    ] {
-        assert!(types.contains(&t), "{t} in {types:?}");
-    }
+    a_recurring_task_with_a_reminder_goes_round(&api, &token).await;
     for w in workers {
         assert_eq!(w.terminate().code(), Some(0));
     }
