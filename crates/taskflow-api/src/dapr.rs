@@ -1,8 +1,9 @@
-//! The routes a Dapr sidecar calls, with `--bus dapr`: `GET /dapr/subscribe` (the
+//! The routes a Dapr sidecar calls: with `--bus dapr`, `GET /dapr/subscribe` (the
 //! subscriptions of the roles this process runs) and `POST /dapr/events/{pubsub}/{topic}`
-//! (one event, answered `{"status": "SUCCESS" | "RETRY" | "DROP"}`). They are outside the
-//! per-IP rate limit (the sidecar is one client that carries every event) and, where the
-//! sidecar is given an app token (`APP_API_TOKEN`), refuse calls without it (403).
+//! (one event, answered `{"status": "SUCCESS" | "RETRY" | "DROP"}`); with `--timers
+//! dapr-jobs`, `POST /job/{name}` (a reminder's job is due: what is due fires). They are
+//! outside the per-IP rate limit (the sidecar is one client that carries every event) and,
+//! where the sidecar is given an app token (`APP_API_TOKEN`), refuse calls without it (403).
 
 use std::sync::Arc;
 
@@ -17,32 +18,74 @@ use axum::{
 };
 use serde_json::json;
 use taskflow_bus::dapr::{Delivered, Inbox};
+use taskflow_services::Scheduler;
 
 use crate::ApiError;
 
 /// The largest event the sidecar may deliver.
 const EVENT_LIMIT: usize = 1024 * 1024;
 
-/// The sidecar's routes, for a process whose transport is pushed its events.
-pub fn router<S: Clone + Send + Sync + 'static>(inbox: Arc<Inbox>) -> Router<S> {
-    Router::new()
-        .route("/dapr/subscribe", get(subscribe))
-        .route("/dapr/events/{pubsub}/{topic}", post(deliver))
-        .layer(middleware::from_fn_with_state(inbox.clone(), app_token))
-        // An event carries its task: more than a request of the API may.
-        .layer(DefaultBodyLimit::max(EVENT_LIMIT))
-        .with_state(inbox)
+/// What the sidecar may call on this process.
+#[derive(Debug, Clone, Default)]
+pub struct Sidecar {
+    /// The token the sidecar's calls carry (`dapr-api-token`), where one is set.
+    pub app_token: Option<String>,
+    /// The reminders' timers, when they are Dapr jobs.
+    pub jobs: Option<Arc<Scheduler>>,
 }
 
-async fn subscribe(State(inbox): State<Arc<Inbox>>) -> impl IntoResponse {
-    Json(inbox.subscriptions())
+#[derive(Clone)]
+struct Calls {
+    app_token: Option<String>,
+    inbox: Option<Arc<Inbox>>,
+    jobs: Option<Arc<Scheduler>>,
+}
+
+/// The sidecar's routes for `inbox` (a transport that is pushed its events) and `sidecar`'s
+/// jobs; none when there are neither.
+pub fn router<S: Clone + Send + Sync + 'static>(
+    sidecar: &Sidecar,
+    inbox: Option<Arc<Inbox>>,
+) -> Router<S> {
+    let mut routes = Router::new();
+    if inbox.is_some() {
+        routes = routes
+            .route("/dapr/subscribe", get(subscribe))
+            .route("/dapr/events/{pubsub}/{topic}", post(deliver));
+    }
+    if sidecar.jobs.is_some() {
+        routes = routes.route("/job/{name}", post(job));
+    }
+    if inbox.is_none() && sidecar.jobs.is_none() {
+        return Router::new();
+    }
+    let calls = Calls {
+        app_token: sidecar.app_token.clone(),
+        inbox,
+        jobs: sidecar.jobs.clone(),
+    };
+    routes
+        .layer(middleware::from_fn_with_state(calls.clone(), app_token))
+        // An event carries its task: more than a request of the API may.
+        .layer(DefaultBodyLimit::max(EVENT_LIMIT))
+        .with_state(calls)
+}
+
+async fn subscribe(State(calls): State<Calls>) -> Response {
+    match &calls.inbox {
+        Some(inbox) => Json(inbox.subscriptions()).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 async fn deliver(
-    State(inbox): State<Arc<Inbox>>,
+    State(calls): State<Calls>,
     Path((pubsub, topic)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
+    let Some(inbox) = &calls.inbox else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
     let answer = inbox.deliver(&pubsub, &topic, &body).await;
     let status = if answer == Delivered::Unknown {
         StatusCode::NOT_FOUND
@@ -52,9 +95,44 @@ async fn deliver(
     (status, Json(json!({"status": answer.status()}))).into_response()
 }
 
+/// A job is due: fires what is due now (the job's reminder among it, unless it went or
+/// fired already). A trigger a little before the reminder's time (clocks apart) waits for
+/// it, up to 5 s; a failure answers 500, so the sidecar triggers the job again.
+async fn job(State(calls): State<Calls>, Path(name): Path<String>, body: Bytes) -> Response {
+    let Some(scheduler) = &calls.jobs else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let data: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let early = data["fire_at"]
+        .as_str()
+        .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
+        .and_then(|at| (at - chrono::Utc::now()).to_std().ok());
+    if let Some(wait) = early {
+        if wait > std::time::Duration::from_secs(5) {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"job": name, "error": "triggered before its time"})),
+            )
+                .into_response();
+        }
+        tokio::time::sleep(wait).await;
+    }
+    match scheduler.tick().await {
+        Ok(fired) => Json(json!({"job": name, "fired": fired})).into_response(),
+        Err(e) => {
+            tracing::warn!(job = %name, error = %e, "a job's reminders cannot fire now; the sidecar tries again");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"job": name, "error": e.to_string()})),
+            )
+                .into_response()
+        }
+    }
+}
+
 /// Refuses a call without the app token, where one is set (compared in constant time).
-async fn app_token(State(inbox): State<Arc<Inbox>>, req: Request, next: Next) -> Response {
-    if let Some(expected) = inbox.app_token() {
+async fn app_token(State(calls): State<Calls>, req: Request, next: Next) -> Response {
+    if let Some(expected) = &calls.app_token {
         let given = req
             .headers()
             .get("dapr-api-token")

@@ -38,6 +38,7 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
+pub use dapr::Sidecar;
 pub use health::prometheus;
 pub use limits::{AuthRates, Limits, Rate};
 pub use listener::{ConnLimits, open_file_limit, serve};
@@ -63,6 +64,8 @@ pub struct AppState {
     pub llm: Option<taskflow_agent::Llm>,
     /// The settings of `/mcp`.
     pub mcp: McpSettings,
+    /// What a Dapr sidecar may call on this process besides event deliveries.
+    pub sidecar: dapr::Sidecar,
 }
 
 #[derive(OpenApi)]
@@ -142,12 +145,10 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The routes a Dapr sidecar calls, where the transport is Dapr (else none).
+/// The routes a Dapr sidecar calls: deliveries where the transport is Dapr, job triggers
+/// where the timers are Dapr jobs (else none).
 fn sidecar_routes<S: Clone + Send + Sync + 'static>(state: &AppState) -> Router<S> {
-    match state.app.bus().inbox() {
-        Some(inbox) => dapr::router(inbox),
-        None => Router::new(),
-    }
+    dapr::router(&state.sidecar, state.app.bus().inbox())
 }
 
 /// Health, readiness and metrics only: what an instance without the `api` role serves.

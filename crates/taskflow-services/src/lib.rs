@@ -9,12 +9,14 @@
 //! - [`sync`]: fans each user's events out to that user's open connections.
 
 pub mod audit;
+pub mod jobs;
 pub mod notifier;
 pub mod recurring;
 pub mod reminders;
 pub mod sync;
 
 pub use audit::Audit;
+pub use jobs::DaprJobs;
 pub use notifier::Notifier;
 pub use recurring::Recurring;
 pub use reminders::{ReminderHandler, Scheduler};

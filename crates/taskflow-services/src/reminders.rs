@@ -8,6 +8,10 @@
 //! (`FOR UPDATE SKIP LOCKED` on PostgreSQL, the single writer on SQLite), marks it fired and
 //! appends `reminder.triggered` in one transaction, so two instances never fire the same
 //! reminder. On start it fires what came due while it was down, marked late.
+//!
+//! With Dapr Jobs as the timers ([`crate::jobs`]), each reminder is a job of the sidecar's
+//! scheduler that triggers [`Scheduler::tick`] at its time, and the scheduler only sweeps the
+//! table every [`MAX_SLEEP`] (and at start), for jobs lost or missed.
 
 use std::{
     sync::{
@@ -22,8 +26,11 @@ use chrono::{DateTime, Utc};
 use taskflow_app::App;
 use taskflow_bus::{Envelope, Handler, HandlerError};
 use taskflow_core::{
-    CloudEvent, REMINDER_TRIGGERED, Readiness, ReminderData, Role, RoleState, Topic, UserId,
+    CloudEvent, EventKind, REMINDER_TRIGGERED, Readiness, ReminderData, Role, RoleState, Topic,
+    UserId,
 };
+
+use crate::DaprJobs;
 use taskflow_store::{DueReminder, StoreError};
 use tokio::sync::{Notify, watch};
 
@@ -39,7 +46,7 @@ pub const LATE_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
 const CLAIM_BATCH: i64 = 500;
 /// The longest the scheduler sleeps without looking at the table (reminders written by other
 /// processes, clock changes).
-const MAX_SLEEP: Duration = Duration::from_secs(30);
+pub const MAX_SLEEP: Duration = Duration::from_secs(30);
 
 /// Fires due reminders at their time.
 #[derive(Debug)]
@@ -48,20 +55,29 @@ pub struct Scheduler {
     wake: Notify,
     /// The instant (µs) the timer is set for; `i64::MAX` when none is pending.
     timer: AtomicI64,
+    /// Timers are kept elsewhere (Dapr Jobs): only sweep the table now and then.
+    sweep_only: bool,
 }
 
 impl Scheduler {
     pub fn new(app: App) -> Arc<Self> {
+        Self::with_timers(app, false)
+    }
+
+    /// A scheduler whose timers are kept elsewhere (`sweep_only`): it fires what is due at
+    /// start and every [`MAX_SLEEP`], and when [`Scheduler::tick`] is called.
+    pub fn with_timers(app: App, sweep_only: bool) -> Arc<Self> {
         Arc::new(Self {
             app,
             wake: Notify::new(),
             timer: AtomicI64::new(i64::MAX),
+            sweep_only,
         })
     }
 
     /// Makes the scheduler look at the table again if `fire_at` is before its timer.
     pub fn reminder_at(&self, fire_at: DateTime<Utc>) {
-        if fire_at.timestamp_micros() < self.timer.load(Ordering::Acquire) {
+        if !self.sweep_only && fire_at.timestamp_micros() < self.timer.load(Ordering::Acquire) {
             self.wake.notify_one();
         }
     }
@@ -128,6 +144,9 @@ impl Scheduler {
     async fn fire_and_plan(&self) -> Result<Duration, StoreError> {
         let fired = self.tick().await?;
         metrics::counter!("taskflow_reminders_fired_total").increment(fired as u64);
+        if self.sweep_only {
+            return Ok(MAX_SLEEP);
+        }
         let next = self.app.store().next_reminder_at().await?;
         let now = self.app.clock().now();
         self.timer.store(
@@ -167,15 +186,28 @@ fn reminder_event(r: &DueReminder, now: DateTime<Utc>) -> CloudEvent {
     )
 }
 
-/// Watches task events for reminders earlier than the scheduler's timer.
+/// Watches task events for reminders earlier than the scheduler's timer, or keeps their
+/// jobs, with Dapr Jobs as the timers.
 #[derive(Debug, Clone)]
 pub struct ReminderHandler {
     scheduler: Arc<Scheduler>,
+    jobs: Option<DaprJobs>,
 }
 
 impl ReminderHandler {
     pub fn new(scheduler: Arc<Scheduler>) -> Self {
-        Self { scheduler }
+        Self {
+            scheduler,
+            jobs: None,
+        }
+    }
+
+    /// A handler that keeps a Dapr job per pending reminder.
+    pub fn with_jobs(scheduler: Arc<Scheduler>, jobs: DaprJobs) -> Self {
+        Self {
+            scheduler,
+            jobs: Some(jobs),
+        }
     }
 }
 
@@ -195,12 +227,22 @@ impl Handler for ReminderHandler {
 
     async fn handle(&self, events: &[Envelope]) -> Result<(), HandlerError> {
         for e in events {
+            let deleted = e.event.task_kind() == Some(EventKind::TaskDeleted);
+            let task_id = e.event.subject.as_deref().unwrap_or_default();
             let reminders = e.event.data["task_data"]["reminders"].as_array();
             for r in reminders.into_iter().flatten() {
-                if r["status"] == "pending"
-                    && let Some(at) = r["fire_at"].as_str().and_then(|s| s.parse().ok())
-                {
+                let at: Option<DateTime<Utc>> = r["fire_at"].as_str().and_then(|s| s.parse().ok());
+                let pending = r["status"] == "pending" && !deleted;
+                if let (true, Some(at)) = (pending, at) {
                     self.scheduler.reminder_at(at);
+                }
+                let (Some(jobs), Some(id)) = (&self.jobs, r["id"].as_str()) else {
+                    continue;
+                };
+                // A job that outlives its reminder fires nothing: cancelling is tidiness.
+                match (pending, at) {
+                    (true, Some(at)) => jobs.set(id, task_id, at).await?,
+                    _ => jobs.cancel(id).await?,
                 }
             }
         }

@@ -12,7 +12,13 @@
 //! - `GET /v1.0/secrets/{store}/{name}`: the secret's keys and values
 //!   ([`FakeDapr::set_secret`]); 401 `ERR_SECRET_STORE_NOT_FOUND` for a store it does not
 //!   have, 500 `ERR_SECRET_GET` for a secret it does not have.
+//! - `POST|GET|DELETE /v1.0-alpha1/jobs/{name}`: one-shot jobs (`dueTime`, `data`,
+//!   `overwrite`) that trigger `POST /job/{name}` with the data on their app at their time,
+//!   retried after 1 s up to three times (Dapr's default failure policy).
 //! - `GET /v1.0/healthz`, `GET /v1.0/healthz/outbound`: 204.
+//!
+//! Every route is also served under `/apps/{app-id}` ([`FakeDapr::endpoint_for`]): that is
+//! app `app-id`'s own sidecar, whose jobs trigger that app.
 //! - Programmatic subscriptions: [`FakeDapr::attach`] reads an app's `GET /dapr/subscribe`
 //!   (as the sidecar does when its app starts) and delivers each topic's events, in order,
 //!   to the route: a 2xx answer with `SUCCESS` (or no status) or `DROP` moves on, as does a
@@ -78,8 +84,31 @@ struct Inner {
     fail_until: Option<Instant>,
     redeliver_twice: bool,
     deliveries: Deliveries,
+    /// Scheduled jobs by name, and what their triggers got.
+    jobs: HashMap<String, Job>,
+    job_triggers: Vec<JobTrigger>,
+    /// Bumped on every schedule and delete: a job's timer of an older one stops.
+    job_generation: u64,
     /// Secret stores: store → secret name → its keys and values.
     secrets: HashMap<String, HashMap<String, HashMap<String, String>>>,
+}
+
+/// A job as the sidecar keeps it.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub app: Option<String>,
+    pub due: chrono::DateTime<chrono::Utc>,
+    pub data: Value,
+    generation: u64,
+}
+
+/// One trigger of a job: when, and what the app answered (0: no answer).
+#[derive(Debug, Clone)]
+pub struct JobTrigger {
+    pub name: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub status: u16,
+    pub body: Value,
 }
 
 struct Sub {
@@ -156,15 +185,23 @@ impl FakeDapr {
         });
         let listener = block(tokio::net::TcpListener::bind(addr)).unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = Router::new()
+        let api = Router::new()
             .route("/v1.0/publish/{pubsub}/{topic}", post(publish))
             .route("/v1.0-alpha1/publish/bulk/{pubsub}/{topic}", post(bulk))
             .route("/v1.0/secrets/{store}/{name}", get(secret))
+            .route(
+                "/v1.0-alpha1/jobs/{name}",
+                post(schedule_job).get(get_job).delete(delete_job),
+            )
             .route("/v1.0/healthz", get(|| async { StatusCode::NO_CONTENT }))
             .route(
                 "/v1.0/healthz/outbound",
                 get(|| async { StatusCode::NO_CONTENT }),
-            )
+            );
+        // The same API as each app's own sidecar, where jobs trigger that app.
+        let app = Router::new()
+            .merge(api.clone())
+            .nest("/apps/{app}", api)
             .with_state(shared.clone());
         runtime().spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -189,6 +226,21 @@ impl FakeDapr {
     /// `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The endpoint of app `app_id`'s own sidecar: jobs scheduled through it trigger that app.
+    pub fn endpoint_for(&self, app_id: &str) -> String {
+        format!("http://{}/apps/{app_id}", self.addr)
+    }
+
+    /// The job `name`, while it is scheduled.
+    pub fn job(&self, name: &str) -> Option<Job> {
+        self.shared.lock().jobs.get(name).cloned()
+    }
+
+    /// Every trigger of a job so far, in order.
+    pub fn job_triggers(&self) -> Vec<JobTrigger> {
+        self.shared.lock().job_triggers.clone()
     }
 
     /// Reads the subscriptions of the app at `base` (`GET /dapr/subscribe`) and delivers to
@@ -406,11 +458,148 @@ async fn deliver_loop(shared: Arc<Shared>, key: (String, String, String), genera
     }
 }
 
+fn param(p: &HashMap<String, String>, name: &str) -> String {
+    p.get(name).cloned().unwrap_or_default()
+}
+
+/// `POST /v1.0-alpha1/jobs/{name}`: `{dueTime, data, overwrite}`; the job triggers `POST
+/// /job/{name}` on its app at `dueTime`, again after 1 s up to three times while the app does
+/// not answer 2xx (Dapr's default failure policy).
+async fn schedule_job(
+    State(shared): State<Arc<Shared>>,
+    Path(p): Path<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let name = param(&p, "name");
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return dapr_error(StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST", "not JSON");
+    };
+    let Some(due) = v["dueTime"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+    else {
+        return dapr_error(
+            StatusCode::BAD_REQUEST,
+            "ERR_MALFORMED_REQUEST",
+            "dueTime must be an RFC 3339 time",
+        );
+    };
+    let generation = {
+        let mut inner = shared.lock();
+        if inner.jobs.contains_key(&name) && v["overwrite"] != true {
+            return dapr_error(
+                StatusCode::CONFLICT,
+                "ERR_SCHEDULE_JOB",
+                "a job of that name exists; overwrite it with \"overwrite\": true",
+            );
+        }
+        inner.job_generation += 1;
+        let generation = inner.job_generation;
+        let job = Job {
+            app: p.get("app").cloned(),
+            due,
+            data: v["data"].clone(),
+            generation,
+        };
+        inner.jobs.insert(name.clone(), job);
+        generation
+    };
+    tokio::spawn(trigger_job(shared.clone(), name, generation));
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn get_job(
+    State(shared): State<Arc<Shared>>,
+    Path(p): Path<HashMap<String, String>>,
+) -> Response {
+    let name = param(&p, "name");
+    match shared.lock().jobs.get(&name) {
+        Some(j) => Json(json!({"name": name, "dueTime": j.due.to_rfc3339(), "data": j.data}))
+            .into_response(),
+        None => dapr_error(StatusCode::NOT_FOUND, "ERR_JOB_NOT_FOUND", "no such job"),
+    }
+}
+
+async fn delete_job(
+    State(shared): State<Arc<Shared>>,
+    Path(p): Path<HashMap<String, String>>,
+) -> Response {
+    shared.lock().jobs.remove(&param(&p, "name"));
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Triggers job `name` at its time, while it is the one scheduled as `generation`.
+async fn trigger_job(shared: Arc<Shared>, name: String, generation: u64) {
+    let current = |inner: &Inner| {
+        inner
+            .jobs
+            .get(&name)
+            .filter(|j| j.generation == generation)
+            .cloned()
+    };
+    let Some(job) = current(&shared.lock()) else {
+        return;
+    };
+    let wait = (job.due - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(wait).await;
+    for attempt in 0..4 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let url = {
+            let inner = shared.lock();
+            if current(&inner).is_none() {
+                return;
+            }
+            let base = match &job.app {
+                Some(app) => inner.apps.get(app).cloned(),
+                None if inner.apps.len() == 1 => inner.apps.values().next().cloned(),
+                None => None,
+            };
+            base.map(|b| format!("{b}/job/{name}"))
+        };
+        let answer = match url {
+            Some(url) => shared
+                .client
+                .post(url)
+                .json(&job.data)
+                .timeout(Duration::from_secs(30))
+                .send()
+                .await
+                .ok(),
+            None => None,
+        };
+        let (status, body) = match answer {
+            Some(res) => {
+                let status = res.status().as_u16();
+                (status, res.json().await.unwrap_or(Value::Null))
+            }
+            None => (0, Value::Null),
+        };
+        let mut inner = shared.lock();
+        inner.job_triggers.push(JobTrigger {
+            name: name.clone(),
+            at: chrono::Utc::now(),
+            status,
+            body,
+        });
+        if (200..300).contains(&status) {
+            // A one-shot job is done once triggered.
+            if current(&inner).is_some() {
+                inner.jobs.remove(&name);
+            }
+            return;
+        }
+    }
+}
+
 /// `GET /v1.0/secrets/{store}/{name}`: the secret's keys and values.
 async fn secret(
     State(shared): State<Arc<Shared>>,
-    Path((store, name)): Path<(String, String)>,
+    Path(p): Path<HashMap<String, String>>,
 ) -> Response {
+    let (store, name) = (param(&p, "store"), param(&p, "name"));
     let inner = shared.lock();
     let Some(secrets) = inner.secrets.get(&store) else {
         return dapr_error(
@@ -494,11 +683,12 @@ impl Shared {
 
 async fn publish(
     State(shared): State<Arc<Shared>>,
-    Path((pubsub, topic)): Path<(String, String)>,
+    Path(p): Path<HashMap<String, String>>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let (pubsub, topic) = (param(&p, "pubsub"), param(&p, "topic"));
     if shared.failing() {
         return dapr_error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -527,9 +717,10 @@ async fn publish(
 
 async fn bulk(
     State(shared): State<Arc<Shared>>,
-    Path((pubsub, topic)): Path<(String, String)>,
+    Path(p): Path<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
+    let (pubsub, topic) = (param(&p, "pubsub"), param(&p, "topic"));
     let bad = |why: &str| dapr_error(StatusCode::BAD_REQUEST, "ERR_PUBSUB_EVENTS_SER", why);
     let Ok(Value::Array(entries)) = serde_json::from_slice::<Value>(&body) else {
         return bad("the body is not a JSON array of entries");

@@ -341,12 +341,7 @@ impl TestServer {
         let bus_args: Vec<String> = match &through {
             Through::Embedded => Vec::new(),
             Through::Kafka(args) => args.clone(),
-            Through::Dapr(fake) => vec![
-                "--bus".into(),
-                "dapr".into(),
-                "--dapr-http-endpoint".into(),
-                fake.endpoint(),
-            ],
+            Through::Dapr(_) => vec!["--bus".into(), "dapr".into()],
         };
         let sidecar = match &through {
             Through::Dapr(fake) => Some(fake),
@@ -374,6 +369,11 @@ impl TestServer {
                 .collect();
             args.extend(bus_args.iter().cloned());
             args.extend(extra.iter().map(|a| (*a).to_owned()));
+            // Each process has a sidecar of its own (its jobs trigger it).
+            if let Some(fake) = sidecar {
+                args.push("--dapr-http-endpoint".into());
+                args.push(fake.endpoint_for(&app_id(&args)));
+            }
             args
         };
         let (tx, rx) = mpsc::channel();

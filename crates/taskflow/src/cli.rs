@@ -225,6 +225,11 @@ pub struct ServeOpts {
     /// history for good); 0 keeps events for good. The default is 7 days.
     #[arg(long, env = "TASKFLOW_OUTBOX_RETENTION_SECS", default_value_t = 7 * 24 * 3600)]
     pub outbox_retention_secs: u64,
+    /// Where the reminders' timers are kept: `db` (the database's scheduler) or `dapr-jobs`
+    /// (a job per reminder in the Dapr sidecar's scheduler, triggering `POST /job/{name}`; the
+    /// database is still swept at start and every 30 s for jobs lost or missed).
+    #[arg(long, env = "TASKFLOW_TIMERS", value_enum, default_value_t = Timers::Db)]
+    pub timers: Timers,
     #[command(flatten)]
     pub kafka: KafkaOpts,
     #[command(flatten)]
@@ -273,6 +278,12 @@ pub enum Bus {
     Embedded,
     Kafka,
     Dapr,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Timers {
+    Db,
+    DaprJobs,
 }
 
 impl ServeOpts {
@@ -334,6 +345,24 @@ impl DaprOpts {
             Some(e) => e.trim_end_matches('/').to_owned(),
             None => format!("http://127.0.0.1:{}", self.dapr_http_port),
         }
+    }
+
+    /// A client of the sidecar, with the token it requires.
+    pub fn sidecar(&self) -> taskflow_bus::dapr::Sidecar {
+        use secrecy::ExposeSecret as _;
+        let token = self
+            .dapr_api_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned());
+        taskflow_bus::dapr::Sidecar::new(&self.endpoint(), token)
+    }
+
+    /// The token the sidecar's calls to this process carry, where one is set.
+    pub fn app_token(&self) -> Option<String> {
+        use secrecy::ExposeSecret as _;
+        self.dapr_app_api_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned())
     }
 
     /// The transport's settings, or what is wrong with them.

@@ -26,14 +26,7 @@ fn reference(value: &str) -> Option<(&str, &str)> {
 /// (no store named, no sidecar, no such secret), naming the setting.
 pub async fn resolve(opts: &mut ServeOpts) -> Result<(), String> {
     let store = opts.dapr.dapr_secret_store.clone();
-    let sidecar = store.as_ref().map(|_| {
-        let token = opts
-            .dapr
-            .dapr_api_token
-            .as_ref()
-            .map(|t| t.expose_secret().to_owned());
-        Sidecar::new(&opts.dapr.endpoint(), token)
-    });
+    let sidecar = store.as_ref().map(|_| opts.dapr.sidecar());
     let mut reader = Reader {
         store: store.as_deref(),
         sidecar: sidecar.as_ref(),

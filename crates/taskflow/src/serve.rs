@@ -7,11 +7,13 @@ use taskflow_api::{AppState, AuthRates, ConnLimits, Limits, McpSettings, Rate};
 use taskflow_app::{App, TokenConfig, Tokens};
 use taskflow_bus::{ConsumerConfig, EmbeddedBus, Handler, Transport};
 use taskflow_core::{Readiness, Role, RoleState, SystemClock};
-use taskflow_services::{Audit, Hub, HubFeed, Notifier, Recurring, ReminderHandler, Scheduler};
+use taskflow_services::{
+    Audit, DaprJobs, Hub, HubFeed, Notifier, Recurring, ReminderHandler, Scheduler,
+};
 use taskflow_store::{Store, redact_url};
 use tokio::{sync::watch, task::JoinSet};
 
-use crate::cli::{Bus, DbOpts, ServeOpts};
+use crate::cli::{Bus, DbOpts, ServeOpts, Timers};
 
 /// A failure at start-up: one line on stderr, exit status 2.
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -205,12 +207,16 @@ pub async fn rebuild_audit(db: DbOpts) -> ExitCode {
     }
 }
 
-/// Starts the event-driven roles among `roles`; each stops when `stop` turns true.
+/// Starts the event-driven roles among `roles`; each stops when `stop` turns true. With
+/// `jobs`, the reminders' timers are Dapr jobs, and the scheduler their triggers fire goes to
+/// `jobs_due`.
 fn start_services(
     roles: &[Role],
     app: &App,
     readiness: &Readiness,
     hub: Option<&Arc<Hub>>,
+    jobs: Option<&DaprJobs>,
+    jobs_due: &mut Option<Arc<Scheduler>>,
     stop: &watch::Receiver<bool>,
 ) -> JoinSet<()> {
     let mut workers = JoinSet::new();
@@ -234,9 +240,19 @@ fn start_services(
                 workers.spawn(consumer(handler, ConsumerConfig::default()));
             }
             Role::Reminders => {
-                let scheduler = Scheduler::new(app.clone());
-                let handler = Arc::new(ReminderHandler::new(scheduler.clone()));
-                workers.spawn(consumer(handler, ConsumerConfig::default()));
+                let (scheduler, handler) = match jobs {
+                    Some(jobs) => {
+                        let scheduler = Scheduler::with_timers(app.clone(), true);
+                        *jobs_due = Some(scheduler.clone());
+                        let handler = ReminderHandler::with_jobs(scheduler.clone(), jobs.clone());
+                        (scheduler, handler)
+                    }
+                    None => {
+                        let scheduler = Scheduler::new(app.clone());
+                        (scheduler.clone(), ReminderHandler::new(scheduler))
+                    }
+                };
+                workers.spawn(consumer(Arc::new(handler), ConsumerConfig::default()));
                 workers.spawn(scheduler.run(readiness.clone(), stop.clone()));
             }
             Role::Notifier => {
@@ -352,7 +368,17 @@ pub async fn run(mut opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
         .contains(&Role::Sync)
         .then(|| Hub::new(opts.max_streams_per_user as usize));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut workers = start_services(&roles, &app, &readiness, hub.as_ref(), &stop_rx);
+    let jobs = (opts.timers == Timers::DaprJobs).then(|| DaprJobs::new(opts.dapr.sidecar()));
+    let mut jobs_due = None;
+    let mut workers = start_services(
+        &roles,
+        &app,
+        &readiness,
+        hub.as_ref(),
+        jobs.as_ref(),
+        &mut jobs_due,
+        &stop_rx,
+    );
     let burst = opts.rate_limit_burst;
     let limits = Limits::new(
         Rate {
@@ -389,6 +415,10 @@ pub async fn run(mut opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
             allowed_hosts: opts.mcp_allowed_hosts.clone(),
             sessions_per_user: opts.mcp_sessions_per_user as usize,
             session_idle: Duration::from_secs(opts.mcp_session_idle_secs),
+        },
+        sidecar: taskflow_api::Sidecar {
+            app_token: opts.dapr.app_token(),
+            jobs: jobs_due,
         },
     };
     let router = if roles.contains(&Role::Api) {

@@ -472,3 +472,156 @@ async fn settings_given_as_secret_references_are_read_from_the_sidecar_at_start(
         "{err}"
     );
 }
+
+/// Creates a task titled `title` with one reminder at `at` and returns (task id, reminder id).
+async fn task_with_reminder(
+    server: &TestServer,
+    token: &str,
+    title: &str,
+    at: chrono::DateTime<Utc>,
+) -> (String, String) {
+    let at = at.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let task: Value = server
+        .client
+        .post(server.url("/api/tasks"))
+        .bearer_auth(token)
+        .json(&json!({"title": title, "reminders": [{"at": at}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        task["id"].as_str().unwrap().to_owned(),
+        task["reminders"][0]["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Waits up to `wait` for `done` to hold.
+async fn until(wait: Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + wait;
+    while !done() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reminders_through_dapr_jobs_fire_on_time_once_and_after_a_restart() {
+    if skipped() {
+        return;
+    }
+    let Some(db) = TestDb::new(Backend::from_env()).await else {
+        return;
+    };
+    let fake = FakeDapr::start();
+    let start = |fake: &FakeDapr| {
+        let (fake, url) = (fake.clone(), db.url.clone());
+        tokio::task::spawn_blocking(move || {
+            TestServer::start_dapr(BIN, "serve", &url, &fake, &["--timers", "dapr-jobs"])
+        })
+    };
+    let server = start(&fake).await.unwrap();
+    let (token, _) = server.signup("ada@example.com", "UTC").await;
+
+    // A reminder is a job due at its time; deleting the task deletes the job.
+    let at = Utc::now() + chrono::TimeDelta::milliseconds(1500);
+    let (_, rid) = task_with_reminder(&server, &token, "Take the pills", at).await;
+    let job = format!("reminder-{rid}");
+    assert!(until(Duration::from_secs(5), || fake.job(&job).is_some()).await);
+    let due = fake.job(&job).unwrap().due;
+    assert!((due - at).num_milliseconds().abs() < 1, "{due} vs {at}");
+    let (gone, gone_rid) = task_with_reminder(
+        &server,
+        &token,
+        "Cancelled",
+        Utc::now() + chrono::TimeDelta::hours(1),
+    )
+    .await;
+    let gone_job = format!("reminder-{gone_rid}");
+    assert!(until(Duration::from_secs(5), || fake.job(&gone_job).is_some()).await);
+    let res = server
+        .client
+        .delete(server.url(&format!("/api/tasks/{gone}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert!(until(Duration::from_secs(5), || fake.job(&gone_job).is_none()).await);
+
+    // The job's trigger fires the reminder, on time, once.
+    assert!(
+        until(Duration::from_secs(5), || fake
+            .job_triggers()
+            .iter()
+            .any(|t| t.name == job))
+        .await
+    );
+    let trigger = fake
+        .job_triggers()
+        .into_iter()
+        .find(|t| t.name == job)
+        .unwrap();
+    assert_eq!(trigger.status, 200, "{trigger:?}");
+    assert_eq!(
+        trigger.body["fired"], 1,
+        "the trigger fired it: {trigger:?}"
+    );
+    let fired = |items: &[Value], reminder: &str| -> Vec<Value> {
+        items
+            .iter()
+            .filter(|e| {
+                e["type"] == "com.taskflow.reminder.triggered.v1"
+                    && e["data"]["reminder_id"] == reminder
+            })
+            .cloned()
+            .collect()
+    };
+    let mut entries = Vec::new();
+    for _ in 0..50 {
+        entries = fired(&audit(&server, &token).await, &rid);
+        if !entries.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let late_by = entries[0]["data"]["late_by_ms"].as_i64().unwrap();
+    eprintln!("fired {late_by} ms after its time through a job");
+    assert!((0..1000).contains(&late_by), "{late_by} ms late");
+    assert_eq!(entries[0]["data"]["late"], false);
+
+    // Down when its job comes due: the trigger finds no app; at the restart the reminder
+    // fires from the database, once, marked late.
+    let at = Utc::now() + chrono::TimeDelta::seconds(2);
+    let (_, rid) = task_with_reminder(&server, &token, "Call mum", at).await;
+    let job = format!("reminder-{rid}");
+    assert!(until(Duration::from_secs(5), || fake.job(&job).is_some()).await);
+    server.kill9();
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert!(
+        fake.job_triggers()
+            .iter()
+            .filter(|t| t.name == job)
+            .all(|t| t.status == 0),
+        "no process answered while it was down"
+    );
+    let server = start(&fake).await.unwrap();
+    let mut entries = Vec::new();
+    for _ in 0..100 {
+        entries = fired(&audit(&server, &token).await, &rid);
+        if !entries.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let entries_now = fired(&audit(&server, &token).await, &rid);
+    assert_eq!(entries_now.len(), 1, "once: {entries_now:?}");
+    assert_eq!(entries[0]["data"]["late"], true, "{entries:?}");
+}
