@@ -1,7 +1,8 @@
 //! The routes a Dapr sidecar calls: with `--bus dapr`, `GET /dapr/subscribe` (the
 //! subscriptions of the roles this process runs) and `POST /dapr/events/{pubsub}/{topic}`
 //! (one event, answered `{"status": "SUCCESS" | "RETRY" | "DROP"}`); with `--timers
-//! dapr-jobs`, `POST /job/{name}` (a reminder's job is due: what is due fires). They are
+//! dapr-jobs`, `POST /job/{name}` (a reminder's job is due: what is due fires); with
+//! `--dapr-cron-binding NAME`, `POST /NAME` (housekeeping). They are
 //! outside the per-IP rate limit (the sidecar is one client that carries every event) and,
 //! where the sidecar is given an app token (`APP_API_TOKEN`), refuse calls without it (403).
 
@@ -17,6 +18,7 @@ use axum::{
     routing::{get, post},
 };
 use serde_json::json;
+use taskflow_app::App;
 use taskflow_bus::dapr::{Delivered, Inbox};
 use taskflow_services::Scheduler;
 
@@ -32,6 +34,15 @@ pub struct Sidecar {
     pub app_token: Option<String>,
     /// The reminders' timers, when they are Dapr jobs.
     pub jobs: Option<Arc<Scheduler>>,
+    /// The cron binding that drives housekeeping, where there is one.
+    pub cron: Option<Cron>,
+}
+
+/// A Dapr cron input binding: `POST /{binding}` tidies up.
+#[derive(Debug, Clone)]
+pub struct Cron {
+    pub binding: String,
+    pub outbox_retention: Option<std::time::Duration>,
 }
 
 #[derive(Clone)]
@@ -39,15 +50,22 @@ struct Calls {
     app_token: Option<String>,
     inbox: Option<Arc<Inbox>>,
     jobs: Option<Arc<Scheduler>>,
+    cron: Option<(Cron, App)>,
 }
 
-/// The sidecar's routes for `inbox` (a transport that is pushed its events) and `sidecar`'s
-/// jobs; none when there are neither.
+/// The sidecar's routes for `inbox` (a transport that is pushed its events), `sidecar`'s
+/// jobs and cron binding (tidying up `app`); none when there are none of them.
 pub fn router<S: Clone + Send + Sync + 'static>(
     sidecar: &Sidecar,
     inbox: Option<Arc<Inbox>>,
+    app: &App,
 ) -> Router<S> {
     let mut routes = Router::new();
+    if let Some(cron) = &sidecar.cron {
+        // The sidecar probes an input binding's route with OPTIONS before it calls it.
+        let path = format!("/{}", cron.binding);
+        routes = routes.route(&path, post(tidy).options(|| async { StatusCode::OK }));
+    }
     if inbox.is_some() {
         routes = routes
             .route("/dapr/subscribe", get(subscribe))
@@ -56,13 +74,14 @@ pub fn router<S: Clone + Send + Sync + 'static>(
     if sidecar.jobs.is_some() {
         routes = routes.route("/job/{name}", post(job));
     }
-    if inbox.is_none() && sidecar.jobs.is_none() {
+    if inbox.is_none() && sidecar.jobs.is_none() && sidecar.cron.is_none() {
         return Router::new();
     }
     let calls = Calls {
         app_token: sidecar.app_token.clone(),
         inbox,
         jobs: sidecar.jobs.clone(),
+        cron: sidecar.cron.clone().map(|c| (c, app.clone())),
     };
     routes
         .layer(middleware::from_fn_with_state(calls.clone(), app_token))
@@ -124,6 +143,35 @@ async fn job(State(calls): State<Calls>, Path(name): Path<String>, body: Bytes) 
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Json(json!({"job": name, "error": e.to_string()})),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The cron binding's call: one round of housekeeping; 500 when the store fails (the next
+/// call tries again).
+async fn tidy(State(calls): State<Calls>) -> Response {
+    let Some((cron, app)) = &calls.cron else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match app.tidy(cron.outbox_retention).await {
+        Ok(t) => {
+            if t.handled_records + t.events > 0 {
+                tracing::info!(
+                    handled_records = t.handled_records,
+                    events = t.events,
+                    "housekeeping pruned"
+                );
+            }
+            Json(json!({"pruned": {"handled_records": t.handled_records, "events": t.events}}))
+                .into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "housekeeping cannot prune now");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"error": e.to_string()})),
             )
                 .into_response()
         }

@@ -38,7 +38,7 @@ use utoipa::{
 };
 use utoipa_axum::router::OpenApiRouter;
 
-pub use dapr::Sidecar;
+pub use dapr::{Cron, Sidecar};
 pub use health::prometheus;
 pub use limits::{AuthRates, Limits, Rate};
 pub use listener::{ConnLimits, open_file_limit, serve};
@@ -148,7 +148,7 @@ pub fn router(state: AppState) -> Router {
 /// The routes a Dapr sidecar calls: deliveries where the transport is Dapr, job triggers
 /// where the timers are Dapr jobs (else none).
 fn sidecar_routes<S: Clone + Send + Sync + 'static>(state: &AppState) -> Router<S> {
-    dapr::router(&state.sidecar, state.app.bus().inbox())
+    dapr::router(&state.sidecar, state.app.bus().inbox(), &state.app)
 }
 
 /// Health, readiness and metrics only: what an instance without the `api` role serves.

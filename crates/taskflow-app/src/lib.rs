@@ -4,6 +4,7 @@
 
 mod auth;
 mod error;
+mod housekeeping;
 mod tasks;
 mod unit;
 mod users;
@@ -16,6 +17,7 @@ use taskflow_store::{Store, TaskStore};
 
 pub use auth::{Claims, TokenConfig, Tokens};
 pub use error::AppError;
+pub use housekeeping::{KEEP_HANDLED, Tidied};
 pub use tasks::{TaskPage, TaskRef};
 pub use unit::UnitOfWork;
 pub use users::{ProfilePatch, Signup};

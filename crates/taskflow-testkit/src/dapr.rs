@@ -15,6 +15,8 @@
 //! - `POST|GET|DELETE /v1.0-alpha1/jobs/{name}`: one-shot jobs (`dueTime`, `data`,
 //!   `overwrite`) that trigger `POST /job/{name}` with the data on their app at their time,
 //!   retried after 1 s up to three times (Dapr's default failure policy).
+//! - `/v1.0/invoke/{app-id}/method/{method}`: service invocation, any HTTP method, to the
+//!   attached app.
 //! - `GET /v1.0/healthz`, `GET /v1.0/healthz/outbound`: 204.
 //!
 //! Every route is also served under `/apps/{app-id}` ([`FakeDapr::endpoint_for`]): that is
@@ -41,7 +43,7 @@ use axum::{
     extract::{Path, Query, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{any, get, post},
 };
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -193,6 +195,7 @@ impl FakeDapr {
                 "/v1.0-alpha1/jobs/{name}",
                 post(schedule_job).get(get_job).delete(delete_job),
             )
+            .route("/v1.0/invoke/{target}/method/{*method}", any(invoke))
             .route("/v1.0/healthz", get(|| async { StatusCode::NO_CONTENT }))
             .route(
                 "/v1.0/healthz/outbound",
@@ -591,6 +594,65 @@ async fn trigger_job(shared: Arc<Shared>, name: String, generation: u64) {
             }
             return;
         }
+    }
+}
+
+/// `/v1.0/invoke/{app-id}/method/{method}`: the request, as it came (method, query, body,
+/// the headers but the hop's own), to `/{method}` of the attached app `app-id`, and its
+/// answer back.
+async fn invoke(
+    State(shared): State<Arc<Shared>>,
+    Path(p): Path<HashMap<String, String>>,
+    req: axum::extract::Request,
+) -> Response {
+    let (target, method) = (param(&p, "target"), param(&p, "method"));
+    let Some(base) = shared.lock().apps.get(&target).cloned() else {
+        return dapr_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ERR_DIRECT_INVOKE",
+            &format!("app {target} is not attached"),
+        );
+    };
+    let query = req
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let (parts, body) = req.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, 16 << 20).await else {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    let mut out = shared
+        .client
+        .request(parts.method, format!("{base}/{method}{query}"))
+        .body(body);
+    for (name, value) in &parts.headers {
+        if !matches!(name.as_str(), "host" | "content-length" | "connection") {
+            out = out.header(name, value);
+        }
+    }
+    let out = out.header("dapr-caller-app-id", "fake-caller");
+    match out.send().await {
+        Ok(res) => {
+            let mut answer = Response::builder().status(res.status());
+            for (name, value) in res.headers() {
+                if !matches!(
+                    name.as_str(),
+                    "content-length" | "connection" | "transfer-encoding"
+                ) {
+                    answer = answer.header(name, value);
+                }
+            }
+            let bytes = res.bytes().await.unwrap_or_default();
+            answer
+                .body(axum::body::Body::from(bytes))
+                .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+        }
+        Err(e) => dapr_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ERR_DIRECT_INVOKE",
+            &e.to_string(),
+        ),
     }
 }
 

@@ -336,6 +336,11 @@ pub struct DaprOpts {
     /// secret must be read.
     #[arg(long, env = "TASKFLOW_DAPR_WAIT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub dapr_wait_secs: u64,
+    /// A Dapr cron input binding (`bindings.cron`) that drives housekeeping: the sidecar
+    /// calls `POST /{name}` on its schedule, which prunes handled-event records past a week
+    /// and relayed events past --outbox-retention-secs; the hourly timers are then off.
+    #[arg(long, env = "TASKFLOW_DAPR_CRON_BINDING")]
+    pub dapr_cron_binding: Option<String>,
 }
 
 impl DaprOpts {

@@ -83,6 +83,28 @@ async fn embedded(store: &Arc<dyn Store>) -> Result<Arc<dyn Transport>, ExitCode
     Ok(Arc::new(bus))
 }
 
+/// The first segments of the paths the server serves: a cron binding's route (`/{name}`)
+/// must not be one of them.
+const SERVED: [&str; 8] = [
+    "api",
+    "dapr",
+    "docs",
+    "healthz",
+    "job",
+    "mcp",
+    "metrics",
+    "openapi.json",
+];
+
+/// The retention the relay prunes the outbox by itself with: none where a cron binding
+/// drives housekeeping.
+fn relay_retention(opts: &ServeOpts) -> Option<Duration> {
+    match opts.dapr.dapr_cron_binding {
+        Some(_) => None,
+        None => opts.outbox_retention(),
+    }
+}
+
 /// The transport `opts` choose.
 async fn transport(
     opts: &ServeOpts,
@@ -96,7 +118,7 @@ async fn transport(
         )),
         #[cfg(feature = "kafka")]
         Bus::Kafka => {
-            let settings = opts.kafka.settings(opts.outbox_retention()).map_err(fail)?;
+            let settings = opts.kafka.settings(relay_retention(opts)).map_err(fail)?;
             let brokers = settings.brokers.clone();
             let bus = taskflow_bus::kafka::KafkaBus::open(settings, store.clone())
                 .await
@@ -105,7 +127,7 @@ async fn transport(
             Ok(Arc::new(bus))
         }
         Bus::Dapr => {
-            let settings = opts.dapr.settings(opts.outbox_retention()).map_err(fail)?;
+            let settings = opts.dapr.settings(relay_retention(opts)).map_err(fail)?;
             let (endpoint, pubsub) = (settings.endpoint.clone(), settings.pubsub.clone());
             let bus = taskflow_bus::dapr::DaprBus::open(settings, store.clone())
                 .await
@@ -207,18 +229,33 @@ pub async fn rebuild_audit(db: DbOpts) -> ExitCode {
     }
 }
 
-/// Starts the event-driven roles among `roles`; each stops when `stop` turns true. With
-/// `jobs`, the reminders' timers are Dapr jobs, and the scheduler their triggers fire goes to
-/// `jobs_due`.
+/// What the event-driven roles of this process start with.
+struct Services<'a> {
+    roles: &'a [Role],
+    app: &'a App,
+    readiness: &'a Readiness,
+    hub: Option<&'a Arc<Hub>>,
+    /// The reminders' timers as Dapr jobs, where they are.
+    jobs: Option<&'a DaprJobs>,
+    /// Whether a Dapr cron binding drives housekeeping (else an hourly timer).
+    cron: bool,
+}
+
+/// Starts the event-driven roles; each stops when `stop` turns true. Also returns the
+/// scheduler that the triggers of the reminders' Dapr jobs fire, where they are jobs.
 fn start_services(
-    roles: &[Role],
-    app: &App,
-    readiness: &Readiness,
-    hub: Option<&Arc<Hub>>,
-    jobs: Option<&DaprJobs>,
-    jobs_due: &mut Option<Arc<Scheduler>>,
+    services: &Services<'_>,
     stop: &watch::Receiver<bool>,
-) -> JoinSet<()> {
+) -> (JoinSet<()>, Option<Arc<Scheduler>>) {
+    let Services {
+        roles,
+        app,
+        readiness,
+        hub,
+        jobs,
+        cron,
+    } = *services;
+    let mut jobs_due = None;
     let mut workers = JoinSet::new();
     let bus = app.bus().clone();
     // Registered at once, before the server takes requests (a Dapr sidecar asks for the
@@ -243,7 +280,7 @@ fn start_services(
                 let (scheduler, handler) = match jobs {
                     Some(jobs) => {
                         let scheduler = Scheduler::with_timers(app.clone(), true);
-                        *jobs_due = Some(scheduler.clone());
+                        jobs_due = Some(scheduler.clone());
                         let handler = ReminderHandler::with_jobs(scheduler.clone(), jobs.clone());
                         (scheduler, handler)
                     }
@@ -275,22 +312,28 @@ fn start_services(
             }
         }
     }
-    if roles
-        .iter()
-        .any(|r| matches!(r, Role::Recurring | Role::Notifier))
+    // A cron binding, where there is one, calls for housekeeping instead.
+    if !cron
+        && roles
+            .iter()
+            .any(|r| matches!(r, Role::Recurring | Role::Notifier))
     {
         workers.spawn(prune_processed(app.clone(), stop.clone()));
     }
-    workers
+    (workers, jobs_due)
 }
 
 /// Keeps the consumers' records of handled events to a week.
 async fn prune_processed(app: App, mut stop: watch::Receiver<bool>) {
-    const KEEP: chrono::TimeDelta = chrono::TimeDelta::days(7);
     loop {
-        match app.store().prune_processed(app.clock().now() - KEEP).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(records = n, "pruned records of handled events"),
+        match app.tidy(None).await {
+            Ok(t) if t.handled_records > 0 => {
+                tracing::info!(
+                    records = t.handled_records,
+                    "pruned records of handled events"
+                )
+            }
+            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot prune records of handled events"),
         }
         tokio::select! {
@@ -314,6 +357,15 @@ pub async fn run(mut opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
     }
     if let Err(e) = crate::secrets::resolve(&mut opts).await {
         return fail(e);
+    }
+    if let Some(binding) = &opts.dapr.dapr_cron_binding
+        && (!taskflow_bus::dapr::valid_component_name(binding)
+            || SERVED.contains(&binding.as_str()))
+    {
+        return fail(format_args!(
+            "--dapr-cron-binding `{binding}`: a component name (letters, digits, `-`, `_`, `.`) that is not one of the paths served ({})",
+            SERVED.join(", ")
+        ));
     }
     // A database URL of no known kind is a bad setting, reported before anything else.
     if let Err(e) = taskflow_store::check_url(&opts.db.database_url) {
@@ -369,16 +421,15 @@ pub async fn run(mut opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
         .then(|| Hub::new(opts.max_streams_per_user as usize));
     let (stop_tx, stop_rx) = watch::channel(false);
     let jobs = (opts.timers == Timers::DaprJobs).then(|| DaprJobs::new(opts.dapr.sidecar()));
-    let mut jobs_due = None;
-    let mut workers = start_services(
-        &roles,
-        &app,
-        &readiness,
-        hub.as_ref(),
-        jobs.as_ref(),
-        &mut jobs_due,
-        &stop_rx,
-    );
+    let services = Services {
+        roles: &roles,
+        app: &app,
+        readiness: &readiness,
+        hub: hub.as_ref(),
+        jobs: jobs.as_ref(),
+        cron: opts.dapr.dapr_cron_binding.is_some(),
+    };
+    let (mut workers, jobs_due) = start_services(&services, &stop_rx);
     let burst = opts.rate_limit_burst;
     let limits = Limits::new(
         Rate {
@@ -419,6 +470,14 @@ pub async fn run(mut opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
         sidecar: taskflow_api::Sidecar {
             app_token: opts.dapr.app_token(),
             jobs: jobs_due,
+            cron: opts
+                .dapr
+                .dapr_cron_binding
+                .clone()
+                .map(|binding| taskflow_api::Cron {
+                    binding,
+                    outbox_retention: opts.outbox_retention(),
+                }),
         },
     };
     let router = if roles.contains(&Role::Api) {

@@ -35,6 +35,17 @@ fn skipped() -> bool {
     false
 }
 
+/// A fresh fake sidecar and a server through it with `extra` arguments, on a fresh
+/// database; `None` where this run of the suite skips these tests.
+async fn through_fake(extra: &[&str]) -> Option<(FakeDapr, TestServer, TestDb)> {
+    if skipped() {
+        return None;
+    }
+    let fake = FakeDapr::start();
+    let (server, db) = start(&fake, extra).await?;
+    Some((fake, server, db))
+}
+
 /// A server on a fresh database through `fake`, with `extra` arguments.
 async fn start(fake: &FakeDapr, extra: &[&str]) -> Option<(TestServer, TestDb)> {
     let db = TestDb::new(Backend::from_env()).await?;
@@ -54,11 +65,7 @@ async fn start(fake: &FakeDapr, extra: &[&str]) -> Option<(TestServer, TestDb)> 
 
 #[tokio::test]
 async fn through_the_sidecar_every_role_gets_its_events_and_each_goes_out_keyed_by_its_user() {
-    if skipped() {
-        return;
-    }
-    let fake = FakeDapr::start();
-    let Some((server, _db)) = start(&fake, &[]).await else {
+    let Some((fake, server, _db)) = through_fake(&[]).await else {
         return;
     };
     // The subscriptions the sidecar read: one per component and topic, each with its route.
@@ -131,11 +138,7 @@ async fn through_the_sidecar_every_role_gets_its_events_and_each_goes_out_keyed_
 
 #[tokio::test]
 async fn a_delivery_route_drops_what_is_no_event_and_the_sidecar_needs_the_app_token() {
-    if skipped() {
-        return;
-    }
-    let fake = FakeDapr::start();
-    let Some((server, _db)) = start(&fake, &["--rate-limit-per-ip", "1"]).await else {
+    let Some((fake, server, _db)) = through_fake(&["--rate-limit-per-ip", "1"]).await else {
         return;
     };
     let (status, body) = fake.call_app(
@@ -203,15 +206,8 @@ async fn a_delivery_route_drops_what_is_no_event_and_the_sidecar_needs_the_app_t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sidecar_that_answers_500_for_30_s_loses_nothing() {
-    if skipped() {
-        return;
-    }
-    let fake = FakeDapr::start();
-    let Some((server, _db)) = start(
-        &fake,
-        &["--rate-limit-per-ip", "0", "--rate-limit-per-user", "0"],
-    )
-    .await
+    let Some((fake, server, _db)) =
+        through_fake(&["--rate-limit-per-ip", "0", "--rate-limit-per-user", "0"]).await
     else {
         return;
     };
@@ -274,14 +270,10 @@ async fn a_sidecar_that_answers_500_for_30_s_loses_nothing() {
 
 #[tokio::test]
 async fn a_sidecar_that_delivers_every_event_twice_causes_no_duplicate_effect() {
-    if skipped() {
-        return;
-    }
-    let fake = FakeDapr::start();
-    fake.redeliver_twice(true);
-    let Some((server, _db)) = start(&fake, &["--dapr-bulk-publish", "false"]).await else {
+    let Some((fake, server, _db)) = through_fake(&["--dapr-bulk-publish", "false"]).await else {
         return;
     };
+    fake.redeliver_twice(true);
     let (token, _) = server.signup("ada@example.com", "UTC").await;
     let fire_at =
         (Utc::now() + chrono::TimeDelta::seconds(1)).to_rfc3339_opts(SecondsFormat::Millis, true);
@@ -624,4 +616,119 @@ async fn reminders_through_dapr_jobs_fire_on_time_once_and_after_a_restart() {
     let entries_now = fired(&audit(&server, &token).await, &rid);
     assert_eq!(entries_now.len(), 1, "once: {entries_now:?}");
     assert_eq!(entries[0]["data"]["late"], true, "{entries:?}");
+}
+
+#[tokio::test]
+async fn a_cron_binding_drives_housekeeping_and_prunes_relayed_events_past_their_retention() {
+    let Some((fake, server, db)) = through_fake(&[
+        "--dapr-cron-binding",
+        "taskflow-housekeeping",
+        "--outbox-retention-secs",
+        "1",
+    ])
+    .await
+    else {
+        return;
+    };
+    let (token, _) = server.signup("ada@example.com", "UTC").await;
+    for n in 0..3 {
+        let res = server
+            .client
+            .post(server.url("/api/tasks"))
+            .bearer_auth(&token)
+            .json(&json!({"title": format!("t{n}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+    }
+    let store = taskflow_store::connect(&db.url).await.unwrap();
+    // Relayed, and older than the retention; the relay itself prunes nothing now.
+    assert!(until(Duration::from_secs(10), || fake.published().len() >= 3).await);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(store.count_events().await.unwrap(), 3);
+    let (status, body) = fake.call_app("taskflow", "/taskflow-housekeeping", b"");
+    assert_eq!(status, 200, "{body}");
+    // The newest event stays, so the outbox's head is never lost.
+    assert_eq!(body["pruned"]["events"], 2, "{body}");
+    assert_eq!(store.count_events().await.unwrap(), 1);
+    // The audit log keeps the history.
+    assert_eq!(created_titles(&audit(&server, &token).await).len(), 3);
+
+    // A binding named like a path the server serves would shadow it: refused at start.
+    for name in ["metrics", "a/b"] {
+        let out = std::process::Command::new(BIN)
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1:0",
+                "--dapr-cron-binding",
+                name,
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!("--dapr-cron-binding `{name}`")),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_api_works_through_dapr_service_invocation() {
+    let Some((fake, server, _db)) = through_fake(&["--rate-limit-per-ip", "0"]).await else {
+        return;
+    };
+    // Every request goes to the sidecar, which passes it to the app.
+    let via = |path: &str| format!("{}/v1.0/invoke/taskflow/method{path}", fake.endpoint());
+    let client = &server.client;
+    let res = client
+        .post(via("/api/auth/signup"))
+        .json(&json!({"email": "ada@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let token = res.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = client
+        .post(via("/api/tasks"))
+        .bearer_auth(&token)
+        .json(&json!({"title": "Invoked", "priority": "high"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    // What the API points at is relative, so it holds behind the sidecar too.
+    if let Some(location) = res.headers().get("location") {
+        assert!(location.to_str().unwrap().starts_with('/'), "{location:?}");
+    }
+    let task: Value = res.json().await.unwrap();
+    let list: Value = client
+        .get(via("/api/tasks?priority=high&limit=10"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"][0]["id"], task["id"], "{list}");
+    // Errors come back as they are: problem+json.
+    let res = client
+        .patch(via(&format!("/api/tasks/{}", task["id"].as_str().unwrap())))
+        .bearer_auth(&token)
+        .json(&json!({"priority": "whenever"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    assert_eq!(
+        res.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
 }
