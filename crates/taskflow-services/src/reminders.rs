@@ -82,7 +82,8 @@ impl Scheduler {
         }
     }
 
-    /// Fires every reminder due now; returns how many fired.
+    /// Fires every reminder due now (counted in `taskflow_reminders_fired_total`, whoever
+    /// calls: the scheduler's timer or a job's trigger); returns how many fired.
     pub async fn tick(&self) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
@@ -104,6 +105,7 @@ impl Scheduler {
                 tracing::info!(reminder_id = %r.id, task_id = %r.task_id, late_by_ms = late, "reminder fired");
             }
             total += fired.len();
+            metrics::counter!("taskflow_reminders_fired_total").increment(fired.len() as u64);
             if (fired.len() as i64) < CLAIM_BATCH {
                 return Ok(total);
             }
@@ -142,8 +144,7 @@ impl Scheduler {
 
     /// Fires what is due and returns how long to sleep until the next one.
     async fn fire_and_plan(&self) -> Result<Duration, StoreError> {
-        let fired = self.tick().await?;
-        metrics::counter!("taskflow_reminders_fired_total").increment(fired as u64);
+        self.tick().await?;
         if self.sweep_only {
             return Ok(MAX_SLEEP);
         }

@@ -14,6 +14,11 @@
 //! sidecar ([`dapr::FakeDapr`], one per database, so a restarted server finds its events),
 //! each process attached to it as an app of its own.
 //!
+//! Dapr beside another bus: with `TASKFLOW_TEST_DAPR=secrets,jobs`, every server also reads
+//! its database URL from the fake sidecar's secret store (`--dapr-secret-store kubernetes`,
+//! `--database-url dapr-secret:taskflow/database-url`) and keeps its reminders' timers as
+//! jobs of it (`--timers dapr-jobs`), whatever its bus.
+//!
 //! Topology: with `TASKFLOW_TEST_TOPOLOGY=roles`, a `serve` becomes one process per role on
 //! the same database and settings (`run --roles api,sync`, then `relay`, `recurring`,
 //! `reminders`, `notifier` and `audit` each in its own), as a Kubernetes deployment runs
@@ -243,6 +248,12 @@ fn suite_bus(db_url: &str) -> Through {
     }
 }
 
+/// Whether every server also uses the fake sidecar's secrets and jobs
+/// (`TASKFLOW_TEST_DAPR=secrets,jobs`).
+fn dapr_extras() -> bool {
+    std::env::var("TASKFLOW_TEST_DAPR").as_deref() == Ok("secrets,jobs")
+}
+
 /// Whether the suite runs through the Dapr sidecar (`TASKFLOW_TEST_BUS=dapr`).
 pub fn through_dapr() -> bool {
     std::env::var("TASKFLOW_TEST_BUS").as_deref() == Ok("dapr")
@@ -343,9 +354,21 @@ impl TestServer {
             Through::Kafka(args) => args.clone(),
             Through::Dapr(_) => vec!["--bus".into(), "dapr".into()],
         };
+        // Secrets and jobs through a sidecar beside another bus.
+        let extras = !matches!(through, Through::Dapr(_)) && dapr_extras();
+        let beside = extras.then(|| {
+            let fake = dapr::FakeDapr::for_db(db_url);
+            fake.set_secret("kubernetes", "taskflow", &[("database-url", db_url)]);
+            fake
+        });
         let sidecar = match &through {
             Through::Dapr(fake) => Some(fake),
-            _ => None,
+            _ => beside.as_ref(),
+        };
+        let database_url = if extras {
+            "dapr-secret:taskflow/database-url"
+        } else {
+            db_url
         };
         let attached = Mutex::new(Vec::new());
         // Attaches a process to the sidecar (as its sidecar reads the subscriptions once the
@@ -364,10 +387,16 @@ impl TestServer {
             let mut args: Vec<String> = ["--log-format", "json", command]
                 .into_iter()
                 .chain(roles.map_or(Vec::new(), |r| vec!["--roles", r]))
-                .chain(["--bind", "127.0.0.1:0", "--database-url", db_url])
+                .chain(["--bind", "127.0.0.1:0", "--database-url", database_url])
                 .map(str::to_owned)
                 .collect();
             args.extend(bus_args.iter().cloned());
+            if extras {
+                args.extend(
+                    ["--dapr-secret-store", "kubernetes", "--timers", "dapr-jobs"]
+                        .map(str::to_owned),
+                );
+            }
             args.extend(extra.iter().map(|a| (*a).to_owned()));
             // Each process has a sidecar of its own (its jobs trigger it).
             if let Some(fake) = sidecar {

@@ -587,6 +587,11 @@ async fn reminders_through_dapr_jobs_fire_on_time_once_and_after_a_restart() {
     eprintln!("fired {late_by} ms after its time through a job");
     assert!((0..1000).contains(&late_by), "{late_by} ms late");
     assert_eq!(entries[0]["data"]["late"], false);
+    assert_eq!(
+        metric(&server, "taskflow_reminders_fired_total").await,
+        1.0,
+        "a fire by a job's trigger is counted"
+    );
 
     // Down when its job comes due: the trigger finds no app; at the restart the reminder
     // fires from the database, once, marked late.
