@@ -174,7 +174,8 @@ pub struct TestServer {
     /// The other roles' processes and their base URLs, in the one-process-per-role topology.
     workers: Vec<(Child, String)>,
     pub stderr: mpsc::Receiver<String>,
-    /// The fake sidecar and the app ids attached to it, with `--bus dapr`.
+    /// The fake sidecar and the app ids attached to it, with `--bus dapr` or
+    /// `TASKFLOW_TEST_DAPR`.
     sidecar: Option<(dapr::FakeDapr, Vec<String>)>,
 }
 
