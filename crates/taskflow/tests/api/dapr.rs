@@ -15,7 +15,7 @@ use taskflow_testkit::{Backend, TestDb, TestServer, dapr::FakeDapr};
 
 use crate::{
     BIN,
-    faults::{audit, created_titles, metric, show_logs},
+    faults::{add_task, audit, created_titles, metric, show_logs},
     kafka::{a_recurring_task_with_a_reminder_goes_round, poll},
 };
 
@@ -218,15 +218,10 @@ async fn a_sidecar_that_answers_500_for_30_s_loses_nothing() {
     let mut titles = Vec::new();
     while started.elapsed() < Duration::from_secs(25) {
         let title = format!("w{:03}", titles.len());
-        let res = server
-            .client
-            .post(server.url("/api/tasks"))
-            .bearer_auth(&token)
-            .json(&json!({"title": title}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 201);
+        assert_eq!(
+            add_task(&server, &token, json!({"title": title})).await,
+            201
+        );
         titles.push(title);
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -381,15 +376,15 @@ async fn settings_given_as_secret_references_are_read_from_the_sidecar_at_start(
         ],
     );
     let (token, _) = server.signup("ada@example.com", "UTC").await;
-    let res = server
-        .client
-        .post(server.url("/api/tasks"))
-        .bearer_auth(&token)
-        .json(&json!({"title": "Stored where the secret says"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
+    assert_eq!(
+        add_task(
+            &server,
+            &token,
+            json!({"title": "Stored where the secret says"})
+        )
+        .await,
+        201
+    );
     let store = taskflow_store::connect(&db.url).await.unwrap();
     assert_eq!(
         store.count_tasks().await.unwrap(),
@@ -637,15 +632,10 @@ async fn a_cron_binding_drives_housekeeping_and_prunes_relayed_events_past_their
     };
     let (token, _) = server.signup("ada@example.com", "UTC").await;
     for n in 0..3 {
-        let res = server
-            .client
-            .post(server.url("/api/tasks"))
-            .bearer_auth(&token)
-            .json(&json!({"title": format!("t{n}")}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 201);
+        assert_eq!(
+            add_task(&server, &token, json!({"title": format!("t{n}")})).await,
+            201
+        );
     }
     let store = taskflow_store::connect(&db.url).await.unwrap();
     // Relayed, and older than the retention; the relay itself prunes nothing now.

@@ -36,7 +36,8 @@ async fn database() -> Option<TestDb> {
     }
 }
 
-async fn add_task(server: &TestServer, token: &str, body: Value) -> reqwest::StatusCode {
+/// Adds a task as `token`; the answer's status (503 when there was none).
+pub(crate) async fn add_task(server: &TestServer, token: &str, body: Value) -> reqwest::StatusCode {
     server
         .client
         .post(server.url("/api/tasks"))

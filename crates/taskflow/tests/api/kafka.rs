@@ -9,7 +9,7 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 use taskflow_testkit::{TestDb, TestServer};
 
-use crate::{BIN, services::Sse};
+use crate::{BIN, faults::add_task, services::Sse};
 
 /// Starts one process per entry of `roles` on `db`, all at once; each is ready when this
 /// returns (its groups have their partitions).
@@ -253,15 +253,10 @@ async fn relayed_events_leave_the_outbox_after_their_retention_and_the_audit_log
     let server = TestServer::start(BIN, &db.url, &["--outbox-retention-secs", "1"]);
     let (token, _) = server.signup("ada@example.com", "UTC").await;
     for title in ["old", "new"] {
-        let res = server
-            .client
-            .post(server.url("/api/tasks"))
-            .bearer_auth(&token)
-            .json(&json!({"title": title}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 201);
+        assert_eq!(
+            add_task(&server, &token, json!({"title": title})).await,
+            201
+        );
     }
     let audit = poll(
         &server,
@@ -323,15 +318,10 @@ async fn metrics_show_what_was_published_and_consumed_per_topic_and_the_lag() {
     let server = TestServer::start(BIN, &db.url, &[]);
     let (token, _) = server.signup("ada@example.com", "UTC").await;
     for n in 0..3 {
-        let res = server
-            .client
-            .post(server.url("/api/tasks"))
-            .bearer_auth(&token)
-            .json(&json!({"title": format!("t{n}")}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 201);
+        assert_eq!(
+            add_task(&server, &token, json!({"title": format!("t{n}")})).await,
+            201
+        );
     }
     let topic = r#"topic="task-events""#;
     let audit = r#"consumer="audit""#;
