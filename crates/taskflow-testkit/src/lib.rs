@@ -510,6 +510,28 @@ impl TestServer {
         self.kill_all();
     }
 
+    /// Prints the last lines the server logged that no test read, for a failing test's
+    /// report (the processes are gone by then, so the reader threads have sent all).
+    fn print_log(&self) {
+        const LAST: usize = 300;
+        let mut lines = std::collections::VecDeque::with_capacity(LAST);
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(200)) {
+            if lines.len() == LAST {
+                lines.pop_front();
+            }
+            lines.push_back(line);
+        }
+        eprintln!(
+            "--- the server's log ({} at {}), last {} lines ---",
+            self.db_url,
+            self.base,
+            lines.len()
+        );
+        for line in lines {
+            eprintln!("{line}");
+        }
+    }
+
     fn kill_all(&mut self) {
         if let Some((fake, ids)) = &self.sidecar {
             for id in ids {
@@ -543,5 +565,8 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill_all();
+        if std::thread::panicking() {
+            self.print_log();
+        }
     }
 }
