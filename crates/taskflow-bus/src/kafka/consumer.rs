@@ -39,6 +39,24 @@ struct GroupContext {
     durable: bool,
     /// For the topics' names as the metrics label them (without the cluster's prefix).
     settings: Arc<super::KafkaSettings>,
+    /// A live fan-out group's next offset per partition it has read: a rebalance that hands
+    /// a partition back resumes there, so the events in between still reach the clients.
+    resume: std::sync::Mutex<std::collections::HashMap<(String, i32), i64>>,
+}
+
+impl GroupContext {
+    fn resume_at(&self, topic: &str, partition: i32) -> Option<i64> {
+        let resume = self.resume.lock().unwrap_or_else(|e| e.into_inner());
+        resume.get(&(topic.to_owned(), partition)).copied()
+    }
+
+    /// Notes that a live fan-out group has handed on `messages`.
+    fn read(&self, messages: &[BorrowedMessage<'_>]) {
+        let mut resume = self.resume.lock().unwrap_or_else(|e| e.into_inner());
+        for m in messages {
+            resume.insert((m.topic().to_owned(), m.partition()), m.offset() + 1);
+        }
+    }
 }
 
 impl ClientContext for GroupContext {
@@ -72,7 +90,9 @@ impl ConsumerContext for GroupContext {
     /// As rdkafka's own, except that a live fan-out group is assigned the end of each
     /// partition as it is now, read here: with `auto.offset.reset=latest` alone the end is
     /// looked up after the group reports ready, and an event written in between was missed by
-    /// the clients that had just connected.
+    /// the clients that had just connected. A partition it read before (a rebalance took it
+    /// away and gave it back) resumes after the last event it handed on instead: from the
+    /// end, the events written meanwhile would never reach the open streams.
     fn rebalance(
         &self,
         consumer: &BaseConsumer<Self>,
@@ -87,6 +107,16 @@ impl ConsumerContext for GroupContext {
                 .map(|e| (e.topic().to_owned(), e.partition()))
                 .collect();
             for (topic, partition) in parts {
+                if let Some(next) = self.resume_at(&topic, partition) {
+                    tracing::info!(
+                        topic,
+                        partition,
+                        offset = next,
+                        "a live partition came back; resuming where it was left"
+                    );
+                    let _ = tpl.set_partition_offset(&topic, partition, Offset::Offset(next));
+                    continue;
+                }
                 match consumer.fetch_watermarks(&topic, partition, Duration::from_secs(5)) {
                     Ok((_, end)) => {
                         let _ = tpl.set_partition_offset(&topic, partition, Offset::Offset(end));
@@ -161,6 +191,7 @@ pub(super) async fn run(
         label: handler.group(),
         durable: config.durable,
         settings: bus.settings.clone(),
+        resume: std::sync::Mutex::default(),
     };
     let consumer: StreamConsumer<GroupContext> = match bus
         .settings
@@ -272,6 +303,9 @@ pub(super) async fn run(
                 &messages,
             ))
             .await;
+        if !delivery.config.durable {
+            consumer.context().read(&messages);
+        }
         for m in &messages {
             if let Err(e) = consumer.store_offset_from_message(m) {
                 tracing::warn!(group, error = %e, "cannot store the offset");
