@@ -260,3 +260,118 @@ async fn an_event_the_brokers_refuse_for_good_is_parked_and_the_relay_goes_on() 
     assert_eq!(store.count_dead_letters("relay").await.unwrap(), 1);
     assert_eq!(store.consumer_offset("relay").await.unwrap(), after);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_group_given_a_partition_back_after_a_rebalance_misses_no_event_written_meanwhile() {
+    use rdkafka::{
+        ClientConfig,
+        consumer::{BaseConsumer, Consumer as _},
+    };
+    let cluster = MockCluster::new(1).unwrap();
+    let db = TestDb::sqlite();
+    let store = taskflow_store::connect(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+    let users: Vec<User> = (0..6).map(|n| user(&format!("u{n}@example.com"))).collect();
+    for u in &users {
+        store.insert_user(u, "h").await.unwrap();
+    }
+    for topic in ["task-events", "reminders", "task-updates"] {
+        cluster.create_topic(topic, 3, 1).unwrap();
+    }
+    let bus = KafkaBus::open(settings(&cluster), store.clone())
+        .await
+        .unwrap();
+    let (stop_tx, stop) = watch::channel(false);
+    let readiness = Readiness::default();
+    let rec = Arc::new(Recorder(Mutex::new(Vec::new())));
+    let relay = {
+        let (bus, readiness, stop) = (bus.clone(), readiness.clone(), stop.clone());
+        tokio::spawn(async move { bus.relay(readiness, stop).await })
+    };
+    let live = ConsumerConfig {
+        durable: false,
+        ..ConsumerConfig::default()
+    };
+    let consumer = {
+        let (bus, handler, stop) = (bus.clone(), rec.clone(), stop.clone());
+        tokio::spawn(async move { bus.consume(handler, live, readiness, stop).await })
+    };
+    // A live group starts at the end of the log once it has its partitions: write until an
+    // event arrives, one for every user (so every partition has been read).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut last = 0;
+        for u in &users {
+            last = add(&*store, u, "probe").await;
+        }
+        bus.committed(last);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if rec.0.lock().unwrap().iter().any(|e| e.position == last) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the live group never started");
+    }
+
+    // Another member joins the group and takes partitions away; meanwhile events are written
+    // on every partition; then it leaves and the partitions come back.
+    let group = bus.group_id("recorder", false);
+    let brokers = cluster.bootstrap_servers();
+    let (joined_tx, joined) = std::sync::mpsc::channel();
+    let (leave_tx, leave) = std::sync::mpsc::channel::<()>();
+    let intruder = std::thread::spawn(move || {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("session.timeout.ms", "6000")
+            .create()
+            .unwrap();
+        c.subscribe(&["task-events"]).unwrap();
+        let mut told = false;
+        loop {
+            let _ = c.poll(Duration::from_millis(100));
+            if !told && c.assignment().is_ok_and(|a| a.count() > 0) {
+                joined_tx.send(()).unwrap();
+                told = true;
+            }
+            if leave.try_recv().is_ok() {
+                break;
+            }
+        }
+        c.unsubscribe();
+    });
+    joined
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the other member got partitions");
+    let before = rec.0.lock().unwrap().len();
+    let mut written = Vec::new();
+    for round in 0..2 {
+        for u in &users {
+            written.push(add(&*store, u, &format!("meanwhile {round}")).await);
+        }
+    }
+    bus.committed(*written.last().unwrap());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    leave_tx.send(()).unwrap();
+    intruder.join().unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        let got: Vec<i64> = rec.0.lock().unwrap()[before..]
+            .iter()
+            .map(|e| e.position)
+            .collect();
+        if written.iter().all(|p| got.contains(p)) || Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = stop_tx.send(true);
+    relay.await.unwrap();
+    consumer.await.unwrap();
+    let missed: Vec<&i64> = written.iter().filter(|p| !got.contains(p)).collect();
+    assert!(
+        missed.is_empty(),
+        "events written while the partitions were away never arrived: {missed:?}"
+    );
+}

@@ -39,8 +39,9 @@ struct GroupContext {
     durable: bool,
     /// For the topics' names as the metrics label them (without the cluster's prefix).
     settings: Arc<super::KafkaSettings>,
-    /// A live fan-out group's next offset per partition it has read: a rebalance that hands
-    /// a partition back resumes there, so the events in between still reach the clients.
+    /// A live fan-out group's next offset per partition it was assigned: a rebalance that
+    /// hands a partition back resumes there, so the events in between still reach the
+    /// clients.
     resume: std::sync::Mutex<std::collections::HashMap<(String, i32), i64>>,
 }
 
@@ -120,6 +121,10 @@ impl ConsumerContext for GroupContext {
                 match consumer.fetch_watermarks(&topic, partition, Duration::from_secs(5)) {
                     Ok((_, end)) => {
                         let _ = tpl.set_partition_offset(&topic, partition, Offset::Offset(end));
+                        self.resume
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert((topic, partition), end);
                     }
                     Err(e) => tracing::warn!(topic, partition, error = %e,
                         "cannot read where the partition ends; starting from the latest offset"),
@@ -179,12 +184,7 @@ pub(super) async fn run(
 ) {
     let role = handler.role();
     readiness.set(role, PART, RoleState::Starting);
-    let group = if config.durable {
-        bus.settings.group(handler.group())
-    } else {
-        bus.settings
-            .group(&format!("{}-{}", handler.group(), bus.instance))
-    };
+    let group = bus.group_id(handler.group(), config.durable);
     let context = GroupContext {
         readiness: readiness.clone(),
         role,

@@ -188,6 +188,16 @@ impl KafkaBus {
             instance: uuid::Uuid::now_v7().simple().to_string(),
         })
     }
+
+    /// The Kafka consumer group of a handler's `group`: the group itself where it keeps
+    /// offsets (`durable`), else one of this process alone (live fan-out).
+    pub fn group_id(&self, group: &str, durable: bool) -> String {
+        if durable {
+            self.settings.group(group)
+        } else {
+            self.settings.group(&format!("{group}-{}", self.instance))
+        }
+    }
 }
 
 /// Creates the topics that are missing.
