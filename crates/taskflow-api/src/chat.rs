@@ -68,7 +68,7 @@ async fn answer(
     user: &taskflow_core::User,
     body: ChatRequest,
 ) -> Result<ChatReply, ApiError> {
-    s.limits.check_chat(user.id)?;
+    s.limits.check_chat(user.id).await?;
     chat_of(s)
         .send(user, body.conversation_id.as_deref(), &body.message)
         .await

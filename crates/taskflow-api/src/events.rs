@@ -22,7 +22,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use crate::{AppState, Problem, extract::CurrentUser, problem::ApiError};
+use crate::{AppState, Problem, extract::CurrentUser, problem::ApiError, shared::Verdict};
 
 /// Events replayed per page when a stream resumes from `Last-Event-ID`.
 const REPLAY_PAGE: i64 = 500;
@@ -267,6 +267,9 @@ struct Feed {
     s: AppState,
     user: User,
     sub: taskflow_services::Subscription,
+    /// Tells the other replicas when the connection closes (after `sub`: fields drop in
+    /// order, so the count it reports no longer has this one).
+    _held: Option<Held>,
     /// The replay position while replaying from the log; `None` once caught up.
     replay: Option<i64>,
     /// The last position sent: live events at or before it came in the replay already.
@@ -274,23 +277,64 @@ struct Feed {
     buffered: std::vec::IntoIter<Envelope>,
 }
 
+/// A live connection counted in the shared store ([`crate::SharedLimits`]): dropping it
+/// records this replica's new count of the user's connections.
+struct Held {
+    shared: Arc<crate::SharedLimits>,
+    hub: Arc<Hub>,
+    user: taskflow_core::UserId,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let (shared, hub, user) = (self.shared.clone(), self.hub.clone(), self.user);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                shared
+                    .hold_streams(user, hub.connections_of(user), usize::MAX)
+                    .await;
+            });
+        }
+    }
+}
+
 /// The user's events: the replay after `from` (when resuming), then live ones, each once and
 /// in log order. The subscription is made before the replay is read, so an event committed
 /// in between arrives live and is not lost; one that also came in the replay is skipped.
-fn user_events(
+async fn user_events(
     s: AppState,
     user: User,
     from: Option<i64>,
 ) -> Result<impl Stream<Item = Arc<Envelope>>, ApiError> {
-    let sub = hub(&s)?.subscribe(user.id).map_err(|taskflow_services::TooManyStreams(n)| {
+    let too_many = |n: usize| {
         ApiError::TooManyStreams(format!(
             "you already have {n} live connections open; close one (or reuse it) before opening another"
         ))
-    })?;
+    };
+    let hub = hub(&s)?.clone();
+    let sub = hub
+        .subscribe(user.id)
+        .map_err(|taskflow_services::TooManyStreams(n)| too_many(n))?;
+    // Where replicas share their counts, the ones open elsewhere count too.
+    let held = match s.limits.shared() {
+        Some(shared) => {
+            let here = hub.connections_of(user.id);
+            match shared.hold_streams(user.id, here, hub.per_user()).await {
+                Verdict::Wait(_) => return Err(too_many(hub.per_user())),
+                Verdict::Pass | Verdict::Unknown => Some(Held {
+                    shared: shared.clone(),
+                    hub: hub.clone(),
+                    user: user.id,
+                }),
+            }
+        }
+        None => None,
+    };
     let feed = Feed {
         s,
         user,
         sub,
+        _held: held,
         replay: from,
         last: from.unwrap_or(-1),
         buffered: Vec::new().into_iter(),
@@ -346,7 +390,7 @@ async fn events(
 ) -> Result<Response, ApiError> {
     let from = resume_from(&headers, &q)?;
     let heartbeat = s.heartbeat;
-    let stream = user_events(s, user, from)?.map(|e| {
+    let stream = user_events(s, user, from).await?.map(|e| {
         let data = serde_json::to_string(&e.event).unwrap_or_default();
         Ok::<_, Infallible>(
             Event::default()
@@ -373,7 +417,7 @@ async fn websocket(
 ) -> Result<Response, ApiError> {
     let from = resume_from(&headers, &q)?;
     let heartbeat = s.heartbeat;
-    let events = user_events(s, user, from)?;
+    let events = user_events(s, user, from).await?;
     Ok(upgrade.on_upgrade(move |socket| pump(socket, events, heartbeat)))
 }
 

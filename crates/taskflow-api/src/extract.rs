@@ -140,7 +140,7 @@ impl FromRequestParts<AppState> for CurrentUser {
                 "sign in first: send `Authorization: Bearer <token>` (from /api/auth/login)",
             ))?;
         let user = state.app.authenticate(token).await?;
-        state.limits.check_user(user.id)?;
+        state.limits.check_user(user.id).await?;
         Ok(CurrentUser(user))
     }
 }

@@ -13,6 +13,7 @@ mod listener;
 mod mcp;
 mod openapi;
 mod problem;
+mod shared;
 mod tasks;
 mod users;
 
@@ -44,6 +45,7 @@ pub use limits::{AuthRates, Limits, Rate};
 pub use listener::{ConnLimits, open_file_limit, serve};
 pub use mcp::McpSettings;
 pub use problem::{ApiError, PROBLEM_JSON, Problem};
+pub use shared::SharedLimits;
 
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;

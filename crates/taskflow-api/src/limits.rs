@@ -20,7 +20,11 @@ use governor::{
 };
 use taskflow_core::UserId;
 
-use crate::{AppState, problem::ApiError};
+use crate::{
+    AppState,
+    problem::ApiError,
+    shared::{Failures, Gcra, SharedLimits, Verdict},
+};
 
 /// Requests per second and burst, for one key.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +45,17 @@ pub struct Limits {
     /// `/api/auth/*` per account (the email as sent, lowercased), per minute.
     auth_account: Option<DefaultKeyedRateLimiter<String>>,
     failed_logins: FailedLogins,
+    /// The same windows kept across replicas, where a Dapr state store is given.
+    shared: Option<Shared>,
+}
+
+/// The per-user and per-account windows as the shared store keeps them.
+#[derive(Debug)]
+struct Shared {
+    store: Arc<SharedLimits>,
+    user: Option<Gcra>,
+    chat: Option<Gcra>,
+    auth_account: Option<Gcra>,
 }
 
 /// The limits of the sign-in routes.
@@ -65,6 +80,18 @@ fn limiter<K: std::hash::Hash + Eq + Clone>(rate: Rate) -> Option<DefaultKeyedRa
 
 impl Limits {
     pub fn new(ip: Rate, user: Rate, chat: Rate, auth: AuthRates) -> Arc<Self> {
+        Self::with_shared(ip, user, chat, auth, None)
+    }
+
+    /// Limits whose per-user and per-account windows are kept in `shared` (the same on
+    /// every replica), falling back to this replica's own while it cannot be asked.
+    pub fn with_shared(
+        ip: Rate,
+        user: Rate,
+        chat: Rate,
+        auth: AuthRates,
+        shared: Option<Arc<SharedLimits>>,
+    ) -> Arc<Self> {
         let auth_account = NonZeroU32::new(auth.per_account_per_minute)
             .map(|n| RateLimiter::keyed(Quota::per_minute(n)));
         Arc::new(Self {
@@ -74,32 +101,98 @@ impl Limits {
             auth_ip: limiter(auth.per_ip),
             auth_account,
             failed_logins: FailedLogins::new(auth.failures_before_throttle),
+            shared: shared.map(|store| Shared {
+                store,
+                user: Gcra::per_second(user),
+                chat: Gcra::per_second(chat),
+                auth_account: Gcra::per_minute(auth.per_account_per_minute),
+            }),
         })
+    }
+
+    /// The store of the limits shared across replicas, where there is one.
+    pub fn shared(&self) -> Option<&Arc<SharedLimits>> {
+        self.shared.as_ref().map(|s| &s.store)
     }
 
     /// Before a signup or login of `account` from `ip`: the sign-in limits and, for a login,
     /// the failed-login throttle.
-    pub fn check_auth(&self, ip: Option<IpAddr>, account: &str) -> Result<String, ApiError> {
+    pub async fn check_auth(&self, ip: Option<IpAddr>, account: &str) -> Result<String, ApiError> {
         if let Some(ip) = ip {
             check(self.auth_ip.as_ref(), &ip)?;
         }
         let account = account.trim().to_lowercase();
-        check(self.auth_account.as_ref(), &account)?;
+        let shared = self.shared.as_ref();
+        let window = shared.and_then(|s| Some((s, s.auth_account?)));
+        match window {
+            Some((s, gcra)) => {
+                let key = s.store.account_key("rate:account", &account);
+                let verdict = s.store.take(&key, gcra).await;
+                decide(verdict, || check(self.auth_account.as_ref(), &account))?;
+            }
+            None => check(self.auth_account.as_ref(), &account)?,
+        }
+        if let Some(s) = shared.filter(|_| self.failed_logins.free > 0) {
+            let key = s.store.account_key("logins", &account);
+            if let Ok(failures) = s.store.failures(&key).await {
+                return match failures {
+                    Some(f) => self.failed_logins.check_shared(f).map(|()| account),
+                    None => Ok(account),
+                };
+            }
+        }
         self.failed_logins.check(&account)?;
         Ok(account)
     }
 
     /// Records the outcome of a login of `account` (as returned by [`Self::check_auth`]).
-    pub fn login_outcome(&self, account: String, ok: bool) {
+    pub async fn login_outcome(&self, account: String, ok: bool) {
+        if let Some(s) = self.shared.as_ref().filter(|_| self.failed_logins.free > 0) {
+            let key = s.store.account_key("logins", &account);
+            s.store
+                .record_login(&key, ok, FailedLogins::MAX_WAIT * 2)
+                .await;
+        }
+        // Kept here too: the fallback while the shared store cannot be asked.
         self.failed_logins.record(account, ok);
     }
 
-    pub fn check_chat(&self, user: UserId) -> Result<(), ApiError> {
-        check(self.chat.as_ref(), &user)
+    pub async fn check_chat(&self, user: UserId) -> Result<(), ApiError> {
+        self.check_keyed(
+            "chat",
+            self.shared.as_ref().and_then(|s| s.chat),
+            self.chat.as_ref(),
+            user,
+        )
+        .await
     }
 
-    pub fn check_user(&self, user: UserId) -> Result<(), ApiError> {
-        check(self.user.as_ref(), &user)
+    pub async fn check_user(&self, user: UserId) -> Result<(), ApiError> {
+        self.check_keyed(
+            "user",
+            self.shared.as_ref().and_then(|s| s.user),
+            self.user.as_ref(),
+            user,
+        )
+        .await
+    }
+
+    /// A per-user window: the shared one where there is one, else (or while it cannot be
+    /// asked) this replica's.
+    async fn check_keyed(
+        &self,
+        kind: &str,
+        shared: Option<Gcra>,
+        local: Option<&DefaultKeyedRateLimiter<UserId>>,
+        user: UserId,
+    ) -> Result<(), ApiError> {
+        match (self.shared.as_ref(), shared) {
+            (Some(s), Some(gcra)) => {
+                let verdict = s.store.take(&format!("rate:{kind}:{user}"), gcra).await;
+                decide(verdict, || check(local, &user))
+            }
+            _ => check(local, &user),
+        }
     }
 
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), ApiError> {
@@ -135,6 +228,15 @@ fn check<K: std::hash::Hash + Eq + Clone>(
     })
 }
 
+/// The shared store's verdict, or the replica's own where the store could not be asked.
+fn decide(verdict: Verdict, local: impl FnOnce() -> Result<(), ApiError>) -> Result<(), ApiError> {
+    match verdict {
+        Verdict::Pass => Ok(()),
+        Verdict::Wait(wait) => Err(ApiError::TooManyRequests(wait.max(Duration::from_secs(1)))),
+        Verdict::Unknown => local(),
+    }
+}
+
 /// Middleware: the per-IP limit, before any other work. Health probes and metric scrapes
 /// pass: an orchestrator's probe refused because one client flooded the address it shares
 /// (a node, a proxy) would restart a healthy instance.
@@ -161,11 +263,11 @@ pub async fn per_ip(State(state): State<AppState>, req: Request, next: Next) -> 
 #[derive(Debug)]
 struct FailedLogins {
     free: u32,
-    accounts: Mutex<HashMap<String, Failures>>,
+    accounts: Mutex<HashMap<String, Recent>>,
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Failures {
+struct Recent {
     count: u32,
     last: Instant,
 }
@@ -180,12 +282,26 @@ impl FailedLogins {
         }
     }
 
-    fn wait(&self, f: Failures) -> Duration {
-        let over = f.count.saturating_sub(self.free);
+    /// How long after the latest of `count` failures in a row the next try must wait.
+    fn wait(&self, count: u32) -> Duration {
+        let over = count.saturating_sub(self.free);
         if self.free == 0 || over == 0 {
             return Duration::ZERO;
         }
         Duration::from_secs(1u64 << (over - 1).min(10)).min(Self::MAX_WAIT)
+    }
+
+    /// The throttle on failures kept in the shared store.
+    fn check_shared(&self, f: Failures) -> Result<(), ApiError> {
+        let wait_ms = i64::try_from(self.wait(f.count).as_millis()).unwrap_or(i64::MAX);
+        let left = f
+            .last_ms
+            .saturating_add(wait_ms)
+            .saturating_sub(chrono::Utc::now().timestamp_millis());
+        match u64::try_from(left) {
+            Ok(ms) if ms > 0 => Err(ApiError::LoginThrottled(Duration::from_millis(ms))),
+            _ => Ok(()),
+        }
     }
 
     fn check(&self, account: &str) -> Result<(), ApiError> {
@@ -196,7 +312,7 @@ impl FailedLogins {
         let Some(&f) = accounts.get(account) else {
             return Ok(());
         };
-        let ready = f.last + self.wait(f);
+        let ready = f.last + self.wait(f.count);
         let now = Instant::now();
         if ready > now {
             return Err(ApiError::LoginThrottled(ready - now));
@@ -213,7 +329,7 @@ impl FailedLogins {
             accounts.remove(&account);
             return;
         }
-        let f = accounts.entry(account).or_insert(Failures {
+        let f = accounts.entry(account).or_insert(Recent {
             count: 0,
             last: Instant::now(),
         });
@@ -235,14 +351,10 @@ mod tests {
     #[test]
     fn failed_logins_are_free_up_to_the_threshold_then_wait_doubling() {
         let f = FailedLogins::new(3);
-        let at = |count| Failures {
-            count,
-            last: Instant::now(),
-        };
-        assert_eq!(f.wait(at(3)), Duration::ZERO);
-        assert_eq!(f.wait(at(4)), Duration::from_secs(1));
-        assert_eq!(f.wait(at(6)), Duration::from_secs(4));
-        assert_eq!(f.wait(at(40)), FailedLogins::MAX_WAIT);
+        assert_eq!(f.wait(3), Duration::ZERO);
+        assert_eq!(f.wait(4), Duration::from_secs(1));
+        assert_eq!(f.wait(6), Duration::from_secs(4));
+        assert_eq!(f.wait(40), FailedLogins::MAX_WAIT);
         for _ in 0..4 {
             f.record("ada@example.com".into(), false);
         }

@@ -72,7 +72,8 @@ async fn signup(
     Json(b): Json<SignupBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     s.limits
-        .check_auth(ip, b.email.as_deref().unwrap_or_default())?;
+        .check_auth(ip, b.email.as_deref().unwrap_or_default())
+        .await?;
     let mut missing = ValidationErrors::default();
     if b.email.is_none() {
         missing.push("email", "is required");
@@ -104,14 +105,14 @@ async fn login(
     ClientIp(ip): ClientIp,
     Json(b): Json<LoginBody>,
 ) -> Result<axum::Json<TokenResponse>, ApiError> {
-    let account = s.limits.check_auth(ip, &b.email)?;
+    let account = s.limits.check_auth(ip, &b.email).await?;
     match s.app.login(&b.email, b.password).await {
         Ok((user, token)) => {
-            s.limits.login_outcome(account, true);
+            s.limits.login_outcome(account, true).await;
             Ok(axum::Json(TokenResponse { token, user }))
         }
         Err(e @ taskflow_app::AppError::Unauthorized(_)) => {
-            s.limits.login_outcome(account, false);
+            s.limits.login_outcome(account, false).await;
             Err(e.into())
         }
         Err(e) => Err(e.into()),

@@ -51,6 +51,8 @@ pub struct Tokens {
 struct Keys {
     /// Signs pagination cursors; derived from the token secret, so it is as stable.
     cursor: Hmac<Sha256>,
+    /// Makes pseudonyms ([`Tokens::pseudonym`]); derived from the token secret too.
+    pseudonym: Hmac<Sha256>,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -88,7 +90,8 @@ impl Tokens {
         validation.leeway = 5;
         Self {
             inner: Arc::new(Keys {
-                cursor: cursor_key(secret),
+                cursor: derived_key(secret, b"taskflow pagination cursor v1"),
+                pseudonym: derived_key(secret, b"taskflow pseudonym v1"),
                 encoding: EncodingKey::from_secret(secret),
                 decoding: DecodingKey::from_secret(secret),
                 validation,
@@ -135,10 +138,10 @@ impl Tokens {
     }
 }
 
-/// The cursor key: HMAC-SHA256 of a fixed label under the token secret.
-fn cursor_key(secret: &[u8]) -> Hmac<Sha256> {
+/// A key for one purpose: HMAC-SHA256 of a fixed label under the token secret.
+fn derived_key(secret: &[u8], label: &[u8]) -> Hmac<Sha256> {
     let mut derive = hmac(secret);
-    derive.update(b"taskflow pagination cursor v1");
+    derive.update(label);
     hmac(&derive.finalize().into_bytes())
 }
 
@@ -146,6 +149,17 @@ fn hmac(key: &[u8]) -> Hmac<Sha256> {
     match <Hmac<Sha256> as Mac>::new_from_slice(key) {
         Ok(mac) => mac,
         Err(_) => unreachable!("HMAC takes a key of any length"),
+    }
+}
+
+impl Tokens {
+    /// A stable stand-in for `value` (an email address, say) where it is named outside the
+    /// database, as in the key of a shared state store: the same on every instance that
+    /// shares the token secret, and not reversible without it.
+    pub fn pseudonym(&self, value: &str) -> String {
+        let mut mac = self.inner.pseudonym.clone();
+        mac.update(value.as_bytes());
+        URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..CURSOR_TAG])
     }
 }
 

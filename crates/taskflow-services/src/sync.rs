@@ -102,6 +102,21 @@ impl Hub {
         self.lock().values().map(HashMap::len).sum()
     }
 
+    /// Open connections of `user`.
+    pub fn connections_of(&self, user: UserId) -> usize {
+        self.lock().get(&user).map_or(0, HashMap::len)
+    }
+
+    /// Each user with open connections, and how many.
+    pub fn users(&self) -> Vec<(UserId, usize)> {
+        self.lock().iter().map(|(u, c)| (*u, c.len())).collect()
+    }
+
+    /// How many open connections a user may have.
+    pub fn per_user(&self) -> usize {
+        self.per_user
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Senders>> {
         self.users.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -17,6 +17,13 @@
 //!   retried after 1 s up to three times (Dapr's default failure policy).
 //! - `/v1.0/invoke/{app-id}/method/{method}`: service invocation, any HTTP method, to the
 //!   attached app.
+//! - `GET|POST /v1.0/state/{store}[/{key}]`, `DELETE /v1.0/state/{store}/{key}`: state
+//!   stores ([`FakeDapr::add_state_store`]) with ETags: a read answers the value with its
+//!   `ETag` (204 when there is none); a save or delete with an `etag` (or `If-Match`) that
+//!   is not the value's is refused with 409 and changes nothing, one without is
+//!   last-write-wins; `metadata.ttlInSeconds` expires a value. 400
+//!   `ERR_STATE_STORE_NOT_FOUND` for a store it does not have, 500 while failures are
+//!   injected ([`FakeDapr::fail_state_for`]).
 //! - `GET /v1.0/healthz`, `GET /v1.0/healthz/outbound`: 204.
 //!
 //! Every route is also served under `/apps/{app-id}` ([`FakeDapr::endpoint_for`]): that is
@@ -93,6 +100,27 @@ struct Inner {
     job_generation: u64,
     /// Secret stores: store → secret name → its keys and values.
     secrets: HashMap<String, HashMap<String, HashMap<String, String>>>,
+    /// State stores: store → key → value.
+    state: HashMap<String, HashMap<String, Stored>>,
+    /// The last ETag given out.
+    etag: u64,
+    state_fail_until: Option<Instant>,
+    /// Calls to the state API, answered or refused.
+    state_calls: u64,
+}
+
+/// A value of a state store.
+#[derive(Debug, Clone)]
+struct Stored {
+    value: Value,
+    etag: u64,
+    expires: Option<Instant>,
+}
+
+impl Stored {
+    fn live(&self) -> bool {
+        self.expires.is_none_or(|t| t > Instant::now())
+    }
 }
 
 /// A job as the sidecar keeps it.
@@ -191,6 +219,11 @@ impl FakeDapr {
             .route("/v1.0/publish/{pubsub}/{topic}", post(publish))
             .route("/v1.0-alpha1/publish/bulk/{pubsub}/{topic}", post(bulk))
             .route("/v1.0/secrets/{store}/{name}", get(secret))
+            .route("/v1.0/state/{store}", post(save_state))
+            .route(
+                "/v1.0/state/{store}/{key}",
+                get(get_state).delete(delete_state),
+            )
             .route(
                 "/v1.0-alpha1/jobs/{name}",
                 post(schedule_job).get(get_job).delete(delete_job),
@@ -328,6 +361,47 @@ impl FakeDapr {
         let mut inner = self.shared.lock();
         let stores = inner.secrets.entry(store.to_owned()).or_default();
         stores.insert(name.to_owned(), keys);
+    }
+
+    /// Adds an empty state store named `store`.
+    pub fn add_state_store(&self, store: &str) {
+        self.shared
+            .lock()
+            .state
+            .entry(store.to_owned())
+            .or_default();
+    }
+
+    /// The keys of `store` that hold a value now, sorted.
+    pub fn state_keys(&self, store: &str) -> Vec<String> {
+        let inner = self.shared.lock();
+        let mut keys: Vec<String> = inner
+            .state
+            .get(store)
+            .into_iter()
+            .flatten()
+            .filter(|(_, v)| v.live())
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// The value under `key` of `store`, while it holds one.
+    pub fn state_value(&self, store: &str, key: &str) -> Option<Value> {
+        let inner = self.shared.lock();
+        let v = inner.state.get(store)?.get(key)?;
+        v.live().then(|| v.value.clone())
+    }
+
+    /// Calls to the state API so far.
+    pub fn state_calls(&self) -> u64 {
+        self.shared.lock().state_calls
+    }
+
+    /// Answers every state call with 500 for `d` from now.
+    pub fn fail_state_for(&self, d: Duration) {
+        self.shared.lock().state_fail_until = Some(Instant::now() + d);
     }
 
     /// Every publish so far, in order.
@@ -653,6 +727,151 @@ async fn invoke(
             "ERR_DIRECT_INVOKE",
             &e.to_string(),
         ),
+    }
+}
+
+/// The state store of a call, or the answer refusing it (counted either way).
+#[allow(clippy::result_large_err)] // the refusal is the handler's answer, returned at once
+fn state_store<'a>(
+    inner: &'a mut Inner,
+    store: &str,
+    failing: &str,
+) -> Result<&'a mut HashMap<String, Stored>, Response> {
+    inner.state_calls += 1;
+    if inner.state_fail_until.is_some_and(|t| Instant::now() < t) {
+        return Err(dapr_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            failing,
+            "the state store is failing (injected)",
+        ));
+    }
+    inner.state.get_mut(store).ok_or_else(|| {
+        dapr_error(
+            StatusCode::BAD_REQUEST,
+            "ERR_STATE_STORE_NOT_FOUND",
+            &format!("state store {store} is not found"),
+        )
+    })
+}
+
+/// `GET /v1.0/state/{store}/{key}`: the value and its ETag, or 204.
+async fn get_state(
+    State(shared): State<Arc<Shared>>,
+    Path(p): Path<HashMap<String, String>>,
+) -> Response {
+    let (store, key) = (param(&p, "store"), param(&p, "key"));
+    let mut inner = shared.lock();
+    let values = match state_store(&mut inner, &store, "ERR_STATE_GET") {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match values.get(&key).filter(|v| v.live()) {
+        Some(v) => (
+            [(axum::http::header::ETAG, v.etag.to_string())],
+            Json(v.value.clone()),
+        )
+            .into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+/// Whether a request's `etag` lets it change `current`: none given, or the value's own.
+/// `Err` for an ETag this store never gives out (Dapr's 400).
+#[allow(clippy::result_large_err)] // the refusal is the handler's answer, returned at once
+fn etag_matches(given: Option<&str>, current: Option<&Stored>) -> Result<bool, Response> {
+    let Some(given) = given else { return Ok(true) };
+    let given: u64 = given.parse().map_err(|_| {
+        dapr_error(
+            StatusCode::BAD_REQUEST,
+            "ERR_STATE_SAVE",
+            &format!("invalid etag value: {given}"),
+        )
+    })?;
+    Ok(current.is_some_and(|c| c.etag == given))
+}
+
+/// `POST /v1.0/state/{store}`: saves every item, or none when one's ETag is stale (409).
+async fn save_state(
+    State(shared): State<Arc<Shared>>,
+    Path(p): Path<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let store = param(&p, "store");
+    let malformed =
+        |why: String| dapr_error(StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST", &why);
+    let items: Vec<Value> = match serde_json::from_slice(&body) {
+        Ok(items) => items,
+        Err(e) => return malformed(format!("failed to parse the request: {e}")),
+    };
+    let mut inner = shared.lock();
+    let mut etag = inner.etag;
+    let values = match state_store(&mut inner, &store, "ERR_STATE_SAVE") {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let mut writes = Vec::new();
+    for item in &items {
+        let Some(key) = item["key"].as_str().filter(|k| !k.is_empty()) else {
+            return malformed("an item without a key".into());
+        };
+        let ttl = match &item["metadata"]["ttlInSeconds"] {
+            Value::Null => None,
+            t => match t.as_str().and_then(|t| t.parse::<u64>().ok()) {
+                Some(secs) => Some(Duration::from_secs(secs)),
+                None => return malformed(format!("ttlInSeconds {t} is not a whole number")),
+            },
+        };
+        let current = values.get(key).filter(|v| v.live());
+        match etag_matches(item["etag"].as_str(), current) {
+            Ok(true) => {}
+            Ok(false) => {
+                return dapr_error(
+                    StatusCode::CONFLICT,
+                    "ERR_STATE_SAVE",
+                    &format!("failed saving state in state store {store}: possible etag mismatch"),
+                );
+            }
+            Err(r) => return r,
+        }
+        etag += 1;
+        let stored = Stored {
+            value: item["value"].clone(),
+            etag,
+            expires: ttl.map(|t| Instant::now() + t),
+        };
+        writes.push((key.to_owned(), stored));
+    }
+    values.extend(writes);
+    inner.etag = etag;
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `DELETE /v1.0/state/{store}/{key}`, with `If-Match` only if the value still has it.
+async fn delete_state(
+    State(shared): State<Arc<Shared>>,
+    Path(p): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let (store, key) = (param(&p, "store"), param(&p, "key"));
+    let mut inner = shared.lock();
+    let values = match state_store(&mut inner, &store, "ERR_STATE_DELETE") {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let given = headers
+        .get(axum::http::header::IF_MATCH)
+        .and_then(|v| v.to_str().ok());
+    match etag_matches(given, values.get(&key).filter(|v| v.live())) {
+        Ok(true) => {
+            values.remove(&key);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(false) => dapr_error(
+            StatusCode::CONFLICT,
+            "ERR_STATE_DELETE",
+            &format!("failed deleting state with key {key}: possible etag mismatch"),
+        ),
+        Err(r) => r,
     }
 }
 

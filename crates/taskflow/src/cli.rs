@@ -332,6 +332,12 @@ pub struct DaprOpts {
     /// name and password) are read from it at start.
     #[arg(long, env = "TASKFLOW_DAPR_SECRET_STORE")]
     pub dapr_secret_store: Option<String>,
+    /// A Dapr state store (with any bus) where the api replicas keep the limits that must
+    /// hold across them: the per-user request and chat windows, the per-account sign-in
+    /// window and failed-login throttle, and each user's live connections. Without it each
+    /// replica limits alone.
+    #[arg(long, env = "TASKFLOW_DAPR_STATE_STORE")]
+    pub dapr_state_store: Option<String>,
     /// Seconds to wait at start for the sidecar (it starts beside this process) where a
     /// secret must be read.
     #[arg(long, env = "TASKFLOW_DAPR_WAIT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=3600))]

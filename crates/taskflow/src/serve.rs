@@ -3,7 +3,7 @@
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use taskflow_agent::{Llm, LlmConfig};
-use taskflow_api::{AppState, AuthRates, ConnLimits, Limits, McpSettings, Rate};
+use taskflow_api::{AppState, AuthRates, ConnLimits, Limits, McpSettings, Rate, SharedLimits};
 use taskflow_app::{App, TokenConfig, Tokens};
 use taskflow_bus::{ConsumerConfig, EmbeddedBus, Handler, Transport};
 use taskflow_core::{Readiness, Role, RoleState, SystemClock};
@@ -367,6 +367,13 @@ pub async fn run(mut opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
             SERVED.join(", ")
         ));
     }
+    let state_store = match &opts.dapr.dapr_state_store {
+        Some(store) => match taskflow_bus::dapr::StateStore::new(opts.dapr.sidecar(), store) {
+            Ok(state) => Some(state),
+            Err(why) => return fail(format_args!("--dapr-state-store: {why}")),
+        },
+        None => None,
+    };
     // A database URL of no known kind is a bad setting, reported before anything else.
     if let Err(e) = taskflow_store::check_url(&opts.db.database_url) {
         return fail(format_args!("--database-url: {e}"));
@@ -431,7 +438,12 @@ pub async fn run(mut opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
     };
     let (mut workers, jobs_due) = start_services(&services, &stop_rx);
     let burst = opts.rate_limit_burst;
-    let limits = Limits::new(
+    let shared = state_store.map(|state| Arc::new(SharedLimits::new(state, app.tokens().clone())));
+    if let (Some(shared), Some(hub)) = (&shared, &hub) {
+        let (shared, hub, stop) = (shared.clone(), hub.clone(), stop_rx.clone());
+        tokio::spawn(async move { shared.renew_streams(&hub, stop).await });
+    }
+    let limits = Limits::with_shared(
         Rate {
             per_second: opts.rate_limit_per_ip,
             burst: opts.rate_limit_per_ip.saturating_mul(burst),
@@ -452,6 +464,7 @@ pub async fn run(mut opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
             per_account_per_minute: opts.rate_limit_auth_per_account,
             failures_before_throttle: opts.login_failures_before_throttle,
         },
+        shared,
     );
     let housekeeping = taskflow_api::spawn_housekeeping(limits.clone(), metrics.clone());
     let state = AppState {

@@ -11,6 +11,7 @@
 
 mod inbox;
 mod publisher;
+mod state;
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -21,6 +22,7 @@ use tokio::sync::watch;
 
 use crate::{ConsumerConfig, Handler, Head, Transport, relay::Relay, wait};
 pub use inbox::{Delivered, Inbox};
+pub use state::{StateError, StateStore, Versioned, Write};
 
 /// How to reach the sidecar and which components to use.
 #[derive(Clone)]

@@ -1,7 +1,8 @@
 //! The testkit's fake Dapr sidecar as a process of its own, for benchmarks that run the
 //! release binary: `fake-dapr --app ID=URL…` prints its endpoint (`http://127.0.0.1:PORT`) on
 //! the first line of stdout, attaches each app as soon as it answers `GET /dapr/subscribe`,
-//! and runs until killed. With `--listen 127.0.0.1:PORT` it takes that address.
+//! and runs until killed. With `--listen 127.0.0.1:PORT` it takes that address; each
+//! `--state-store NAME` adds a state store.
 
 #![allow(clippy::unwrap_used)]
 
@@ -12,10 +13,12 @@ use taskflow_testkit::dapr::FakeDapr;
 fn main() {
     let mut listen = None;
     let mut apps = Vec::new();
+    let mut stores = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--listen" => listen = args.next(),
+            "--state-store" => stores.extend(args.next()),
             "--app" => {
                 let spec = args.next().unwrap_or_default();
                 let Some((id, url)) = spec.split_once('=') else {
@@ -25,7 +28,9 @@ fn main() {
                 apps.push((id.to_owned(), url.trim_end_matches('/').to_owned()));
             }
             other => {
-                eprintln!("fake-dapr: unknown argument `{other}` (--listen ADDR, --app ID=URL)");
+                eprintln!(
+                    "fake-dapr: unknown argument `{other}` (--listen ADDR, --app ID=URL, --state-store NAME)"
+                );
                 std::process::exit(2);
             }
         }
@@ -34,6 +39,9 @@ fn main() {
         Some(addr) => FakeDapr::start_on(addr),
         None => FakeDapr::start(),
     };
+    for store in &stores {
+        fake.add_state_store(store);
+    }
     println!("{}", fake.endpoint());
     let handles: Vec<_> = apps
         .into_iter()

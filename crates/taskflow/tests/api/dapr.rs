@@ -727,3 +727,183 @@ async fn the_api_works_through_dapr_service_invocation() {
         "application/problem+json"
     );
 }
+
+/// The state store of the shared-limit tests.
+const STATE: &str = "taskflow-state";
+
+/// Two api replicas on one database behind one fake sidecar with a state store: a whole
+/// `serve`, and `run --roles api,sync` beside it, both with `extra` arguments.
+async fn two_replicas(extra: &[&str]) -> Option<(FakeDapr, TestServer, TestServer, TestDb)> {
+    if skipped() {
+        return None;
+    }
+    let fake = FakeDapr::start();
+    fake.add_state_store(STATE);
+    let mut args = vec!["--dapr-state-store", STATE];
+    args.extend_from_slice(extra);
+    let (a, db) = start(&fake, &args).await?;
+    let (url, sidecar) = (db.url.clone(), fake.clone());
+    let args: Vec<String> = ["--roles", "api,sync"]
+        .iter()
+        .chain(args.iter())
+        .map(|a| (*a).to_owned())
+        .collect();
+    let b = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        TestServer::start_dapr(BIN, "run", &url, &sidecar, &args)
+    })
+    .await
+    .unwrap();
+    Some((fake, a, b, db))
+}
+
+async fn status_of(server: &TestServer, token: &str, path: &str) -> reqwest::StatusCode {
+    server
+        .client
+        .get(server.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn login(server: &TestServer, password: &str) -> reqwest::Response {
+    server
+        .client
+        .post(server.url("/api/auth/login"))
+        .json(&json!({"email": "ada@example.com", "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_users_request_window_and_failed_logins_hold_across_replicas_through_the_state_store() {
+    let Some((fake, a, b, _db)) = two_replicas(&[
+        "--rate-limit-per-user",
+        "1",
+        "--rate-limit-burst",
+        "3",
+        "--login-failures-before-throttle",
+        "1",
+    ])
+    .await
+    else {
+        return;
+    };
+    let (token, user) = a.signup("ada@example.com", "UTC").await;
+    // A burst of 3, one more a second: alternating replicas, each would let 3 through alone.
+    let started = Instant::now();
+    let mut passed = 0;
+    let mut refused = None;
+    for server in [&a, &b, &a, &b, &a, &b] {
+        let res = server
+            .client
+            .get(server.url("/api/tasks"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        match res.status().as_u16() {
+            200 => passed += 1,
+            429 => refused = Some(res),
+            other => panic!("GET /api/tasks answered {other}"),
+        }
+    }
+    let refilled = started.elapsed().as_secs() as usize;
+    assert!(
+        passed <= 3 + refilled,
+        "{passed} of 6 passed in {:?}: the replicas did not share the window",
+        started.elapsed()
+    );
+    let refused = refused.expect("a request over the shared window is refused");
+    assert!(refused.headers().contains_key("retry-after"));
+    let keys = fake.state_keys(STATE);
+    let user_key = format!("rate:user:{}", user["id"].as_str().unwrap());
+    assert!(keys.contains(&user_key), "{keys:?}");
+
+    // Failed logins of one account add up across the replicas: after one free failure each
+    // further try waits 1 s, doubling. A replica alone would have seen one failure only.
+    assert_eq!(login(&a, "wrong").await.status(), 401);
+    assert_eq!(login(&b, "wrong").await.status(), 401);
+    let throttled = login(&a, "correct horse battery").await;
+    assert_eq!(
+        throttled.status(),
+        429,
+        "the 3rd try, back on the first replica"
+    );
+    assert!(throttled.headers().contains_key("retry-after"));
+    let logins = keys_with(&fake, "logins:");
+    assert_eq!(logins.len(), 1, "{logins:?}");
+    assert_eq!(fake.state_value(STATE, &logins[0]).unwrap()["count"], 2);
+    // No account is named in the store: its keys are pseudonyms.
+    let keys = fake.state_keys(STATE);
+    assert!(keys.iter().all(|k| !k.contains("ada")), "{keys:?}");
+    // After the wait, a success clears the count for every replica.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(login(&b, "correct horse battery").await.status(), 200);
+    assert!(keys_with(&fake, "logins:").is_empty());
+}
+
+fn keys_with(fake: &FakeDapr, prefix: &str) -> Vec<String> {
+    fake.state_keys(STATE)
+        .into_iter()
+        .filter(|k| k.starts_with(prefix))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_users_live_connections_count_on_every_replica_and_a_closed_one_frees_its_place() {
+    let Some((fake, a, b, _db)) = two_replicas(&["--max-streams-per-user", "2"]).await else {
+        return;
+    };
+    let (token, user) = a.signup("ada@example.com", "UTC").await;
+    let _on_a = crate::services::Sse::open(&a, &token, None).await;
+    let on_b = crate::services::Sse::open(&b, &token, None).await;
+    assert_eq!(status_of(&a, &token, "/api/events").await, 429);
+    assert_eq!(status_of(&b, &token, "/api/events").await, 429);
+    let key = format!("live:{}", user["id"].as_str().unwrap());
+    let held = fake.state_value(STATE, &key).unwrap();
+    assert_eq!(
+        held.as_object().unwrap().len(),
+        2,
+        "one entry a replica: {held}"
+    );
+    drop(on_b);
+    assert!(
+        until(Duration::from_secs(5), || {
+            fake.state_value(STATE, &key)
+                .is_some_and(|h| h.as_object().is_some_and(|m| m.len() == 1))
+        })
+        .await,
+        "the closed connection left the shared count"
+    );
+    let _again = crate::services::Sse::open(&a, &token, None).await;
+}
+
+#[tokio::test]
+async fn while_the_state_store_fails_each_replica_limits_alone_and_serves() {
+    let Some((fake, a, b, _db)) =
+        two_replicas(&["--rate-limit-per-user", "1", "--rate-limit-burst", "3"]).await
+    else {
+        return;
+    };
+    let (token, _) = a.signup("ada@example.com", "UTC").await;
+    fake.fail_state_for(Duration::from_secs(60));
+    let calls = fake.state_calls();
+    // Each replica's own window: 3 each, then 429 from its own limiter.
+    for server in [&a, &b] {
+        for n in 0..3 {
+            assert_eq!(
+                status_of(server, &token, "/api/tasks").await,
+                200,
+                "request {n}"
+            );
+        }
+        assert_eq!(status_of(server, &token, "/api/tasks").await, 429);
+    }
+    assert!(fake.state_calls() > calls, "the store was asked");
+    let fell_back = metric(&a, "taskflow_shared_limit_fallbacks_total").await;
+    assert!(fell_back >= 4.0, "fallbacks counted: {fell_back}");
+}

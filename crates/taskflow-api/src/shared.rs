@@ -1,0 +1,345 @@
+//! Limits that hold across api replicas (`--dapr-state-store`). Behind a load balancer each
+//! replica sees only its share of a user's requests, so a limit kept in memory allows a user
+//! as many times the limit as there are replicas, and a password guesser can spread their
+//! tries. With a Dapr state store the replicas keep these in it instead:
+//!
+//! - the per-user request and chat windows and the per-account sign-in window, each a GCRA
+//!   cell (the theoretical arrival time, µs) under `rate:{kind}:{id}`;
+//! - the failed logins in a row of an account, `logins:{pseudonym}`;
+//! - the live connections a user holds on each replica, `live:{user}`: a map from replica to
+//!   its count, each entry renewed every [`LIVE_RENEW`] and ignored once [`LIVE_TTL`] old,
+//!   so a replica that dies frees its place without anyone cleaning up.
+//!
+//! Accounts are named by a keyed pseudonym ([`taskflow_app::Tokens::pseudonym`]), never by
+//! their address. Every write is a read-modify-write with the value's ETag (first write
+//! wins; a conflict reads again), every value carries a `ttlInSeconds` so keys of idle users
+//! expire. The per-IP limits stay per replica: an address is one client of one replica's
+//! listener, and counting it needs no round trip.
+//!
+//! When the store cannot be asked (the sidecar or its store is down, or slower than the
+//! client's timeout), each replica falls back to its own in-memory limits: availability over
+//! exactness, counted in `taskflow_shared_limit_fallbacks_total` and logged at most every
+//! 10 s. Replicas' clocks must agree to within the windows (NTP does).
+
+use std::{
+    collections::HashMap,
+    sync::atomic::{AtomicI64, Ordering},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+use taskflow_app::Tokens;
+use taskflow_bus::dapr::{StateError, StateStore, Write};
+use taskflow_core::UserId;
+
+use crate::limits::Rate;
+
+/// Reads and writes of one read-modify-write before a key other replicas keep changing is
+/// taken as busy.
+const TRIES: usize = 4;
+/// How long a replica's count of a user's live connections holds without renewal.
+pub const LIVE_TTL: Duration = Duration::from_secs(60);
+/// How often a replica renews the counts of the users with live connections open on it.
+pub const LIVE_RENEW: Duration = Duration::from_secs(20);
+
+/// What the shared store says of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Pass,
+    /// Not now; try again after this long.
+    Wait(Duration),
+    /// The store could not be asked: the replica decides alone.
+    Unknown,
+}
+
+/// A quota as GCRA: one request each `interval`, up to a burst at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Gcra {
+    interval_us: i64,
+    tolerance_us: i64,
+}
+
+impl Gcra {
+    fn new(period_us: i64, per_period: u32, burst: u32) -> Option<Self> {
+        let n = i64::from(per_period);
+        if n == 0 {
+            return None;
+        }
+        let interval_us = (period_us / n).max(1);
+        let burst = i64::from(burst.max(per_period));
+        Some(Self {
+            interval_us,
+            tolerance_us: interval_us * (burst - 1),
+        })
+    }
+
+    /// `rate.per_second` requests a second, `rate.burst` at once; none when 0.
+    pub(crate) fn per_second(rate: Rate) -> Option<Self> {
+        Self::new(1_000_000, rate.per_second, rate.burst)
+    }
+
+    /// `n` requests a minute, all of them at once if need be; none when 0.
+    pub(crate) fn per_minute(n: u32) -> Option<Self> {
+        Self::new(60_000_000, n, n)
+    }
+
+    /// A request at `now` (µs) against the stored arrival time `tat`: the new one, or how
+    /// long to wait.
+    fn step(self, tat: Option<i64>, now: i64) -> Result<i64, Duration> {
+        let tat = tat.unwrap_or(now).max(now);
+        let ahead = tat - now;
+        if ahead > self.tolerance_us {
+            let wait = u64::try_from(ahead - self.tolerance_us).unwrap_or(0);
+            return Err(Duration::from_micros(wait));
+        }
+        Ok(tat + self.interval_us)
+    }
+}
+
+/// Failed logins in a row of one account.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct Failures {
+    pub count: u32,
+    /// When the latest failed, ms since the epoch.
+    pub last_ms: i64,
+}
+
+/// One replica's live connections of a user.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Held {
+    n: usize,
+    /// When this count stops holding unless renewed, ms since the epoch.
+    until_ms: i64,
+}
+
+/// The limits kept in a Dapr state store.
+#[derive(Debug)]
+pub struct SharedLimits {
+    state: StateStore,
+    tokens: Tokens,
+    /// This replica, as a holder of live connections.
+    replica: String,
+    /// When the last fallback was logged (ms since the epoch).
+    warned_ms: AtomicI64,
+}
+
+fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// Whole seconds covering `us`, at least one: a TTL never cuts a value short.
+fn ttl_for(us: i64) -> Duration {
+    Duration::from_secs(u64::try_from(us.max(0) / 1_000_000 + 1).unwrap_or(1))
+}
+
+impl SharedLimits {
+    /// Limits kept in `state`; accounts named by pseudonyms of `tokens`.
+    pub fn new(state: StateStore, tokens: Tokens) -> Self {
+        Self {
+            state,
+            tokens,
+            replica: uuid::Uuid::now_v7().simple().to_string(),
+            warned_ms: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    pub(crate) fn account_key(&self, kind: &str, account: &str) -> String {
+        format!("{kind}:{}", self.tokens.pseudonym(account))
+    }
+
+    fn unknown(&self, e: &StateError) -> Verdict {
+        metrics::counter!("taskflow_shared_limit_fallbacks_total").increment(1);
+        let now = now_us() / 1000;
+        let last = self.warned_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 10_000
+            && self
+                .warned_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(error = %e, "shared limits unavailable; each replica limits alone meanwhile");
+        }
+        Verdict::Unknown
+    }
+
+    /// One request against the quota `gcra` of `key`.
+    pub(crate) async fn take(&self, key: &str, gcra: Gcra) -> Verdict {
+        for _ in 0..TRIES {
+            let cell = match self.state.get::<i64>(key).await {
+                Ok(cell) => cell,
+                Err(e) => return self.unknown(&e),
+            };
+            let now = now_us();
+            let (tat, etag) = cell.map_or((None, None), |c| (Some(c.value), c.etag));
+            let next = match gcra.step(tat, now) {
+                Ok(next) => next,
+                Err(wait) => return Verdict::Wait(wait),
+            };
+            match self
+                .state
+                .save(key, &next, etag.as_deref(), ttl_for(next - now))
+                .await
+            {
+                Ok(Write::Done) => return Verdict::Pass,
+                Ok(Write::Conflict) => continue,
+                Err(e) => return self.unknown(&e),
+            }
+        }
+        // Other replicas keep taking from this cell: it is busy enough to wait a moment.
+        Verdict::Wait(Duration::from_secs(1))
+    }
+
+    /// The failed logins in a row of the account keyed `key`; `Err` when the store cannot
+    /// be asked.
+    pub(crate) async fn failures(&self, key: &str) -> Result<Option<Failures>, ()> {
+        match self.state.get::<Failures>(key).await {
+            Ok(f) => Ok(f.map(|f| f.value)),
+            Err(e) => {
+                self.unknown(&e);
+                Err(())
+            }
+        }
+    }
+
+    /// Records a login of the account keyed `key`: a success clears its failures, a failure
+    /// adds one; kept for `keep`.
+    pub(crate) async fn record_login(&self, key: &str, ok: bool, keep: Duration) {
+        if ok {
+            if let Err(e) = self.state.delete(key, None).await {
+                self.unknown(&e);
+            }
+            return;
+        }
+        for _ in 0..TRIES {
+            let stored = match self.state.get::<Failures>(key).await {
+                Ok(f) => f,
+                Err(e) => {
+                    self.unknown(&e);
+                    return;
+                }
+            };
+            let (count, etag) = stored.map_or((0, None), |f| (f.value.count, f.etag));
+            let next = Failures {
+                count: count.saturating_add(1),
+                last_ms: now_us() / 1000,
+            };
+            match self.state.save(key, &next, etag.as_deref(), keep).await {
+                Ok(Write::Conflict) => continue,
+                Ok(Write::Done) => return,
+                Err(e) => {
+                    self.unknown(&e);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Records that this replica holds `here` live connections of `user`, the one being
+    /// opened counted, unless with those of the other replicas that makes more than `max`
+    /// (`Wait`: refused, nothing recorded).
+    pub(crate) async fn hold_streams(&self, user: UserId, here: usize, max: usize) -> Verdict {
+        let key = format!("live:{user}");
+        for _ in 0..TRIES {
+            let stored = match self.state.get::<HashMap<String, Held>>(&key).await {
+                Ok(v) => v,
+                Err(e) => return self.unknown(&e),
+            };
+            let now_ms = now_us() / 1000;
+            let (mut held, etag) = stored.map_or_else(Default::default, |v| (v.value, v.etag));
+            held.retain(|replica, h| h.until_ms > now_ms && *replica != self.replica);
+            let elsewhere: usize = held.values().map(|h| h.n).sum();
+            if here > 0 && elsewhere + here > max {
+                return Verdict::Wait(Duration::ZERO);
+            }
+            if here > 0 {
+                let until_ms = now_ms + i64::try_from(LIVE_TTL.as_millis()).unwrap_or(60_000);
+                held.insert(self.replica.clone(), Held { n: here, until_ms });
+            }
+            let keep = held
+                .values()
+                .map(|h| h.until_ms - now_ms)
+                .max()
+                .unwrap_or(0);
+            let written = if held.is_empty() {
+                self.state.delete(&key, etag.as_deref()).await
+            } else {
+                self.state
+                    .save(&key, &held, etag.as_deref(), ttl_for(keep * 1000))
+                    .await
+            };
+            match written {
+                Ok(Write::Done) => return Verdict::Pass,
+                Ok(Write::Conflict) => continue,
+                Err(e) => return self.unknown(&e),
+            }
+        }
+        Verdict::Wait(Duration::ZERO)
+    }
+
+    /// Renews this replica's counts of `users`' live connections until `stop`.
+    pub async fn renew_streams(
+        &self,
+        hub: &taskflow_services::Hub,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(LIVE_RENEW) => {}
+                _ = stop.changed() => return,
+            }
+            for (user, n) in hub.users() {
+                self.hold_streams(user, n, usize::MAX).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gcra_passes_a_burst_then_one_per_interval() {
+        let g = Gcra::per_second(Rate {
+            per_second: 2,
+            burst: 3,
+        })
+        .unwrap();
+        let mut tat = None;
+        for _ in 0..3 {
+            tat = Some(g.step(tat, 0).unwrap());
+        }
+        assert_eq!(g.step(tat, 0), Err(Duration::from_millis(500)));
+        assert_eq!(g.step(tat, 499_999), Err(Duration::from_micros(1)));
+        tat = Some(g.step(tat, 500_000).unwrap());
+        assert!(g.step(tat, 500_000).is_err());
+        // A long pause refills the burst, no more.
+        let rested = Some(g.step(tat, 60_000_000).unwrap());
+        assert_eq!(rested, Some(60_500_000));
+        assert_eq!(
+            Gcra::per_second(Rate {
+                per_second: 0,
+                burst: 5
+            }),
+            None
+        );
+    }
+
+    #[test]
+    fn gcra_per_minute_allows_n_at_once_then_one_per_share_of_the_minute() {
+        let g = Gcra::per_minute(6).unwrap();
+        let mut tat = None;
+        for _ in 0..6 {
+            tat = Some(g.step(tat, 0).unwrap());
+        }
+        assert_eq!(g.step(tat, 0), Err(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn a_ttl_covers_what_it_keeps() {
+        assert_eq!(ttl_for(0), Duration::from_secs(1));
+        assert_eq!(ttl_for(1_500_000), Duration::from_secs(2));
+        assert_eq!(ttl_for(-5), Duration::from_secs(1));
+    }
+}
