@@ -102,8 +102,8 @@ impl Limits {
             auth_account,
             failed_logins: FailedLogins::new(auth.failures_before_throttle),
             shared: shared.map(|store| Shared {
+                user: Gcra::per_second(user).filter(|_| store.shares_request_window()),
                 store,
-                user: Gcra::per_second(user),
                 chat: Gcra::per_second(chat),
                 auth_account: Gcra::per_minute(auth.per_account_per_minute),
             }),

@@ -3,8 +3,11 @@
 //! as many times the limit as there are replicas, and a password guesser can spread their
 //! tries. With a Dapr state store the replicas keep these in it instead:
 //!
-//! - the per-user request and chat windows and the per-account sign-in window, each a GCRA
-//!   cell (the theoretical arrival time, µs) under `rate:{kind}:{id}`;
+//! - the per-user chat window and the per-account sign-in window, each a GCRA cell (the
+//!   theoretical arrival time, µs) under `rate:{kind}:{id}`, and the per-user request window
+//!   where asked to ([`SharedLimits::with_request_window`]): that one costs two calls to the
+//!   sidecar on every request (bench/RESULTS.md), and kept per replica it still bounds what
+//!   a user takes of each replica;
 //! - the failed logins in a row of an account, `logins:{pseudonym}`;
 //! - the live connections a user holds on each replica, `live:{user}`: a map from replica to
 //!   its count, each entry renewed every [`LIVE_RENEW`] and ignored once [`LIVE_TTL`] old,
@@ -121,6 +124,9 @@ pub struct SharedLimits {
     replica: String,
     /// When the last fallback was logged (ms since the epoch).
     warned_ms: AtomicI64,
+    /// Whether the per-user request window is kept here too (else each replica keeps its
+    /// own: it costs two calls to the sidecar on every request).
+    requests: bool,
 }
 
 fn now_us() -> i64 {
@@ -140,7 +146,19 @@ impl SharedLimits {
             tokens,
             replica: uuid::Uuid::now_v7().simple().to_string(),
             warned_ms: AtomicI64::new(i64::MIN),
+            requests: false,
         }
+    }
+
+    /// Keeps the per-user request window in the store too (`share`), not only the sign-in,
+    /// chat and live-connection limits.
+    pub fn with_request_window(mut self, share: bool) -> Self {
+        self.requests = share;
+        self
+    }
+
+    pub(crate) fn shares_request_window(&self) -> bool {
+        self.requests
     }
 
     pub(crate) fn account_key(&self, kind: &str, account: &str) -> String {

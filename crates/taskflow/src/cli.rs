@@ -44,7 +44,7 @@ pub enum Command {
     /// Run only the given roles (how each Kubernetes Deployment is made).
     Run(RunOpts),
     /// Apply pending database migrations and exit.
-    Migrate(DbOpts),
+    Migrate(MaintenanceOpts),
     /// Work on the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -138,7 +138,17 @@ pub enum NluCommand {
 pub enum AuditCommand {
     /// Empty the audit log and replay the whole event log into it; the result is identical
     /// to the log kept live. Run it with the `audit` role stopped.
-    Rebuild(DbOpts),
+    Rebuild(MaintenanceOpts),
+}
+
+/// A command that works on the database alone: its URL, which may be a reference into a Dapr
+/// secret store.
+#[derive(Debug, Clone, Args)]
+pub struct MaintenanceOpts {
+    #[command(flatten)]
+    pub db: DbOpts,
+    #[command(flatten)]
+    pub sidecar: SidecarOpts,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -294,10 +304,10 @@ impl ServeOpts {
     }
 }
 
-/// How to reach the Dapr sidecar, with `--bus dapr`.
+/// How to reach the Dapr sidecar, and the secret store settings may refer to.
 #[derive(Debug, Clone, Args)]
-#[command(next_help_heading = "Dapr (with --bus dapr)")]
-pub struct DaprOpts {
+#[command(next_help_heading = "Dapr sidecar")]
+pub struct SidecarOpts {
     /// The sidecar's HTTP endpoint; by default `http://127.0.0.1:$DAPR_HTTP_PORT`.
     #[arg(long, env = "DAPR_HTTP_ENDPOINT")]
     pub dapr_http_endpoint: Option<String>,
@@ -307,6 +317,42 @@ pub struct DaprOpts {
     /// The token the sidecar requires of this process (`dapr-api-token`); never logged.
     #[arg(long, env = "DAPR_API_TOKEN", hide_env_values = true)]
     pub dapr_api_token: Option<SecretString>,
+    /// A Dapr secret store (with any bus): settings whose value is `dapr-secret:NAME` or
+    /// `dapr-secret:NAME/KEY` (the database URL, --jwt-secret, --llm-api-key, the Kafka user
+    /// name and password) are read from it at start.
+    #[arg(long, env = "TASKFLOW_DAPR_SECRET_STORE")]
+    pub dapr_secret_store: Option<String>,
+    /// Seconds to wait at start for the sidecar (it starts beside this process) where a
+    /// secret must be read.
+    #[arg(long, env = "TASKFLOW_DAPR_WAIT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub dapr_wait_secs: u64,
+}
+
+impl SidecarOpts {
+    /// The sidecar's endpoint, from --dapr-http-endpoint or the port.
+    pub fn endpoint(&self) -> String {
+        match &self.dapr_http_endpoint {
+            Some(e) => e.trim_end_matches('/').to_owned(),
+            None => format!("http://127.0.0.1:{}", self.dapr_http_port),
+        }
+    }
+
+    /// A client of the sidecar, with the token it requires.
+    pub fn sidecar(&self) -> taskflow_bus::dapr::Sidecar {
+        use secrecy::ExposeSecret as _;
+        let token = self
+            .dapr_api_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned());
+        taskflow_bus::dapr::Sidecar::new(&self.endpoint(), token)
+    }
+}
+
+/// How to use the Dapr sidecar's building blocks: pub/sub with `--bus dapr`, and state,
+/// the cron binding and the app token with any bus.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Dapr")]
+pub struct DaprOpts {
     /// The token the sidecar presents on its calls to this process; calls without it are
     /// refused. Never logged.
     #[arg(long, env = "APP_API_TOKEN", hide_env_values = true)]
@@ -327,45 +373,30 @@ pub struct DaprOpts {
     /// request.
     #[arg(long, env = "TASKFLOW_DAPR_BULK_PUBLISH", default_value_t = true, action = clap::ArgAction::Set)]
     pub dapr_bulk_publish: bool,
-    /// A Dapr secret store (with any bus): settings whose value is `dapr-secret:NAME` or
-    /// `dapr-secret:NAME/KEY` (the database URL, --jwt-secret, --llm-api-key, the Kafka user
-    /// name and password) are read from it at start.
-    #[arg(long, env = "TASKFLOW_DAPR_SECRET_STORE")]
-    pub dapr_secret_store: Option<String>,
     /// A Dapr state store (with any bus) where the api replicas keep the limits that must
-    /// hold across them: the per-user request and chat windows, the per-account sign-in
-    /// window and failed-login throttle, and each user's live connections. Without it each
-    /// replica limits alone.
+    /// hold across them: the per-user chat window, the per-account sign-in window and
+    /// failed-login throttle, and each user's live connections. Without it each replica
+    /// limits alone.
     #[arg(long, env = "TASKFLOW_DAPR_STATE_STORE")]
     pub dapr_state_store: Option<String>,
-    /// Seconds to wait at start for the sidecar (it starts beside this process) where a
-    /// secret must be read.
-    #[arg(long, env = "TASKFLOW_DAPR_WAIT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=3600))]
-    pub dapr_wait_secs: u64,
+    /// With --dapr-state-store, keep the per-user request window there too (two calls to
+    /// the sidecar on every request); by default each replica keeps its own, which still
+    /// bounds what one user takes of each replica.
+    #[arg(long, env = "TASKFLOW_DAPR_SHARE_REQUEST_WINDOW", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub dapr_share_request_window: bool,
     /// A Dapr cron input binding (`bindings.cron`) that drives housekeeping: the sidecar
     /// calls `POST /{name}` on its schedule, which prunes handled-event records past a week
     /// and relayed events past --outbox-retention-secs; the hourly timers are then off.
     #[arg(long, env = "TASKFLOW_DAPR_CRON_BINDING")]
     pub dapr_cron_binding: Option<String>,
+    #[command(flatten)]
+    pub sidecar: SidecarOpts,
 }
 
 impl DaprOpts {
-    /// The sidecar's endpoint, from --dapr-http-endpoint or the port.
-    pub fn endpoint(&self) -> String {
-        match &self.dapr_http_endpoint {
-            Some(e) => e.trim_end_matches('/').to_owned(),
-            None => format!("http://127.0.0.1:{}", self.dapr_http_port),
-        }
-    }
-
     /// A client of the sidecar, with the token it requires.
     pub fn sidecar(&self) -> taskflow_bus::dapr::Sidecar {
-        use secrecy::ExposeSecret as _;
-        let token = self
-            .dapr_api_token
-            .as_ref()
-            .map(|t| t.expose_secret().to_owned());
-        taskflow_bus::dapr::Sidecar::new(&self.endpoint(), token)
+        self.sidecar.sidecar()
     }
 
     /// The token the sidecar's calls to this process carry, where one is set.
@@ -382,7 +413,7 @@ impl DaprOpts {
         outbox_retention: Option<std::time::Duration>,
     ) -> Result<taskflow_bus::dapr::DaprSettings, String> {
         use secrecy::ExposeSecret as _;
-        let endpoint = self.endpoint();
+        let endpoint = self.sidecar.endpoint();
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
             return Err(format!(
                 "--dapr-http-endpoint {endpoint}: not an http:// or https:// URL"
@@ -401,7 +432,7 @@ impl DaprOpts {
         let secret = |s: &Option<SecretString>| s.as_ref().map(|t| t.expose_secret().to_owned());
         Ok(taskflow_bus::dapr::DaprSettings {
             endpoint,
-            api_token: secret(&self.dapr_api_token),
+            api_token: secret(&self.sidecar.dapr_api_token),
             app_token: secret(&self.dapr_app_api_token),
             pubsub: self.dapr_pubsub.clone(),
             live_pubsub: self.dapr_live_pubsub.clone(),

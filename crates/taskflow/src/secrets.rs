@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use secrecy::{ExposeSecret as _, SecretString};
 use taskflow_bus::dapr::{Sidecar, valid_component_name};
 
-use crate::cli::ServeOpts;
+use crate::cli::{DbOpts, ServeOpts, SidecarOpts};
 
 /// What marks a setting's value as a reference to a secret.
 const PREFIX: &str = "dapr-secret:";
@@ -25,14 +25,7 @@ fn reference(value: &str) -> Option<(&str, &str)> {
 /// Replaces every setting of `opts` that refers to a secret by the secret; what is wrong
 /// (no store named, no sidecar, no such secret), naming the setting.
 pub async fn resolve(opts: &mut ServeOpts) -> Result<(), String> {
-    let store = opts.dapr.dapr_secret_store.clone();
-    let sidecar = store.as_ref().map(|_| opts.dapr.sidecar());
-    let mut reader = Reader {
-        store: store.as_deref(),
-        sidecar: sidecar.as_ref(),
-        wait: Duration::from_secs(opts.dapr.dapr_wait_secs),
-        ready: false,
-    };
+    let mut reader = Reader::new(&opts.dapr.sidecar);
     let db = &mut opts.db.database_url;
     if let Some(v) = reader.read("--database-url", db).await? {
         *db = v;
@@ -56,21 +49,43 @@ pub async fn resolve(opts: &mut ServeOpts) -> Result<(), String> {
     Ok(())
 }
 
+/// As [`resolve`], for a command that needs the database URL alone (`migrate`, `audit
+/// rebuild`).
+pub async fn resolve_database_url(db: &mut DbOpts, sidecar: &SidecarOpts) -> Result<(), String> {
+    if let Some(v) = Reader::new(sidecar)
+        .read("--database-url", &db.database_url)
+        .await?
+    {
+        db.database_url = v;
+    }
+    Ok(())
+}
+
 struct Reader<'a> {
     store: Option<&'a str>,
-    sidecar: Option<&'a Sidecar>,
+    sidecar: Option<Sidecar>,
     wait: Duration,
     /// Whether the sidecar answered already.
     ready: bool,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    fn new(opts: &'a SidecarOpts) -> Self {
+        let store = opts.dapr_secret_store.as_deref();
+        Self {
+            store,
+            sidecar: store.map(|_| opts.sidecar()),
+            wait: Duration::from_secs(opts.dapr_wait_secs),
+            ready: false,
+        }
+    }
+
     /// The secret `value` refers to, or `None` when it is a plain value.
     async fn read(&mut self, flag: &str, value: &str) -> Result<Option<String>, String> {
         let Some((name, key)) = reference(value) else {
             return Ok(None);
         };
-        let (Some(store), Some(sidecar)) = (self.store, self.sidecar) else {
+        let (Some(store), Some(sidecar)) = (self.store, self.sidecar.as_ref()) else {
             return Err(format!(
                 "{flag} refers to the Dapr secret `{name}`, but no secret store is named (--dapr-secret-store)"
             ));

@@ -13,7 +13,7 @@ use taskflow_services::{
 use taskflow_store::{Store, redact_url};
 use tokio::{sync::watch, task::JoinSet};
 
-use crate::cli::{Bus, DbOpts, ServeOpts, Timers};
+use crate::cli::{Bus, DbOpts, MaintenanceOpts, ServeOpts, SidecarOpts, Timers};
 
 /// A failure at start-up: one line on stderr, exit status 2.
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -68,8 +68,29 @@ pub async fn backup(opts: crate::cli::BackupOpts) -> ExitCode {
     }
 }
 
-pub async fn migrate(db: DbOpts) -> ExitCode {
-    match open(&db).await {
+/// A secret store named where one may be: a component name, or exit status 2.
+fn check_secret_store(sidecar: &SidecarOpts) -> Result<(), ExitCode> {
+    match &sidecar.dapr_secret_store {
+        Some(store) if !taskflow_bus::dapr::valid_component_name(store) => Err(fail(format_args!(
+            "--dapr-secret-store `{store}`: a component name has letters, digits, `-`, `_` and `.` only"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The database of a maintenance command, its URL read from the secret store where it
+/// refers to one.
+async fn open_for_maintenance(opts: MaintenanceOpts) -> Result<Arc<dyn Store>, ExitCode> {
+    let MaintenanceOpts { mut db, sidecar } = opts;
+    check_secret_store(&sidecar)?;
+    crate::secrets::resolve_database_url(&mut db, &sidecar)
+        .await
+        .map_err(fail)?;
+    open(&db).await
+}
+
+pub async fn migrate(opts: MaintenanceOpts) -> ExitCode {
+    match open_for_maintenance(opts).await {
         Ok(_) => ExitCode::SUCCESS,
         Err(code) => code,
     }
@@ -195,8 +216,8 @@ pub async fn mcp_stdio(opts: crate::cli::McpOpts) -> ExitCode {
 }
 
 /// `taskflow audit rebuild`: replays the event log into an empty audit log.
-pub async fn rebuild_audit(db: DbOpts) -> ExitCode {
-    let store = match open(&db).await {
+pub async fn rebuild_audit(opts: MaintenanceOpts) -> ExitCode {
+    let store = match open_for_maintenance(opts).await {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -348,12 +369,8 @@ pub async fn run(mut opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
     // (a consumer's dead-letter count, set once at start) would be lost.
     let metrics = taskflow_api::prometheus();
     // Settings kept in a secret store come first: the others may depend on them.
-    if let Some(store) = &opts.dapr.dapr_secret_store
-        && !taskflow_bus::dapr::valid_component_name(store)
-    {
-        return fail(format_args!(
-            "--dapr-secret-store `{store}`: a component name has letters, digits, `-`, `_` and `.` only"
-        ));
+    if let Err(e) = check_secret_store(&opts.dapr.sidecar) {
+        return e;
     }
     if let Err(e) = crate::secrets::resolve(&mut opts).await {
         return fail(e);
@@ -438,7 +455,11 @@ pub async fn run(mut opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
     };
     let (mut workers, jobs_due) = start_services(&services, &stop_rx);
     let burst = opts.rate_limit_burst;
-    let shared = state_store.map(|state| Arc::new(SharedLimits::new(state, app.tokens().clone())));
+    let shared = state_store.map(|state| {
+        let limits = SharedLimits::new(state, app.tokens().clone())
+            .with_request_window(opts.dapr.dapr_share_request_window);
+        Arc::new(limits)
+    });
     if let (Some(shared), Some(hub)) = (&shared, &hub) {
         let (shared, hub, stop) = (shared.clone(), hub.clone(), stop_rx.clone());
         tokio::spawn(async move { shared.renew_streams(&hub, stop).await });

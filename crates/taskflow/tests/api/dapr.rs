@@ -460,6 +460,64 @@ async fn settings_given_as_secret_references_are_read_from_the_sidecar_at_start(
     );
 }
 
+#[tokio::test]
+async fn migrate_and_audit_rebuild_read_the_database_url_from_the_secret_store() {
+    if skipped() {
+        return;
+    }
+    let Some(db) = TestDb::new(Backend::from_env()).await else {
+        return;
+    };
+    let fake = FakeDapr::start();
+    fake.set_secret(
+        "kubernetes",
+        "taskflow",
+        &[("database-url", db.url.as_str())],
+    );
+    let endpoint = fake.endpoint();
+    let command = |args: &[&str], url: &str| {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .args([
+                "--database-url",
+                url,
+                "--dapr-secret-store",
+                "kubernetes",
+                "--dapr-http-endpoint",
+                endpoint.as_str(),
+                "--dapr-wait-secs",
+                "5",
+            ])
+            .env_remove("TASKFLOW_DATABASE_URL")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = command(&["migrate"], "dapr-secret:taskflow/database-url");
+    assert_eq!(code, Some(0), "{err}");
+    let store = taskflow_store::connect(&db.url).await.unwrap();
+    assert_eq!(
+        store.count_tasks().await.unwrap(),
+        0,
+        "the schema is in the secret's database"
+    );
+    let (code, err) = command(&["audit", "rebuild"], "dapr-secret:taskflow/database-url");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("audit log rebuilt"), "{err}");
+    let (code, err) = command(&["migrate"], "dapr-secret:taskflow/nope");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(
+            "--database-url: the Dapr secret `taskflow` of store `kubernetes` has no key `nope`"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains(db.url.as_str()), "{err}");
+}
+
 /// Creates a task titled `title` with one reminder at `at` and returns (task id, reminder id).
 async fn task_with_reminder(
     server: &TestServer,
@@ -781,6 +839,7 @@ async fn login(server: &TestServer, password: &str) -> reqwest::Response {
 #[tokio::test]
 async fn a_users_request_window_and_failed_logins_hold_across_replicas_through_the_state_store() {
     let Some((fake, a, b, _db)) = two_replicas(&[
+        "--dapr-share-request-window",
         "--rate-limit-per-user",
         "1",
         "--rate-limit-burst",
@@ -859,6 +918,9 @@ async fn a_users_live_connections_count_on_every_replica_and_a_closed_one_frees_
         return;
     };
     let (token, user) = a.signup("ada@example.com", "UTC").await;
+    // By default the request window stays with each replica: no calls on every request.
+    assert_eq!(status_of(&b, &token, "/api/tasks").await, 200);
+    assert!(keys_with(&fake, "rate:user:").is_empty());
     let _on_a = crate::services::Sse::open(&a, &token, None).await;
     let on_b = crate::services::Sse::open(&b, &token, None).await;
     assert_eq!(status_of(&a, &token, "/api/events").await, 429);
@@ -884,8 +946,14 @@ async fn a_users_live_connections_count_on_every_replica_and_a_closed_one_frees_
 
 #[tokio::test]
 async fn while_the_state_store_fails_each_replica_limits_alone_and_serves() {
-    let Some((fake, a, b, _db)) =
-        two_replicas(&["--rate-limit-per-user", "1", "--rate-limit-burst", "3"]).await
+    let Some((fake, a, b, _db)) = two_replicas(&[
+        "--dapr-share-request-window",
+        "--rate-limit-per-user",
+        "1",
+        "--rate-limit-burst",
+        "3",
+    ])
+    .await
     else {
         return;
     };
