@@ -36,6 +36,9 @@ pub struct Sidecar {
     pub jobs: Option<Arc<Scheduler>>,
     /// The cron binding that drives housekeeping, where there is one.
     pub cron: Option<Cron>,
+    /// The sidecar's readiness, where this process uses one (reported, not required: the
+    /// API serves without it).
+    pub health: Option<taskflow_bus::dapr::SidecarHealth>,
 }
 
 /// A Dapr cron input binding: `POST /{binding}` tidies up.

@@ -71,6 +71,17 @@ async fn ready(State(s): State<AppState>) -> Response {
             ok = false;
         }
     }
+    // The sidecar is reported, not required: the API serves without it (shared limits fall
+    // back to each replica's, events wait in the outbox); the roles that cannot work without
+    // it report it as their own state.
+    if let Some(health) = &s.sidecar.health {
+        let seen = match health.last() {
+            None => "unknown".to_owned(),
+            Some(Ok(())) => "ok".to_owned(),
+            Some(Err(why)) => format!("not ready: {why}"),
+        };
+        checks.insert("sidecar".into(), json!(seen));
+    }
     let mut roles = serde_json::Map::new();
     for (role, state) in s.readiness.roles() {
         let text = match state {

@@ -455,6 +455,11 @@ pub async fn run(mut opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
     };
     let (mut workers, jobs_due) = start_services(&services, &stop_rx);
     let burst = opts.rate_limit_burst;
+    // Whether this process calls the sidecar while it runs (secrets are read at start only).
+    let uses_dapr = opts.bus == Bus::Dapr
+        || state_store.is_some()
+        || opts.timers == Timers::DaprJobs
+        || opts.dapr.dapr_cron_binding.is_some();
     let shared = state_store.map(|state| {
         let limits = SharedLimits::new(state, app.tokens().clone())
             .with_request_window(opts.dapr.dapr_share_request_window);
@@ -512,6 +517,9 @@ pub async fn run(mut opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
                     binding,
                     outbox_retention: opts.outbox_retention(),
                 }),
+            health: uses_dapr.then(|| {
+                taskflow_bus::dapr::SidecarHealth::watch(opts.dapr.sidecar(), stop_rx.clone())
+            }),
         },
     };
     let router = if roles.contains(&Role::Api) {

@@ -134,6 +134,40 @@ impl Sidecar {
     }
 }
 
+/// The sidecar's readiness as one task of the process last saw it (`GET
+/// /v1.0/healthz/outbound` every [`CHECK_EVERY`]), for `/healthz/ready`; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SidecarHealth(watch::Receiver<Option<Result<(), String>>>);
+
+impl SidecarHealth {
+    /// Watches `sidecar` until `stop`.
+    pub fn watch(sidecar: Sidecar, mut stop: watch::Receiver<bool>) -> Self {
+        let (tx, rx) = watch::channel(None);
+        tokio::spawn(async move {
+            loop {
+                let seen = sidecar.outbound_ready().await;
+                let changed = tx.borrow().as_ref() != Some(&seen);
+                if changed {
+                    match &seen {
+                        Ok(()) => tracing::info!("the Dapr sidecar is ready"),
+                        Err(why) => tracing::warn!("{why}"),
+                    }
+                    tx.send_replace(Some(seen));
+                }
+                if wait(&mut stop, CHECK_EVERY).await {
+                    return;
+                }
+            }
+        });
+        Self(rx)
+    }
+
+    /// What the last look found; `None` before the first.
+    pub fn last(&self) -> Option<Result<(), String>> {
+        self.0.borrow().clone()
+    }
+}
+
 /// The Dapr transport; cheap to clone.
 #[derive(Clone)]
 pub struct DaprBus {

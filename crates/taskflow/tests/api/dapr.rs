@@ -975,3 +975,73 @@ async fn while_the_state_store_fails_each_replica_limits_alone_and_serves() {
     let fell_back = metric(&a, "taskflow_shared_limit_fallbacks_total").await;
     assert!(fell_back >= 4.0, "fallbacks counted: {fell_back}");
 }
+
+#[tokio::test]
+async fn readiness_reports_the_sidecar_and_the_api_serves_while_it_is_gone() {
+    if skipped() {
+        return;
+    }
+    // With the sidecar there, it is reported ok.
+    let Some((_fake, a, _b, _db)) = two_replicas(&[]).await else {
+        return;
+    };
+    let ready = poll(&a, "", "/healthz/ready", Duration::from_secs(10), |b| {
+        b["checks"]["sidecar"] == "ok"
+    })
+    .await;
+    assert_eq!(ready["checks"]["sidecar"], "ok", "{ready}");
+    // A sidecar that is not there (on the embedded bus: through Dapr the suite gives every
+    // server a sidecar of its own).
+    if taskflow_testkit::through_dapr() {
+        return;
+    }
+    let Some(db) = TestDb::new(Backend::from_env()).await else {
+        return;
+    };
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let server = TestServer::start_with(
+        BIN,
+        "run",
+        &db.url,
+        &[
+            "--roles",
+            "api,sync",
+            "--dapr-state-store",
+            STATE,
+            "--dapr-http-endpoint",
+            &closed,
+        ],
+    );
+    let ready = poll(
+        &server,
+        "",
+        "/healthz/ready",
+        Duration::from_secs(10),
+        |b| {
+            b["checks"]["sidecar"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("not ready"))
+        },
+    )
+    .await;
+    assert!(
+        ready["checks"]["sidecar"]
+            .as_str()
+            .unwrap()
+            .contains("does not answer"),
+        "{ready}"
+    );
+    assert_eq!(ready["status"], "ready", "reported, not required: {ready}");
+    // Sign-in, writes, reads and a live stream, each replica limiting alone meanwhile.
+    let (token, _) = server.signup("ada@example.com", "UTC").await;
+    assert_eq!(
+        add_task(&server, &token, json!({"title": "Still here"})).await,
+        201
+    );
+    assert_eq!(status_of(&server, &token, "/api/tasks").await, 200);
+    let _stream = crate::services::Sse::open(&server, &token, None).await;
+    assert!(metric(&server, "taskflow_shared_limit_fallbacks_total").await >= 1.0);
+}
