@@ -96,6 +96,47 @@ fn settings(cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>
     }
 }
 
+/// A store on a fresh SQLite file holding `users`, the three topics with `partitions` each
+/// on `cluster`, and a transport on both.
+async fn open(
+    cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
+    partitions: i32,
+    users: &[&User],
+) -> (TestDb, Arc<dyn Store>, KafkaBus) {
+    let db = TestDb::sqlite();
+    let store = taskflow_store::connect(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+    for u in users {
+        store.insert_user(u, "h").await.unwrap();
+    }
+    for topic in ["task-events", "reminders", "task-updates"] {
+        cluster.create_topic(topic, partitions, 1).unwrap();
+    }
+    let bus = KafkaBus::open(settings(cluster), store.clone())
+        .await
+        .unwrap();
+    (db, store, bus)
+}
+
+/// The relay, and a group handing `rec` its events with `config`, until `stop`.
+fn run(
+    bus: &KafkaBus,
+    rec: &Arc<Recorder>,
+    config: ConsumerConfig,
+    stop: &watch::Receiver<bool>,
+) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
+    let readiness = Readiness::default();
+    let relay = {
+        let (bus, readiness, stop) = (bus.clone(), readiness.clone(), stop.clone());
+        tokio::spawn(async move { bus.relay(readiness, stop).await })
+    };
+    let consumer = {
+        let (bus, handler, stop) = (bus.clone(), rec.clone(), stop.clone());
+        tokio::spawn(async move { bus.consume(handler, config, readiness, stop).await })
+    };
+    (relay, consumer)
+}
+
 /// Waits until the recorder holds `n` events.
 async fn received(rec: &Recorder, n: usize) -> Vec<Envelope> {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -111,32 +152,11 @@ async fn received(rec: &Recorder, n: usize) -> Vec<Envelope> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relay_publishes_the_outbox_in_order_and_a_group_receives_every_event() {
     let cluster = MockCluster::new(1).unwrap();
-    let db = TestDb::sqlite();
-    let store = taskflow_store::connect(&db.url).await.unwrap();
-    store.migrate().await.unwrap();
     let (ada, bob) = (user("ada@example.com"), user("bob@example.com"));
-    store.insert_user(&ada, "h").await.unwrap();
-    store.insert_user(&bob, "h").await.unwrap();
-    for topic in ["task-events", "reminders", "task-updates"] {
-        cluster.create_topic(topic, 3, 1).unwrap();
-    }
-    let bus = KafkaBus::open(settings(&cluster), store.clone())
-        .await
-        .unwrap();
+    let (_db, store, bus) = open(&cluster, 3, &[&ada, &bob]).await;
     let (stop_tx, stop) = watch::channel(false);
-    let readiness = Readiness::default();
     let rec = Arc::new(Recorder(Mutex::new(Vec::new())));
-    let relay = {
-        let (bus, readiness, stop) = (bus.clone(), readiness.clone(), stop.clone());
-        tokio::spawn(async move { bus.relay(readiness, stop).await })
-    };
-    let consumer = {
-        let (bus, handler, stop) = (bus.clone(), rec.clone(), stop.clone());
-        tokio::spawn(async move {
-            bus.consume(handler, ConsumerConfig::default(), readiness, stop)
-                .await
-        })
-    };
+    let (relay, consumer) = run(&bus, &rec, ConsumerConfig::default(), &stop);
 
     let mut last = 0;
     for n in 0..10 {
@@ -201,31 +221,11 @@ async fn the_relay_publishes_the_outbox_in_order_and_a_group_receives_every_even
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_the_brokers_refuse_for_good_is_parked_and_the_relay_goes_on() {
     let cluster = MockCluster::new(1).unwrap();
-    let db = TestDb::sqlite();
-    let store = taskflow_store::connect(&db.url).await.unwrap();
-    store.migrate().await.unwrap();
     let ada = user("ada@example.com");
-    store.insert_user(&ada, "h").await.unwrap();
-    for topic in ["task-events", "reminders", "task-updates"] {
-        cluster.create_topic(topic, 1, 1).unwrap();
-    }
-    let bus = KafkaBus::open(settings(&cluster), store.clone())
-        .await
-        .unwrap();
+    let (_db, store, bus) = open(&cluster, 1, &[&ada]).await;
     let (stop_tx, stop) = watch::channel(false);
-    let readiness = Readiness::default();
     let rec = Arc::new(Recorder(Mutex::new(Vec::new())));
-    let relay = {
-        let (bus, readiness, stop) = (bus.clone(), readiness.clone(), stop.clone());
-        tokio::spawn(async move { bus.relay(readiness, stop).await })
-    };
-    let consumer = {
-        let (bus, handler, stop) = (bus.clone(), rec.clone(), stop.clone());
-        tokio::spawn(async move {
-            bus.consume(handler, ConsumerConfig::default(), readiness, stop)
-                .await
-        })
-    };
+    let (relay, consumer) = run(&bus, &rec, ConsumerConfig::default(), &stop);
     let first = add(&*store, &ada, "first").await;
     bus.committed(first);
     assert_eq!(received(&rec, 1).await.len(), 1);
@@ -268,34 +268,15 @@ async fn a_live_group_given_a_partition_back_after_a_rebalance_misses_no_event_w
         consumer::{BaseConsumer, Consumer as _},
     };
     let cluster = MockCluster::new(1).unwrap();
-    let db = TestDb::sqlite();
-    let store = taskflow_store::connect(&db.url).await.unwrap();
-    store.migrate().await.unwrap();
     let users: Vec<User> = (0..6).map(|n| user(&format!("u{n}@example.com"))).collect();
-    for u in &users {
-        store.insert_user(u, "h").await.unwrap();
-    }
-    for topic in ["task-events", "reminders", "task-updates"] {
-        cluster.create_topic(topic, 3, 1).unwrap();
-    }
-    let bus = KafkaBus::open(settings(&cluster), store.clone())
-        .await
-        .unwrap();
+    let (_db, store, bus) = open(&cluster, 3, &users.iter().collect::<Vec<_>>()).await;
     let (stop_tx, stop) = watch::channel(false);
-    let readiness = Readiness::default();
     let rec = Arc::new(Recorder(Mutex::new(Vec::new())));
-    let relay = {
-        let (bus, readiness, stop) = (bus.clone(), readiness.clone(), stop.clone());
-        tokio::spawn(async move { bus.relay(readiness, stop).await })
-    };
     let live = ConsumerConfig {
         durable: false,
         ..ConsumerConfig::default()
     };
-    let consumer = {
-        let (bus, handler, stop) = (bus.clone(), rec.clone(), stop.clone());
-        tokio::spawn(async move { bus.consume(handler, live, readiness, stop).await })
-    };
+    let (relay, consumer) = run(&bus, &rec, live, &stop);
     // A live group starts at the end of the log once it has its partitions: write until an
     // event arrives, one for every user (so every partition has been read).
     let deadline = Instant::now() + Duration::from_secs(30);

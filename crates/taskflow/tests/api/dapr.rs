@@ -346,6 +346,21 @@ async fn a_sidecar_that_delivers_every_event_twice_causes_no_duplicate_effect() 
     assert!(fake.deliveries().succeeded >= 2 * published.len() as u64);
 }
 
+/// Runs the binary with `args` (concatenated), without the secrets and the database URL
+/// the environment may set; its exit status and what it wrote to stderr.
+fn exit_of(args: &[&[&str]]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(BIN)
+        .args(args.concat())
+        .env_remove("TASKFLOW_JWT_SECRET")
+        .env_remove("TASKFLOW_DATABASE_URL")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[tokio::test]
 async fn settings_given_as_secret_references_are_read_from_the_sidecar_at_start() {
     if skipped() {
@@ -399,16 +414,10 @@ async fn settings_given_as_secret_references_are_read_from_the_sidecar_at_start(
 
     // What is wrong ends the process at once with status 2, naming the setting.
     let refused = |args: &[&str]| {
-        let out = std::process::Command::new(BIN)
-            .args(["serve", "--bind", "127.0.0.1:0", "--dapr-wait-secs", "1"])
-            .args(args)
-            .env_remove("TASKFLOW_JWT_SECRET")
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        exit_of(&[
+            &["serve", "--bind", "127.0.0.1:0", "--dapr-wait-secs", "1"],
+            args,
+        ])
     };
     let endpoint = fake.endpoint();
     let with_store = |flag: &'static str, value: &'static str| {
@@ -476,25 +485,17 @@ async fn migrate_and_audit_rebuild_read_the_database_url_from_the_secret_store()
     );
     let endpoint = fake.endpoint();
     let command = |args: &[&str], url: &str| {
-        let out = std::process::Command::new(BIN)
-            .args(args)
-            .args([
-                "--database-url",
-                url,
-                "--dapr-secret-store",
-                "kubernetes",
-                "--dapr-http-endpoint",
-                endpoint.as_str(),
-                "--dapr-wait-secs",
-                "5",
-            ])
-            .env_remove("TASKFLOW_DATABASE_URL")
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let store = [
+            "--database-url",
+            url,
+            "--dapr-secret-store",
+            "kubernetes",
+            "--dapr-http-endpoint",
+            endpoint.as_str(),
+            "--dapr-wait-secs",
+            "5",
+        ];
+        exit_of(&[args, &store])
     };
     let (code, err) = command(&["migrate"], "dapr-secret:taskflow/database-url");
     assert_eq!(code, Some(0), "{err}");
@@ -788,6 +789,14 @@ async fn the_api_works_through_dapr_service_invocation() {
 
 /// The state store of the shared-limit tests.
 const STATE: &str = "taskflow-state";
+/// A per-user request window of 3 at once and one more a second, kept in the state store.
+const WINDOW_OF_3: [&str; 5] = [
+    "--dapr-share-request-window",
+    "--rate-limit-per-user",
+    "1",
+    "--rate-limit-burst",
+    "3",
+];
 
 /// Two api replicas on one database behind one fake sidecar with a state store: a whole
 /// `serve`, and `run --roles api,sync` beside it, both with `extra` arguments.
@@ -838,17 +847,8 @@ async fn login(server: &TestServer, password: &str) -> reqwest::Response {
 
 #[tokio::test]
 async fn a_users_request_window_and_failed_logins_hold_across_replicas_through_the_state_store() {
-    let Some((fake, a, b, _db)) = two_replicas(&[
-        "--dapr-share-request-window",
-        "--rate-limit-per-user",
-        "1",
-        "--rate-limit-burst",
-        "3",
-        "--login-failures-before-throttle",
-        "1",
-    ])
-    .await
-    else {
+    let args = [&WINDOW_OF_3[..], &["--login-failures-before-throttle", "1"]].concat();
+    let Some((fake, a, b, _db)) = two_replicas(&args).await else {
         return;
     };
     let (token, user) = a.signup("ada@example.com", "UTC").await;
@@ -946,15 +946,7 @@ async fn a_users_live_connections_count_on_every_replica_and_a_closed_one_frees_
 
 #[tokio::test]
 async fn while_the_state_store_fails_each_replica_limits_alone_and_serves() {
-    let Some((fake, a, b, _db)) = two_replicas(&[
-        "--dapr-share-request-window",
-        "--rate-limit-per-user",
-        "1",
-        "--rate-limit-burst",
-        "3",
-    ])
-    .await
-    else {
+    let Some((fake, a, b, _db)) = two_replicas(&WINDOW_OF_3).await else {
         return;
     };
     let (token, _) = a.signup("ada@example.com", "UTC").await;
