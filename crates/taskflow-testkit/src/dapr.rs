@@ -25,6 +25,9 @@
 //!   `ERR_STATE_STORE_NOT_FOUND` for a store it does not have, 500 while failures are
 //!   injected ([`FakeDapr::fail_state_for`]).
 //! - `GET /v1.0/healthz`, `GET /v1.0/healthz/outbound`: 204.
+//! - Cron input bindings ([`FakeDapr::add_cron_binding`]): the route `/{name}` of the app is
+//!   probed with `OPTIONS` (a 404 leaves the binding unread, as Dapr does), then called with
+//!   `POST` and an empty body at every period.
 //!
 //! Every route is also served under `/apps/{app-id}` ([`FakeDapr::endpoint_for`]): that is
 //! app `app-id`'s own sidecar, whose jobs trigger that app.
@@ -107,6 +110,8 @@ struct Inner {
     state_fail_until: Option<Instant>,
     /// Calls to the state API, answered or refused.
     state_calls: u64,
+    /// What each input binding's calls got: name → (method, status) in order.
+    binding_calls: HashMap<String, Vec<(String, u16)>>,
 }
 
 /// A value of a state store.
@@ -425,6 +430,54 @@ impl FakeDapr {
 
     /// Posts `body` to `path` of the app `app_id` as the sidecar would; the answer's status
     /// and JSON body.
+    /// A cron input binding `name` of app `app_id` that fires every `period` (Dapr's
+    /// `@every` schedule), from now on while the fake runs.
+    pub fn add_cron_binding(&self, app_id: &str, name: &str, period: Duration) {
+        let (shared, app, name) = (self.shared.clone(), app_id.to_owned(), name.to_owned());
+        runtime().spawn(async move {
+            let url = || {
+                let base = shared.lock().apps.get(&app).cloned();
+                base.map(|b| format!("{b}/{name}"))
+            };
+            let record = |method: &str, status: u16| {
+                let mut inner = shared.lock();
+                let calls = inner.binding_calls.entry(name.clone()).or_default();
+                calls.push((method.to_owned(), status));
+            };
+            // The sidecar reads the binding only for an app that listens on its route.
+            let probe = loop {
+                if let Some(url) = url() {
+                    let res = shared
+                        .client
+                        .request(reqwest::Method::OPTIONS, url)
+                        .send()
+                        .await;
+                    break res.map_or(0, |r| r.status().as_u16());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            record("OPTIONS", probe);
+            if probe == 404 {
+                return;
+            }
+            let mut every = tokio::time::interval(period);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                // The app was detached (its server stopped): so is its sidecar.
+                let Some(url) = url() else { return };
+                let res = shared.client.post(url).send().await;
+                record("POST", res.map_or(0, |r| r.status().as_u16()));
+            }
+        });
+    }
+
+    /// The calls of input binding `name` so far: (method, status), in order.
+    pub fn binding_calls(&self, name: &str) -> Vec<(String, u16)> {
+        let inner = self.shared.lock();
+        inner.binding_calls.get(name).cloned().unwrap_or_default()
+    }
+
     pub fn call_app(&self, app_id: &str, path: &str, body: &[u8]) -> (u16, Value) {
         let base = self.shared.lock().apps.get(app_id).cloned().unwrap();
         let client = self.shared.client.clone();
