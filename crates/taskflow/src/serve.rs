@@ -5,7 +5,7 @@ use std::{process::ExitCode, sync::Arc, time::Duration};
 use taskflow_agent::{Llm, LlmConfig};
 use taskflow_api::{AppState, AuthRates, ConnLimits, Limits, McpSettings, Rate, SharedLimits};
 use taskflow_app::{App, TokenConfig, Tokens};
-use taskflow_bus::{ConsumerConfig, EmbeddedBus, Handler, Transport};
+use taskflow_bus::{ConsumerConfig, EmbeddedBus, Handler, Transport, dapr::SidecarHealth};
 use taskflow_core::{Readiness, Role, RoleState, SystemClock};
 use taskflow_services::{
     Audit, DaprJobs, Hub, HubFeed, Notifier, Recurring, ReminderHandler, Scheduler,
@@ -130,6 +130,7 @@ fn relay_retention(opts: &ServeOpts) -> Option<Duration> {
 async fn transport(
     opts: &ServeOpts,
     store: &Arc<dyn Store>,
+    sidecar: Option<&SidecarHealth>,
 ) -> Result<Arc<dyn Transport>, ExitCode> {
     match opts.bus {
         Bus::Embedded => embedded(store).await,
@@ -150,7 +151,10 @@ async fn transport(
         Bus::Dapr => {
             let settings = opts.dapr.settings(relay_retention(opts)).map_err(fail)?;
             let (endpoint, pubsub) = (settings.endpoint.clone(), settings.pubsub.clone());
-            let bus = taskflow_bus::dapr::DaprBus::open(settings, store.clone())
+            let health = sidecar
+                .cloned()
+                .unwrap_or_else(|| SidecarHealth::watch(opts.dapr.sidecar()));
+            let bus = taskflow_bus::dapr::DaprBus::open(settings, store.clone(), health)
                 .await
                 .map_err(fail)?;
             tracing::info!(endpoint, pubsub, "events go through the Dapr sidecar");
@@ -409,7 +413,14 @@ pub async fn run(mut opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
         secret: opts.jwt_secret.clone(),
         ttl: Duration::from_secs(opts.token_ttl_hours * 3600),
     };
-    let bus = match transport(&opts, &store).await {
+    // Whether this process calls the sidecar while it runs (secrets are read at start only):
+    // then one task watches its readiness for every part of the process.
+    let uses_dapr = opts.bus == Bus::Dapr
+        || state_store.is_some()
+        || opts.timers == Timers::DaprJobs
+        || opts.dapr.dapr_cron_binding.is_some();
+    let sidecar_health = uses_dapr.then(|| SidecarHealth::watch(opts.dapr.sidecar()));
+    let bus = match transport(&opts, &store, sidecar_health.as_ref()).await {
         Ok(b) => b,
         Err(code) => return code,
     };
@@ -455,11 +466,6 @@ pub async fn run(mut opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
     };
     let (mut workers, jobs_due) = start_services(&services, &stop_rx);
     let burst = opts.rate_limit_burst;
-    // Whether this process calls the sidecar while it runs (secrets are read at start only).
-    let uses_dapr = opts.bus == Bus::Dapr
-        || state_store.is_some()
-        || opts.timers == Timers::DaprJobs
-        || opts.dapr.dapr_cron_binding.is_some();
     let shared = state_store.map(|state| {
         let limits = SharedLimits::new(state, app.tokens().clone())
             .with_request_window(opts.dapr.dapr_share_request_window);
@@ -517,9 +523,7 @@ pub async fn run(mut opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
                     binding,
                     outbox_retention: opts.outbox_retention(),
                 }),
-            health: uses_dapr.then(|| {
-                taskflow_bus::dapr::SidecarHealth::watch(opts.dapr.sidecar(), stop_rx.clone())
-            }),
+            health: sidecar_health,
         },
     };
     let router = if roles.contains(&Role::Api) {

@@ -20,7 +20,7 @@ use taskflow_core::{Readiness, RoleState};
 use taskflow_store::Store;
 use tokio::sync::watch;
 
-use crate::{ConsumerConfig, Handler, Head, Transport, relay::Relay, wait};
+use crate::{ConsumerConfig, Handler, Head, Transport, relay::Relay};
 pub use inbox::{Delivered, Inbox};
 pub use state::{StateError, StateStore, Versioned, Write};
 
@@ -135,27 +135,32 @@ impl Sidecar {
 }
 
 /// The sidecar's readiness as one task of the process last saw it (`GET
-/// /v1.0/healthz/outbound` every [`CHECK_EVERY`]), for `/healthz/ready`; cheap to clone.
+/// /v1.0/healthz/outbound`, every [`CHECK_EVERY`] while ready and every half second while
+/// not): for `/healthz/ready` and for every consumer group of the process, so that they ask
+/// once between them. Cheap to clone; the task ends when the last clone is dropped.
 #[derive(Debug, Clone)]
 pub struct SidecarHealth(watch::Receiver<Option<Result<(), String>>>);
 
 impl SidecarHealth {
-    /// Watches `sidecar` until `stop`.
-    pub fn watch(sidecar: Sidecar, mut stop: watch::Receiver<bool>) -> Self {
+    /// Starts watching `sidecar`.
+    pub fn watch(sidecar: Sidecar) -> Self {
         let (tx, rx) = watch::channel(None);
         tokio::spawn(async move {
             loop {
                 let seen = sidecar.outbound_ready().await;
-                let changed = tx.borrow().as_ref() != Some(&seen);
-                if changed {
-                    match &seen {
-                        Ok(()) => tracing::info!("the Dapr sidecar is ready"),
-                        Err(why) => tracing::warn!("{why}"),
-                    }
-                    tx.send_replace(Some(seen));
-                }
-                if wait(&mut stop, CHECK_EVERY).await {
-                    return;
+                let pause = if seen.is_ok() {
+                    CHECK_EVERY
+                } else {
+                    Duration::from_millis(500)
+                };
+                tx.send_if_modified(|last| {
+                    let changed = last.as_ref() != Some(&seen);
+                    *last = Some(seen);
+                    changed
+                });
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = tx.closed() => return,
                 }
             }
         });
@@ -165,6 +170,14 @@ impl SidecarHealth {
     /// What the last look found; `None` before the first.
     pub fn last(&self) -> Option<Result<(), String>> {
         self.0.borrow().clone()
+    }
+
+    /// Waits until a look finds something else than the one before.
+    async fn changed(&mut self) {
+        if self.0.changed().await.is_err() {
+            // The watcher is gone: nothing will change any more.
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -176,6 +189,7 @@ pub struct DaprBus {
     store: Arc<dyn Store>,
     head: Head,
     inbox: Arc<Inbox>,
+    health: SidecarHealth,
     /// This process, as the relay lease's holder.
     instance: String,
 }
@@ -195,9 +209,14 @@ impl fmt::Debug for DaprBus {
 pub struct DaprError(String);
 
 impl DaprBus {
-    /// A transport through the sidecar at `settings.endpoint`. The sidecar need not be up
-    /// yet (it starts beside this process): readiness reports it until it is.
-    pub async fn open(settings: DaprSettings, store: Arc<dyn Store>) -> Result<Self, DaprError> {
+    /// A transport through the sidecar at `settings.endpoint`, whose readiness `health`
+    /// watches. The sidecar need not be up yet (it starts beside this process): readiness
+    /// reports it until it is.
+    pub async fn open(
+        settings: DaprSettings,
+        store: Arc<dyn Store>,
+        health: SidecarHealth,
+    ) -> Result<Self, DaprError> {
         for name in [&settings.pubsub, &settings.live_pubsub] {
             if !valid_component_name(name) {
                 return Err(DaprError(format!(
@@ -217,6 +236,7 @@ impl DaprBus {
             store,
             head: Head::new(head),
             inbox,
+            health,
             instance: uuid::Uuid::now_v7().simple().to_string(),
         })
     }
@@ -253,28 +273,29 @@ impl Transport for DaprBus {
         let group = handler.group();
         self.inbox.register(handler, config);
         self.inbox.count_dead_letters(group).await;
+        let mut health = self.health.clone();
         let mut was_ready = None;
         while !*stop.borrow() {
-            let state = match self.sidecar.outbound_ready().await {
-                Ok(()) => RoleState::Ready,
-                Err(why) => RoleState::Failing(why),
+            let state = match health.last() {
+                None => RoleState::Starting,
+                Some(Ok(())) => RoleState::Ready,
+                Some(Err(why)) => RoleState::Failing(why),
             };
             let ready = state == RoleState::Ready;
             if was_ready != Some(ready) {
                 match &state {
                     RoleState::Failing(why) => tracing::warn!(group, "{why}"),
-                    _ => tracing::info!(group, "the Dapr sidecar is ready; events come from it"),
+                    RoleState::Ready => {
+                        tracing::info!(group, "the Dapr sidecar is ready; events come from it");
+                    }
+                    RoleState::Starting => {}
                 }
                 was_ready = Some(ready);
             }
             readiness.set(role, "consumer", state);
-            let pause = if ready {
-                CHECK_EVERY
-            } else {
-                Duration::from_millis(500)
-            };
-            if wait(&mut stop, pause).await {
-                break;
+            tokio::select! {
+                _ = health.changed() => {}
+                _ = stop.changed() => {}
             }
         }
         self.inbox.close(group).await;
