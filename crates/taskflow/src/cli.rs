@@ -337,6 +337,22 @@ impl SidecarOpts {
         }
     }
 
+    /// What is wrong with the settings, for a process that uses the sidecar.
+    pub fn check(&self) -> Result<(), String> {
+        let endpoint = self.endpoint();
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(format!(
+                "--dapr-http-endpoint {endpoint}: not an http:// or https:// URL"
+            ));
+        }
+        match &self.dapr_secret_store {
+            Some(store) if !taskflow_bus::dapr::valid_component_name(store) => Err(format!(
+                "--dapr-secret-store `{store}`: a component name has letters, digits, `-`, `_` and `.` only"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// A client of the sidecar, with the token it requires.
     pub fn sidecar(&self) -> taskflow_bus::dapr::Sidecar {
         use secrecy::ExposeSecret as _;
@@ -413,12 +429,8 @@ impl DaprOpts {
         outbox_retention: Option<std::time::Duration>,
     ) -> Result<taskflow_bus::dapr::DaprSettings, String> {
         use secrecy::ExposeSecret as _;
+        self.sidecar.check()?;
         let endpoint = self.sidecar.endpoint();
-        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-            return Err(format!(
-                "--dapr-http-endpoint {endpoint}: not an http:// or https:// URL"
-            ));
-        }
         for (flag, name) in [
             ("--dapr-pubsub", &self.dapr_pubsub),
             ("--dapr-live-pubsub", &self.dapr_live_pubsub),

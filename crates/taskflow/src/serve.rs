@@ -13,7 +13,7 @@ use taskflow_services::{
 use taskflow_store::{Store, redact_url};
 use tokio::{sync::watch, task::JoinSet};
 
-use crate::cli::{Bus, DbOpts, MaintenanceOpts, ServeOpts, SidecarOpts, Timers};
+use crate::cli::{Bus, DbOpts, MaintenanceOpts, ServeOpts, Timers};
 
 /// A failure at start-up: one line on stderr, exit status 2.
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -68,21 +68,13 @@ pub async fn backup(opts: crate::cli::BackupOpts) -> ExitCode {
     }
 }
 
-/// A secret store named where one may be: a component name, or exit status 2.
-fn check_secret_store(sidecar: &SidecarOpts) -> Result<(), ExitCode> {
-    match &sidecar.dapr_secret_store {
-        Some(store) if !taskflow_bus::dapr::valid_component_name(store) => Err(fail(format_args!(
-            "--dapr-secret-store `{store}`: a component name has letters, digits, `-`, `_` and `.` only"
-        ))),
-        _ => Ok(()),
-    }
-}
-
 /// The database of a maintenance command, its URL read from the secret store where it
 /// refers to one.
 async fn open_for_maintenance(opts: MaintenanceOpts) -> Result<Arc<dyn Store>, ExitCode> {
     let MaintenanceOpts { mut db, sidecar } = opts;
-    check_secret_store(&sidecar)?;
+    if sidecar.dapr_secret_store.is_some() {
+        sidecar.check().map_err(fail)?;
+    }
     crate::secrets::resolve_database_url(&mut db, &sidecar)
         .await
         .map_err(fail)?;
@@ -373,8 +365,15 @@ pub async fn run(mut opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
     // (a consumer's dead-letter count, set once at start) would be lost.
     let metrics = taskflow_api::prometheus();
     // Settings kept in a secret store come first: the others may depend on them.
-    if let Err(e) = check_secret_store(&opts.dapr.sidecar) {
-        return e;
+    // The sidecar's settings, where anything uses it, are checked before it is asked.
+    let uses_dapr = opts.bus == Bus::Dapr
+        || opts.dapr.dapr_state_store.is_some()
+        || opts.timers == Timers::DaprJobs
+        || opts.dapr.dapr_cron_binding.is_some();
+    if (uses_dapr || opts.dapr.sidecar.dapr_secret_store.is_some())
+        && let Err(e) = opts.dapr.sidecar.check()
+    {
+        return fail(e);
     }
     if let Err(e) = crate::secrets::resolve(&mut opts).await {
         return fail(e);
@@ -413,12 +412,8 @@ pub async fn run(mut opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
         secret: opts.jwt_secret.clone(),
         ttl: Duration::from_secs(opts.token_ttl_hours * 3600),
     };
-    // Whether this process calls the sidecar while it runs (secrets are read at start only):
-    // then one task watches its readiness for every part of the process.
-    let uses_dapr = opts.bus == Bus::Dapr
-        || state_store.is_some()
-        || opts.timers == Timers::DaprJobs
-        || opts.dapr.dapr_cron_binding.is_some();
+    // Where this process calls the sidecar while it runs (secrets are read at start only),
+    // one task watches its readiness for every part of the process.
     let sidecar_health = uses_dapr.then(|| SidecarHealth::watch(opts.dapr.sidecar()));
     let bus = match transport(&opts, &store, sidecar_health.as_ref()).await {
         Ok(b) => b,

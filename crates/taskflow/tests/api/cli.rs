@@ -143,6 +143,43 @@ fn a_bad_setting_exits_2_with_one_line() {
         &[],
         "sasl-ssl",
     );
+    // A sidecar's address that is no URL is named before the sidecar is asked, for every
+    // use of it, and so is a state store that is no component name.
+    let serve = ["serve", "--bind", any, "--database-url", &db];
+    for uses in [
+        &["--dapr-state-store", "taskflow-state"][..],
+        &["--timers", "dapr-jobs"],
+        &["--dapr-secret-store", "kubernetes"],
+    ] {
+        one_line_exit_2(
+            &[
+                &serve[..],
+                uses,
+                &["--dapr-http-endpoint", "localhost:3500"],
+            ]
+            .concat(),
+            &[],
+            "--dapr-http-endpoint localhost:3500: not an http:// or https:// URL",
+        );
+    }
+    one_line_exit_2(
+        &[&serve[..], &["--dapr-state-store", "state/store"]].concat(),
+        &[],
+        "--dapr-state-store: `state/store` is not a Dapr component name",
+    );
+    one_line_exit_2(
+        &[
+            "migrate",
+            "--database-url",
+            &db,
+            "--dapr-secret-store",
+            "kubernetes",
+            "--dapr-http-endpoint",
+            "localhost:3500",
+        ],
+        &[],
+        "--dapr-http-endpoint localhost:3500",
+    );
 }
 
 #[test]
