@@ -15,8 +15,9 @@
 //!
 //! Accounts are named by a keyed pseudonym ([`taskflow_app::Tokens::pseudonym`]), never by
 //! their address. Every write is a read-modify-write with the value's ETag (first write
-//! wins; a conflict reads again), every value carries a `ttlInSeconds` so keys of idle users
-//! expire. The per-IP limits stay per replica: an address is one client of one replica's
+//! wins; a conflict reads again; a value's very first write has no ETag to carry, so two
+//! replicas creating it at once count one request less), every value carries a
+//! `ttlInSeconds` so keys of idle users expire. The per-IP limits stay per replica: an address is one client of one replica's
 //! listener, and counting it needs no round trip.
 //!
 //! When the store cannot be asked (the sidecar or its store is down, or slower than the
@@ -294,7 +295,8 @@ impl SharedLimits {
         Verdict::Wait(Duration::ZERO)
     }
 
-    /// Renews this replica's counts of `users`' live connections until `stop`.
+    /// Renews this replica's counts of the live connections of every user who has some open
+    /// on it (`hub`), every [`LIVE_RENEW`] until `stop`.
     pub async fn renew_streams(
         &self,
         hub: &taskflow_services::Hub,
