@@ -31,7 +31,7 @@ use std::{
     time::Duration,
 };
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use taskflow_app::Tokens;
 use taskflow_bus::dapr::{StateError, StateStore, Write};
 use taskflow_core::UserId;
@@ -98,6 +98,24 @@ impl Gcra {
         }
         Ok(tat + self.interval_us)
     }
+}
+
+/// What a read-modify-write makes of the value it read.
+enum Change<T> {
+    Save(T, Duration),
+    Delete,
+    /// Writes nothing: the request is refused.
+    Refuse(Verdict),
+}
+
+/// How a read-modify-write ended.
+enum Updated {
+    Done,
+    Refused(Verdict),
+    /// The store could not be asked (counted and logged).
+    Failed,
+    /// Other writers came first on every try.
+    Busy,
 }
 
 /// Failed logins in a row of one account.
@@ -181,31 +199,58 @@ impl SharedLimits {
         Verdict::Unknown
     }
 
-    /// One request against the quota `gcra` of `key`.
-    pub(crate) async fn take(&self, key: &str, gcra: Gcra) -> Verdict {
+    /// Reads the value under `key` and writes what `change` makes of it, with the value's
+    /// ETag; a conflict reads again, at most [`TRIES`] times.
+    async fn update<T: Serialize + DeserializeOwned>(
+        &self,
+        key: &str,
+        mut change: impl FnMut(Option<T>) -> Change<T>,
+    ) -> Updated {
         for _ in 0..TRIES {
-            let cell = match self.state.get::<i64>(key).await {
-                Ok(cell) => cell,
-                Err(e) => return self.unknown(&e),
+            let (value, etag) = match self.state.get::<T>(key).await {
+                Ok(v) => v.map_or((None, None), |v| (Some(v.value), v.etag)),
+                Err(e) => {
+                    self.unknown(&e);
+                    return Updated::Failed;
+                }
             };
-            let now = now_us();
-            let (tat, etag) = cell.map_or((None, None), |c| (Some(c.value), c.etag));
-            let next = match gcra.step(tat, now) {
-                Ok(next) => next,
-                Err(wait) => return Verdict::Wait(wait),
+            let written = match change(value) {
+                Change::Refuse(verdict) => return Updated::Refused(verdict),
+                Change::Save(value, ttl) => {
+                    self.state.save(key, &value, etag.as_deref(), ttl).await
+                }
+                Change::Delete => self.state.delete(key, etag.as_deref()).await,
             };
-            match self
-                .state
-                .save(key, &next, etag.as_deref(), ttl_for(next - now))
-                .await
-            {
-                Ok(Write::Done) => return Verdict::Pass,
+            match written {
+                Ok(Write::Done) => return Updated::Done,
                 Ok(Write::Conflict) => continue,
-                Err(e) => return self.unknown(&e),
+                Err(e) => {
+                    self.unknown(&e);
+                    return Updated::Failed;
+                }
             }
         }
-        // Other replicas keep taking from this cell: it is busy enough to wait a moment.
-        Verdict::Wait(Duration::from_secs(1))
+        Updated::Busy
+    }
+
+    /// One request against the quota `gcra` of `key`.
+    pub(crate) async fn take(&self, key: &str, gcra: Gcra) -> Verdict {
+        let taken = self
+            .update(key, |tat: Option<i64>| {
+                let now = now_us();
+                match gcra.step(tat, now) {
+                    Ok(next) => Change::Save(next, ttl_for(next - now)),
+                    Err(wait) => Change::Refuse(Verdict::Wait(wait)),
+                }
+            })
+            .await;
+        match taken {
+            Updated::Done => Verdict::Pass,
+            Updated::Refused(verdict) => verdict,
+            Updated::Failed => Verdict::Unknown,
+            // Other replicas keep taking from this cell: it is busy enough to wait a moment.
+            Updated::Busy => Verdict::Wait(Duration::from_secs(1)),
+        }
     }
 
     /// The failed logins in a row of the account keyed `key`; `Err` when the store cannot
@@ -229,70 +274,50 @@ impl SharedLimits {
             }
             return;
         }
-        for _ in 0..TRIES {
-            let stored = match self.state.get::<Failures>(key).await {
-                Ok(f) => f,
-                Err(e) => {
-                    self.unknown(&e);
-                    return;
-                }
-            };
-            let (count, etag) = stored.map_or((0, None), |f| (f.value.count, f.etag));
+        self.update(key, |stored: Option<Failures>| {
+            let count = stored.map_or(0, |f| f.count);
             let next = Failures {
                 count: count.saturating_add(1),
                 last_ms: now_us() / 1000,
             };
-            match self.state.save(key, &next, etag.as_deref(), keep).await {
-                Ok(Write::Conflict) => continue,
-                Ok(Write::Done) => return,
-                Err(e) => {
-                    self.unknown(&e);
-                    return;
-                }
-            }
-        }
+            Change::Save(next, keep)
+        })
+        .await;
     }
 
     /// Records that this replica holds `here` live connections of `user`, the one being
     /// opened counted, unless with those of the other replicas that makes more than `max`
     /// (`Wait`: refused, nothing recorded).
     pub(crate) async fn hold_streams(&self, user: UserId, here: usize, max: usize) -> Verdict {
-        let key = format!("live:{user}");
-        for _ in 0..TRIES {
-            let stored = match self.state.get::<HashMap<String, Held>>(&key).await {
-                Ok(v) => v,
-                Err(e) => return self.unknown(&e),
-            };
-            let now_ms = now_us() / 1000;
-            let (mut held, etag) = stored.map_or_else(Default::default, |v| (v.value, v.etag));
-            held.retain(|replica, h| h.until_ms > now_ms && *replica != self.replica);
-            let elsewhere: usize = held.values().map(|h| h.n).sum();
-            if here > 0 && elsewhere + here > max {
-                return Verdict::Wait(Duration::ZERO);
-            }
-            if here > 0 {
-                let until_ms = now_ms + i64::try_from(LIVE_TTL.as_millis()).unwrap_or(60_000);
-                held.insert(self.replica.clone(), Held { n: here, until_ms });
-            }
-            let keep = held
-                .values()
-                .map(|h| h.until_ms - now_ms)
-                .max()
-                .unwrap_or(0);
-            let written = if held.is_empty() {
-                self.state.delete(&key, etag.as_deref()).await
-            } else {
-                self.state
-                    .save(&key, &held, etag.as_deref(), ttl_for(keep * 1000))
-                    .await
-            };
-            match written {
-                Ok(Write::Done) => return Verdict::Pass,
-                Ok(Write::Conflict) => continue,
-                Err(e) => return self.unknown(&e),
-            }
+        let held = self
+            .update(
+                &format!("live:{user}"),
+                |stored: Option<HashMap<String, Held>>| {
+                    let now_ms = now_us() / 1000;
+                    let mut held = stored.unwrap_or_default();
+                    held.retain(|replica, h| h.until_ms > now_ms && *replica != self.replica);
+                    let elsewhere: usize = held.values().map(|h| h.n).sum();
+                    if here > 0 && elsewhere + here > max {
+                        return Change::Refuse(Verdict::Wait(Duration::ZERO));
+                    }
+                    if here > 0 {
+                        let until_ms =
+                            now_ms + i64::try_from(LIVE_TTL.as_millis()).unwrap_or(60_000);
+                        held.insert(self.replica.clone(), Held { n: here, until_ms });
+                    }
+                    match held.values().map(|h| h.until_ms - now_ms).max() {
+                        Some(keep) => Change::Save(held, ttl_for(keep * 1000)),
+                        None => Change::Delete,
+                    }
+                },
+            )
+            .await;
+        match held {
+            Updated::Done => Verdict::Pass,
+            Updated::Refused(verdict) => verdict,
+            Updated::Failed => Verdict::Unknown,
+            Updated::Busy => Verdict::Wait(Duration::ZERO),
         }
-        Verdict::Wait(Duration::ZERO)
     }
 
     /// Renews this replica's counts of the live connections of every user who has some open
