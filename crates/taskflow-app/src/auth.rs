@@ -159,12 +159,14 @@ impl Tokens {
     pub fn pseudonym(&self, value: &str) -> String {
         let mut mac = self.inner.pseudonym.clone();
         mac.update(value.as_bytes());
-        URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..CURSOR_TAG])
+        URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..PSEUDONYM_BYTES])
     }
 }
 
 /// Bytes of the cursor's signature kept (128 bits).
 const CURSOR_TAG: usize = 16;
+/// Bytes of the HMAC a pseudonym keeps (128 bits).
+const PSEUDONYM_BYTES: usize = 16;
 
 impl Tokens {
     /// `cursor` as the opaque, tamper-evident string clients get: `<payload>.<signature>`.
