@@ -134,7 +134,7 @@ impl Tools {
                 input_schema: schema(
                     json!({
                         "status": {"type": "string", "enum": ["all", "pending", "completed"], "description": "Default pending."},
-                        "priority": {"type": "string", "enum": ["low", "medium", "high", "urgent"]},
+                        "priority": {"type": "string", "pattern": "^(low|medium|high|urgent)(,(low|medium|high|urgent))*$", "description": "One level, or several as a comma list (any may match): \"urgent,high\"."},
                         "tags": {"type": "array", "items": {"type": "string"}, "description": "All must match."},
                         "query": {"type": "string", "description": "Words that must all appear in title or description."},
                         "due_from": {"type": "string", "format": "date"},
@@ -492,7 +492,10 @@ fn query(
         }
     };
     if let Some(p) = string(args, "priority") {
-        q.priorities = vec![Priority::parse(p)?];
+        q.priorities = p
+            .split(',')
+            .map(|level| Priority::parse(level.trim()))
+            .collect::<Result<_, _>>()?;
     }
     q.tags = strings(args, "tags")
         .iter()

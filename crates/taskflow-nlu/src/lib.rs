@@ -106,8 +106,10 @@ pub struct DueRange {
 pub struct Filter {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<&'static str>,
+    /// One level, or several as a comma list, most urgent first ("urgent,high"): the levels
+    /// said, each exactly ("high priority" is high alone, as the API's `priority=high` is).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub priority: Option<&'static str>,
+    pub priority: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -116,6 +118,9 @@ pub struct Filter {
     pub due: Option<DueRange>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub overdue: Option<bool>,
+    /// "the next 5 things due": at most this many, soonest due first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
 }
 
 /// How an utterance was understood.
@@ -190,7 +195,7 @@ pattern!(
 );
 pattern!(
     REOPEN,
-    r"^(?:reopen|re-open|undo|uncomplete|un-complete|unmark|restore|bring back)\b|\b(?:as |to )?(?:not done|not complete|not completed|incomplete|undone|unfinished|pending|open again|not finished)\b"
+    r"^(?:reopen|re-open|undo|uncomplete|un-complete|unmark|untick|un-tick|uncheck|un-check|restore|bring back)\b|\b(?:as |to )?(?:not done|not complete|not completed|incomplete|undone|unfinished|pending|open again|not finished)\b"
 );
 pattern!(
     COMPLETE,
@@ -211,7 +216,7 @@ pattern!(
 );
 pattern!(
     LIST,
-    r"^(?:show|list|display|view|see|get|give me|what's|whats|what is|what are|what do i have|what have i|what did i|what else|which|any|do i have|how many|tell me|search|find|look for|lookup|look up|my (?:tasks|todos|to-dos|list)|tasks|todos|to-dos|agenda)\b"
+    r"^(?:show|list|display|view|see|get|give me|what's|whats|what is|what are|what do i have|what have i|what did i|what else|which|any|do i have|how many|tell me|search|find|look for|lookup|look up|my (?:tasks|todos|to-dos|list)|tasks|todos|to-dos|agenda|anything|something|(?:the )?next (?:\d{1,3}|two|three|four|five|six|seven|eight|nine|ten|few) (?:things|tasks|todos|to-dos|items))\b"
 );
 pattern!(
     ADD,
@@ -228,7 +233,7 @@ pattern!(
 
 pattern!(
     LIST_WEAK,
-    r"^(?:what's|whats|what is|what are|what else|which|any|do i have|how many|tell me|give me|get|see)\b"
+    r"^(?:what's|whats|what is|what are|what else|which|any|anything|something|do i have|how many|tell me|give me|get|see)\b"
 );
 pattern!(
     TASKISH,
@@ -283,6 +288,38 @@ pattern!(
     r"\b(it|that|this|that one|this one|the last one|the previous one|the one i just added)\b"
 );
 
+// Quick-add marks, as typed in other todo apps: `!high` (or `!urgent`, `!medium`, `!low`),
+// `!!` medium, `!!!` high, `!!!!` urgent (as Apple's Reminders reads them), `*tag` and `@tag`
+// labels, and `@` before a date (`@tomorrow`, `@friday`, `@5pm`), which is read as the date.
+pattern!(BANG_LEVEL, r"(?:^|\s)!(urgent|high|medium|normal|low)\b");
+pattern!(BANGS, r"(?:^|\s)(!{2,4})(?:\s|$|[.,;])");
+pattern!(TAG_MARK, r"(?:^|\s)[*@]([\p{L}\p{N}_-]{1,50})\b");
+pattern!(
+    AT_WHEN,
+    r"(?:^|\s)(@)(?:today|tonight|tomorrow|tmrw|next|this|in|on|noon|midnight|morning|afternoon|evening|every|\d|mon|tue|wed|thu|fri|sat|sun|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"
+);
+
+// Questions about what there is to do: a list, with the filter the question implies.
+pattern!(
+    TODO_QUESTION,
+    r"^(?:is there|are there|is anything|are any|got|have i got|do i have|does anything|anything|something|what(?:'s| is)? (?:left|next|up next|pending|outstanding|remaining|on my plate|on deck|coming up)|what (?:should|do|must|can) i (?:do|work on|tackle|finish|start)|what (?:do|have) i (?:got|have|need)|what am i (?:doing|missing)|what else)\b"
+);
+
+// Statements of fact: "the report is finished", "I already paid the electricity bill" (done),
+// "the dentist moved to thursday at 3" (a new time).
+pattern!(
+    PAST_DONE,
+    r"^i(?: have|'ve| ve)?(?: already| just| finally| now)* (paid|called|phoned|rang|bought|sent|emailed|mailed|posted|booked|cleaned|fixed|submitted|renewed|picked up|took|wrote|read|watched|returned|cancelled|canceled|filed|ordered|washed|walked|fed|watered|packed|printed|signed|replied to|answered|texted|visited|handed in|turned in|dropped off|collected|sorted|tidied|vacuumed|mowed|charged|backed up|updated|reviewed|shipped|deployed|made|cooked|baked|prepared|practiced|practised|studied)\b ?"
+);
+pattern!(
+    IS_DONE,
+    r"\b(?:is|are|was|were|has been|have been|got|'s) (?:all |now |already |finally )*(?:done|complete|completed|finished|sorted|sorted out|taken care of|handled|paid|sent|booked|submitted|over)[ .!]*$"
+);
+pattern!(
+    MOVED,
+    r"\b(?:(?:has|have|was|were|is|are|got|just|been) )*(?:moved|pushed(?: back)?|postponed|rescheduled|delayed|shifted|brought forward|pulled forward)(?: to| until| till| for)?\b|\b(?:is|are|was) now\b"
+);
+
 /// Words that are not a request: a greeting or thanks. `parse` reads them as `unknown`
 /// (the contract of the corpus); the assistant answers them in kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,6 +356,13 @@ pub fn parse(input: &str, now: NaiveDateTime, tz: Tz) -> Parsed {
     // Quoted text is taken literally as a title and read no further.
     let (unquoted, quoted) = split_quotes(trimmed);
     let mut text = Text::new(&unquoted);
+    let at_dates: Vec<_> = AT_WHEN
+        .captures_iter(text.work())
+        .filter_map(|c| c.get(1).map(|m| m.range()))
+        .collect();
+    for at in at_dates {
+        text.blank(at.start, at.end);
+    }
     strip(&mut text, &FILLER);
     strip(&mut text, &TRAILING_FILLER);
     let lead = text
@@ -394,19 +438,38 @@ fn command(text: &mut Text, lead: &str, ctx: &Ctx) -> Option<Parsed> {
         }
         let mut named = text.clone();
         let p = update(&mut named, lead, ctx);
-        let only_reminders = p.changes.as_ref().is_some_and(|c| {
-            !c.reminders_before_minutes.iter().all(|&m| m == 0)
-                && c.due_at.is_none()
-                && c.due_date.is_none()
-                && c.recurrence.is_none()
-        });
-        if only_reminders && matches!(&p.target, Some(Target::Query(q)) if !q.is_empty()) {
+        if only_reminders(&p) {
+            return Some(p);
+        }
+    }
+    // "remind me 15 minutes before the standup": a reminder relative to a task said by name.
+    if lead.starts_with("remind me ")
+        && !REMIND_ME_TO.is_match(lead)
+        && REMIND_BEFORE.is_match(lead)
+    {
+        let mut named = text.clone();
+        let p = update(&mut named, lead, ctx);
+        if only_reminders(&p) {
+            *text = named;
             return Some(p);
         }
     }
     if REMIND_ME_TO.is_match(lead) {
         strip(text, &REMIND_ME_TO);
         return Some(add(text, ctx, true, true));
+    }
+    // "I already paid the electricity bill": done, named by what is left after the verb.
+    if let Some(m) = PAST_DONE.find(lead)
+        && !ADD.is_match(lead)
+    {
+        let off = text.work().len() - text.work().trim_start().len();
+        text.blank(off + m.start(), off + m.end());
+        return Some(targeted(text, Intent::CompleteTask, &COMPLETE));
+    }
+    // "the report is finished", "#4 is done".
+    if IS_DONE.is_match(lead) && !QUESTION.is_match(lead) && !LIST.is_match(lead) {
+        let _ = text.take(&IS_DONE, |_| Some(()));
+        return Some(targeted(text, Intent::CompleteTask, &COMPLETE));
     }
     if REOPEN.is_match(lead)
         && !lead.starts_with("add")
@@ -435,6 +498,21 @@ fn command(text: &mut Text, lead: &str, ctx: &Ctx) -> Option<Parsed> {
     {
         return Some(update(text, lead, ctx));
     }
+    // "the dentist moved to thursday at 3", "my haircut is postponed until friday".
+    if !QUESTION.is_match(lead)
+        && !ADD.is_match(lead)
+        && let Some(m) = MOVED.find(lead)
+        && m.start() > 0
+    {
+        let mut rest = text.clone();
+        let off = rest.work().len() - rest.work().trim_start().len();
+        rest.blank(off + m.start(), off + m.end());
+        let p = update(&mut rest, lead, ctx);
+        if p.changes.as_ref().is_some_and(changes_when) {
+            *text = rest;
+            return Some(p);
+        }
+    }
     if LIST.is_match(lead)
         && !ADD.is_match(lead)
         && (!LIST_WEAK.is_match(lead) || TASKISH.is_match(lead))
@@ -448,10 +526,31 @@ fn command(text: &mut Text, lead: &str, ctx: &Ctx) -> Option<Parsed> {
         strip(text, &ADD_LEAD);
         return Some(add(text, ctx, reminder, true));
     }
+    // "is there anything I have to do on friday?", "got anything overdue?", "what's next?"
+    if TODO_QUESTION.is_match(lead) {
+        return Some(list(text, lead, ctx));
+    }
     if QUESTION.is_match(lead) {
         return Some(Parsed::only(Intent::Unknown));
     }
     None
+}
+
+/// An update that only adds reminders relative to the due time of a task named by words:
+/// "remind me about the passport a day before". Such a reminder belongs to a task that exists.
+fn only_reminders(p: &Parsed) -> bool {
+    let reminders = p.changes.as_ref().is_some_and(|c| {
+        !c.reminders_before_minutes.iter().all(|&m| m == 0)
+            && c.due_at.is_none()
+            && c.due_date.is_none()
+            && c.recurrence.is_none()
+    });
+    reminders && matches!(&p.target, Some(Target::Query(q)) if !q.is_empty())
+}
+
+/// Whether changes say a new day or time.
+fn changes_when(c: &Changes) -> bool {
+    c.due_at.is_some() || c.due_date.is_some() || c.time_only.is_some()
 }
 
 /// The slots of a task to add; `reminder` adds an on-time reminder ("remind me to …").
@@ -535,6 +634,14 @@ fn tags(text: &mut Text) -> Vec<String> {
             out.push(tag);
         }
     }
+    for tag in text.take_all(&TAG_MARK, |c| {
+        let m = c.get(1)?;
+        Some(original[m.start()..m.end()].to_lowercase())
+    }) {
+        if !out.contains(&tag) {
+            out.push(tag);
+        }
+    }
     if let Some(list) = text.take(&TAGGED, |c| {
         let said = TAGGED_LEAD.replace(c.get(0)?.as_str(), "");
         let words = tag_words(&said);
@@ -570,6 +677,18 @@ fn priority(text: &mut Text) -> Option<&'static str> {
     if let Some(p) = text.take(&PRIORITY_P, |c| level(c.get(1).or(c.get(2))?.as_str())) {
         return Some(p);
     }
+    if let Some(p) = text.take(&BANG_LEVEL, |c| level(&c[1])) {
+        return Some(p);
+    }
+    if let Some(p) = text.take(&BANGS, |c| {
+        Some(match c[1].len() {
+            2 => "medium",
+            3 => "high",
+            _ => "urgent",
+        })
+    }) {
+        return Some(p);
+    }
     text.take(&PRIORITY_WORD, |c| {
         match c.get(1).or(c.get(2)).or(c.get(3)) {
             Some(m) => level(m.as_str()),
@@ -594,6 +713,20 @@ fn reminders(text: &mut Text) -> Vec<u32> {
         })
     });
     if text.take(&REMIND_AT_TIME, |_| Some(())).is_some() {
+        out.push(0);
+    }
+    // "… tomorrow and remind me at 8am": a reminder at that time, which is the due time; the
+    // time stays in the text for the date reader.
+    static REMIND_AT_CLOCK: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"\b(?:and |then )?(?:remind me|ping me|alert me|notify me|with a reminder|set a reminder)( at \d{1,2}(?::\d{2})? ?(?:am|pm|a\.m\.|p\.m\.)?| at noon| at midnight| in the (?:morning|afternoon|evening))\b",
+        )
+    });
+    let found = REMIND_AT_CLOCK
+        .captures(text.work())
+        .and_then(|c| Some((c.get(0)?.start(), c.get(1)?.start())));
+    if let Some((start, time)) = found {
+        text.blank(start, time);
         out.push(0);
     }
     out.sort_unstable();
@@ -748,7 +881,7 @@ fn targeted(text: &mut Text, intent: Intent, verb: &Regex) -> Parsed {
     static MARK: LazyLock<Regex> = LazyLock::new(|| re(r"^(?:mark|set|flag|move|put)\b ?"));
     static TAIL: LazyLock<Regex> = LazyLock::new(|| {
         re(
-            r"\b(?:as|to) (?:done|complete|completed|finished|not done|not complete|incomplete|undone|pending|open|unfinished)\b|\b(?:done|complete|completed|finished|please|it off|off)[.! ]*$",
+            r"\b(?:as|to) (?:done|complete|completed|finished|not done|not complete|incomplete|undone|pending|open|unfinished)\b|\b(?:done|complete|completed|finished|please|it off|off)[.! ]*$|\b(?:already|now)[.! ]*$",
         )
     });
     strip(text, &MARK);
@@ -773,6 +906,11 @@ fn update(text: &mut Text, lead: &str, ctx: &Ctx) -> Parsed {
         )
     });
     static TITLE_OF: LazyLock<Regex> = LazyLock::new(|| re(r"\b(?:title|name)\b"));
+    static OF: LazyLock<Regex> = LazyLock::new(|| {
+        re(r"\b(?:the )?(?:title|name) of\b|\bthe title\b|\bits (?:title|name)\b")
+    });
+    static RENAME_VERB: LazyLock<Regex> =
+        LazyLock::new(|| re(r"^(?:rename|retitle|change|update)\b"));
     static VERB: LazyLock<Regex> = LazyLock::new(|| {
         re(
             r"^(?:rename|retitle|change|move|push|postpone|reschedule|defer|delay|make|set|update|edit|modify|bump|prioriti[sz]e|mark|tag|untag|remind me about|remind me of)\b",
@@ -798,6 +936,20 @@ fn update(text: &mut Text, lead: &str, ctx: &Ctx) -> Parsed {
     if lead.starts_with("rename")
         || (lead.starts_with("change") || lead.starts_with("update")) && TITLE_OF.is_match(lead)
     {
+        // "rename task 2 to 'renew passport'": the quoted words are the new title.
+        if let Some(quoted) = &ctx.quoted {
+            static TO_END: LazyLock<Regex> = LazyLock::new(|| re(r"\b(?:to|as|into)\s*$"));
+            strip(text, &RENAME_VERB);
+            let _ = text.take(&TO_END, |_| Some(()));
+            let mut named = Text::new(&text.rest());
+            let _ = named.take(&OF, |_| Some(()));
+            changes.title = Some(quoted.clone());
+            return Parsed {
+                target: Some(target(&mut named)),
+                changes: Some(changes),
+                ..Parsed::only(Intent::UpdateTask)
+            };
+        }
         let original = text.original().to_owned();
         let work = text.work().to_owned();
         if let Some(c) = RENAME.captures(work.trim_start()) {
@@ -805,9 +957,6 @@ fn update(text: &mut Text, lead: &str, ctx: &Ctx) -> Parsed {
             if let (Some(who), Some(new)) = (c.get(1), c.get(2)) {
                 let new_title = title(original[off + new.start()..off + new.end()].trim());
                 let mut named = Text::new(&original[off + who.start()..off + who.end()]);
-                static OF: LazyLock<Regex> = LazyLock::new(|| {
-                    re(r"\b(?:the )?(?:title|name) of\b|\bthe title\b|\bits (?:title|name)\b")
-                });
                 let _ = named.take(&OF, |_| Some(()));
                 changes.title = Some(new_title);
                 return Parsed {
@@ -961,8 +1110,107 @@ fn list(text: &mut Text, lead: &str, ctx: &Ctx) -> Parsed {
     } else if PENDING.is_match(text.work()) {
         filter.status = Some("pending");
     }
+    static NEXT_N: LazyLock<Regex> = LazyLock::new(|| {
+        re(&format!(
+            r"\b(?:the )?(?:next|first|top) ({NUMBER}|few) (?:things|tasks|todos|to-dos|items|ones)?\b"
+        ))
+    });
+    // "what's overdue at work?": a place said of a list is its tag.
+    static AT_PLACE: LazyLock<Regex> = LazyLock::new(|| {
+        re(r"\b(?:at|for|from|in) (?:the )?(work|home|school|office|uni|college|church|gym)\b")
+    });
+    // "show urgent and high": levels said bare, after a list verb.
+    static LEVEL: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"\b(urgent|high|medium|low|important)(?:[- ](?:priority|prio))?(?: ones| tasks| items)?\b",
+        )
+    });
+    if let Some(n) = text.take(&NEXT_N, |c| match &c[1] {
+        "few" | "a few" => Some(3),
+        n => number(n).filter(|n| (1..=100).contains(n)),
+    }) {
+        filter.limit = Some(n);
+    }
+    // "show work tasks": a word that is no status, level or time, before "tasks", is a tag.
+    static WORD_TASKS: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"^(?:show|list|display|see|get|give me|view)(?: me)?(?: all)?(?: my| the)? ([a-z0-9_-]{1,30}) (?:tasks|todos|to-dos|items)\b",
+        )
+    });
     filter.tags = tags(text);
-    filter.priority = priority(text);
+    if filter.tags.is_empty()
+        && let Some(place) = text.take(&AT_PLACE, |c| Some(c[1].to_owned()))
+    {
+        filter.tags.push(place);
+    }
+    if filter.tags.is_empty()
+        && let Some(word) = WORD_TASKS.captures(lead).map(|c| c[1].to_owned())
+        && !matches!(
+            word.as_str(),
+            "all"
+                | "my"
+                | "the"
+                | "pending"
+                | "open"
+                | "completed"
+                | "complete"
+                | "done"
+                | "finished"
+                | "overdue"
+                | "late"
+                | "urgent"
+                | "high"
+                | "medium"
+                | "low"
+                | "important"
+                | "recurring"
+                | "repeating"
+                | "upcoming"
+                | "remaining"
+                | "new"
+                | "old"
+                | "other"
+                | "current"
+                | "active"
+                | "today's"
+                | "tomorrow's"
+                | "next"
+                | "these"
+                | "those"
+                | "some"
+                | "any"
+                | "more"
+                | "priority"
+        )
+    {
+        static TAG_WORD: LazyLock<Regex> =
+            LazyLock::new(|| re(r"\b([a-z0-9_-]{1,30}) (?:tasks|todos|to-dos|items)\b"));
+        let _ = text.take(&TAG_WORD, |c| (c[1] == word).then_some(()));
+        filter.tags.push(word);
+    }
+    let mut levels: Vec<&'static str> = Vec::new();
+    while let Some(p) = priority(text) {
+        levels.push(p);
+    }
+    while let Some(p) = text.take(&LEVEL, |c| {
+        Some(match &c[1] {
+            "urgent" => "urgent",
+            "high" | "important" => "high",
+            "medium" => "medium",
+            _ => "low",
+        })
+    }) {
+        levels.push(p);
+    }
+    levels.sort_by_key(|l| {
+        ["urgent", "high", "medium", "low"]
+            .iter()
+            .position(|x| x == l)
+    });
+    levels.dedup();
+    if !levels.is_empty() {
+        filter.priority = Some(levels.join(","));
+    }
     let when = when::take(text, ctx.now);
     if let Some(d) = when.date {
         let to = when.range_end.unwrap_or(d);

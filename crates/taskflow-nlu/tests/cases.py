@@ -5,6 +5,7 @@ from the conventions of nlu-corpus.md — independently of the Rust parser — s
 checks the parser rather than echoing it.
 
     python3 crates/taskflow-nlu/tests/cases.py > crates/taskflow-nlu/tests/cases.jsonl
+    python3 crates/taskflow-nlu/tests/cases.py held > crates/taskflow-nlu/tests/heldout.jsonl
 """
 import datetime as dt, json, sys
 from zoneinfo import ZoneInfo
@@ -263,6 +264,163 @@ for say, expect in [
 ]:
     other(now_s, tz, say, expect)
 
-for i, c in enumerate(cases, 1):
-    c["id"] = f"own-{i:03d}"
-    print(json.dumps({"id": c["id"], "now": c["now"], "tz": c["tz"], "say": c["say"], "expect": c["expect"]}, ensure_ascii=False))
+# Families of how people really talk (questions, statements, quick-add marks, changes to a task
+# that exists, lists as filters), each said at every clock and in the variants people type.
+def typed(say, question=False):
+    """The ways one request is typed: as is, capitalised and punctuated, polite, chatty."""
+    end = "?" if question else "."
+    out = [say, say[0].upper() + say[1:] + end]
+    if question:
+        out += ["hey, " + say, say.upper()]
+    else:
+        out += ["please " + say, say + ", thanks"]
+    return out
+
+def family(now_s, tz, say, expect, question=False):
+    for v in typed(say, question):
+        other(now_s, tz, v, expect)
+
+def listed(**f):
+    return {"intent": "list_tasks", "filter": f}
+
+def day_range(a, b=None):
+    return {"from": str(a), "to": str(b or a)}
+
+PAST = [("I already paid the electricity bill", "electricity bill"), ("I called the plumber", "plumber"),
+        ("I just booked a table", "table"), ("I've sent the invoice", "invoice"),
+        ("I finally renewed the car insurance", "car insurance"), ("I watered the garden", "garden"),
+        ("I bought the milk", "milk"), ("I have submitted the report", "report")]
+IS_DONE = [("the report is finished", "report"), ("the invoice has been sent", "invoice"),
+           ("the rent is paid", "rent"), ("my taxes are done", "taxes"),
+           ("the laundry is all done", "laundry"), ("the car wash is complete", "car wash")]
+TAGS = ["errands", "work", "home", "travel", "family"]
+
+for ci, (now_s, tz) in enumerate(CLOCKS):
+    now = dt.datetime.fromisoformat(now_s)
+    today = now.date()
+    tomorrow = today + dt.timedelta(days=1)
+    sun = today if today.weekday() == 6 else next_weekday(today, 6)
+    day_i = (ci * 2 + 1) % 7
+    day, d = DAYS[day_i], next_weekday(today, day_i)
+    tag = TAGS[ci]
+    title = TITLES[ci]
+    # Questions instead of commands: a list with the filter the question implies.
+    for say, expect in [
+        (f"is there anything I have to do on {day}", listed(due=day_range(d))),
+        ("got anything overdue", listed(overdue=True)),
+        ("anything due tomorrow", listed(due=day_range(tomorrow))),
+        ("what's left for today", listed(due=day_range(today))),
+        (f"do I have anything on {day}", listed(due=day_range(d))),
+        ("is anything due this week", listed(due=day_range(today, sun))),
+        ("what should I do next", listed()),
+        ("what's on my plate", listed()),
+        ("what's next", listed()),
+        (f"anything tagged {tag} due this week", listed(tags=[tag], due=day_range(today, sun))),
+        ("what's overdue at work", listed(overdue=True, tags=["work"])),
+        ("anything overdue at home", listed(overdue=True, tags=["home"])),
+    ]:
+        family(now_s, tz, say, expect, question=True)
+    # Statements of fact: done, or a new time.
+    say, q = PAST[ci]
+    family(now_s, tz, say, {"intent": "complete_task", "target": {"query": q}})
+    say, q = PAST[ci + 3]
+    family(now_s, tz, say, {"intent": "complete_task", "target": {"query": q}})
+    say, q = IS_DONE[ci]
+    family(now_s, tz, say, {"intent": "complete_task", "target": {"query": q}})
+    family(now_s, tz, f"#{ci + 4} is done", {"intent": "complete_task", "target": {"number": ci + 4}})
+    family(now_s, tz, f"the dentist moved to {day} at 3pm",
+           {"intent": "update_task", "target": {"query": "dentist"}, "changes": {"due_at": at(now_s, tz, d, dt.time(15))}})
+    family(now_s, tz, f"my haircut is postponed until {day}",
+           {"intent": "update_task", "target": {"query": "haircut"}, "changes": {"due_date": str(d)}})
+    family(now_s, tz, "the standup got moved to tomorrow at 10am",
+           {"intent": "update_task", "target": {"query": "standup"}, "changes": {"due_at": at(now_s, tz, tomorrow, dt.time(10))}})
+    # Reminders and changes about a task that exists, in any word order.
+    for n, unit, mins in ((15, "minutes", 15), (1, "hour", 60), (2, "days", 2880)):
+        said = f"{n} {unit}" if n != 1 else f"an {unit}"
+        family(now_s, tz, f"remind me {said} before the standup",
+               {"intent": "update_task", "target": {"query": "standup"}, "changes": {"reminders_before_minutes": [mins]}})
+    family(now_s, tz, "make #5 repeat every other week",
+           {"intent": "update_task", "target": {"number": 5}, "changes": {"recurrence": "FREQ=WEEKLY;INTERVAL=2"}})
+    family(now_s, tz, "rename task 2 to 'renew passport'",
+           {"intent": "update_task", "target": {"number": 2}, "changes": {"title": "renew passport"}})
+    family(now_s, tz, "push the gym to tomorrow",
+           {"intent": "update_task", "target": {"query": "gym"}, "changes": {"due_date": str(tomorrow)}})
+    family(now_s, tz, f"push the gym to {day}",
+           {"intent": "update_task", "target": {"query": "gym"}, "changes": {"due_date": str(d)}})
+    for say in (f"untick #{ci + 7}", f"uncheck task {ci + 7}", f"mark {ci + 7} as not done"):
+        family(now_s, tz, say, {"intent": "reopen_task", "target": {"number": ci + 7}})
+    # Quick-add marks never stay in the title.
+    for mark, p in (("!high", "high"), ("!urgent", "urgent"), ("!low", "low"), ("!!", "medium"),
+                    ("!!!", "high"), ("!!!!", "urgent"), ("p1", "urgent"), ("p4", "low")):
+        family(now_s, tz, f"{title} {mark}", {"intent": "add_task", "task": {"title": title, "priority": p}})
+    family(now_s, tz, f"{title} *{tag}", {"intent": "add_task", "task": {"title": title, "tags": [tag]}})
+    family(now_s, tz, f"{title} @{tag}", {"intent": "add_task", "task": {"title": title, "tags": [tag]}})
+    family(now_s, tz, f"{title} @tomorrow", {"intent": "add_task", "task": {"title": title, "due_date": str(tomorrow)}})
+    family(now_s, tz, f"{title} @{day} !high *{tag}",
+           {"intent": "add_task", "task": {"title": title, "due_date": str(d), "priority": "high", "tags": [tag]}})
+    family(now_s, tz, f"file taxes by april 15 !high",
+           {"intent": "add_task", "task": {"title": "file taxes", "due_date": str(upcoming(today, 4, 15)), "priority": "high"}})
+    # Lists as filters in words.
+    for say, expect in [
+        ("show urgent and high", listed(priority="urgent,high")),
+        ("list high and low priority tasks", listed(priority="high,low")),
+        ("show me urgent tasks due tomorrow", listed(priority="urgent", due=day_range(tomorrow))),
+        ("the next 5 things due", listed(limit=5)),
+        ("show the next 3 tasks", listed(limit=3)),
+        (f"show {tag} tasks due this week", listed(tags=[tag], due=day_range(today, sun))),
+    ]:
+        family(now_s, tz, say, expect)
+    # Several steps in one sentence: one task, with its reminder.
+    family(now_s, tz, "add buy milk and eggs tomorrow and remind me at 8am",
+           {"intent": "add_task", "task": {"title": "buy milk and eggs", "due_at": at(now_s, tz, tomorrow, dt.time(8)), "reminders_before_minutes": [0]}})
+
+# Held back: phrasings of the same families that the parser was not tuned on. They are scored
+# apart (heldout.jsonl, `corpus.rs` prints the rate) to tell how the reader does on sentences
+# it never saw; a miss here is a family to read better, not a line to special-case.
+own = cases
+cases = []
+now_s, tz = CLOCKS[0]
+for say, expect in [
+    ("anything on for thursday?", listed(due=day_range(dt.date(2026, 11, 26)))),
+    ("have I got anything today", listed(due=day_range(dt.date(2026, 11, 22)))),
+    ("are there any overdue tasks?", listed(overdue=True)),
+    ("what's remaining this week", listed(due=day_range(dt.date(2026, 11, 22)))),
+    ("is anything tagged work due tomorrow?", listed(tags=["work"], due=day_range(dt.date(2026, 11, 23)))),
+    ("what am I missing?", listed()),
+    ("what do I need to do tomorrow?", listed(due=day_range(dt.date(2026, 11, 23)))),
+    ("anything urgent?", listed(priority="urgent")),
+    ("I mailed the package", {"intent": "complete_task", "target": {"query": "package"}}),
+    ("I've fed the cat", {"intent": "complete_task", "target": {"query": "cat"}}),
+    ("the presentation is done", {"intent": "complete_task", "target": {"query": "presentation"}}),
+    ("task 12 is finished", {"intent": "complete_task", "target": {"number": 12}}),
+    ("the tax return has been submitted", {"intent": "complete_task", "target": {"query": "tax return"}}),
+    ("the meeting with bob was moved to friday at 2pm", {"intent": "update_task", "target": {"query": "meeting with bob"}, "changes": {"due_at": "2026-11-27T14:00:00-05:00"}}),
+    ("yoga is postponed to monday", {"intent": "update_task", "target": {"query": "yoga"}, "changes": {"due_date": "2026-11-23"}}),
+    ("remind me 10 minutes before the call with Ana", {"intent": "update_task", "target": {"query": "call with ana"}, "changes": {"reminders_before_minutes": [10]}}),
+    ("remind me a day before the flight", {"intent": "update_task", "target": {"query": "flight"}, "changes": {"reminders_before_minutes": [1440]}}),
+    ("make task 4 repeat every month", {"intent": "update_task", "target": {"number": 4}, "changes": {"recurrence": "FREQ=MONTHLY"}}),
+    ("push the dentist to next week", {"intent": "update_task", "target": {"query": "dentist"}, "changes": {"due_date": "2026-11-23"}}),
+    ("uncheck #3", {"intent": "reopen_task", "target": {"number": 3}}),
+    ("mark 9 not done", {"intent": "reopen_task", "target": {"number": 9}}),
+    ("water plants !low", {"intent": "add_task", "task": {"title": "water plants", "priority": "low"}}),
+    ("call the bank !!! @monday", {"intent": "add_task", "task": {"title": "call the bank", "priority": "high", "due_date": "2026-11-23"}}),
+    ("order pizza *food p3", {"intent": "add_task", "task": {"title": "order pizza", "tags": ["food"], "priority": "medium"}}),
+    ("renew passport @work !urgent", {"intent": "add_task", "task": {"title": "renew passport", "tags": ["work"], "priority": "urgent"}}),
+    ("show urgent or high priority tasks", listed(priority="urgent,high")),
+    ("list medium and low", listed(priority="medium,low")),
+    ("show my next 10 tasks", listed(limit=10)),
+    ("what's overdue for school?", listed(overdue=True, tags=["school"])),
+    ("list errands tasks", listed(tags=["errands"])),
+    ("add pay rent on friday and remind me at 9am", {"intent": "add_task", "task": {"title": "pay rent", "due_at": "2026-11-27T09:00:00-05:00", "reminders_before_minutes": [0]}}),
+    ("what can you do for me?", {"intent": "help"}),
+]:
+    other(now_s, tz, say, expect)
+held = cases
+
+out = sys.argv[1] if len(sys.argv) > 1 else "own"
+for prefix, table in (("own", own), ("held", held)):
+    if prefix != out:
+        continue
+    for i, c in enumerate(table, 1):
+        c["id"] = f"{prefix}-{i:03d}"
+        print(json.dumps({"id": c["id"], "now": c["now"], "tz": c["tz"], "say": c["say"], "expect": c["expect"]}, ensure_ascii=False))

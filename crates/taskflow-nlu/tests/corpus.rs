@@ -193,7 +193,8 @@ fn judge(expect: &Value, out: &Value, tz: chrono_tz::Tz) -> Vec<String> {
     errs
 }
 
-fn run(file: &str) {
+/// The failures among the cases of `file`, and how many cases it has.
+fn score(file: &str) -> (Vec<String>, usize) {
     let text =
         std::fs::read_to_string(format!("{}/tests/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
     let mut failures = Vec::new();
@@ -214,6 +215,11 @@ fn run(file: &str) {
             ));
         }
     }
+    (failures, total)
+}
+
+fn run(file: &str) {
+    let (failures, total) = score(file);
     assert!(
         failures.is_empty(),
         "{} of {total} cases in {file} fail:\n{}",
@@ -230,6 +236,24 @@ fn every_case_of_the_shared_dev_corpus_passes() {
 #[test]
 fn every_case_of_our_own_table_passes() {
     run("cases.jsonl");
+}
+
+/// Phrasings the parser was not tuned on (see `cases.py`): their rate is printed, and a
+/// reader that understands fewer than nine in ten of them fails.
+#[test]
+fn most_held_back_cases_pass() {
+    let (failures, total) = score("heldout.jsonl");
+    let passed = total - failures.len();
+    println!("held back: {passed}/{total} pass");
+    for f in &failures {
+        println!("  {f}");
+    }
+    assert!(total >= 30, "the held-back table is there");
+    assert!(
+        passed * 10 >= total * 9,
+        "{passed}/{total} held-back cases pass:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
