@@ -1,19 +1,32 @@
 //! How the assistant describes tasks: "#12 “Pay rent” — due Tue Dec 1, 9:00 AM, repeats
 //! monthly on the 1st, urgent."
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike as _, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
 
-/// "Tue Dec 1, 9:00 AM" in the user's zone.
-pub fn when_at(t: DateTime<Utc>, tz: Tz) -> String {
-    t.with_timezone(&tz)
-        .format("%a %b %-d, %-I:%M %p")
-        .to_string()
+/// "Tue Dec 1, 9:00 AM" in the user's zone; "Fri Jan 1 2027, 9:00 AM" outside `year`.
+fn when_at(t: DateTime<Utc>, tz: Tz, year: i32) -> String {
+    let local = t.with_timezone(&tz);
+    if local.year() == year {
+        local.format("%a %b %-d, %-I:%M %p").to_string()
+    } else {
+        local.format("%a %b %-d %Y, %-I:%M %p").to_string()
+    }
 }
 
-pub fn when_day(d: NaiveDate) -> String {
-    d.format("%a %b %-d").to_string()
+/// "Tue Dec 1"; "Fri Jan 1 2027" outside `year`.
+fn when_day(d: NaiveDate, year: i32) -> String {
+    if d.year() == year {
+        d.format("%a %b %-d").to_string()
+    } else {
+        d.format("%a %b %-d %Y").to_string()
+    }
+}
+
+/// The current year in the user's zone: dates in it are said without their year.
+fn this_year(tz: Tz) -> i32 {
+    Utc::now().with_timezone(&tz).year()
 }
 
 fn ordinal(n: i64) -> String {
@@ -40,7 +53,7 @@ fn day_name(code: &str) -> &'static str {
 }
 
 /// "monthly on the 1st", "every 2 weeks on Fri", "on weekdays", "daily".
-pub fn repeats(rule: &str) -> String {
+fn repeats(rule: &str, year: i32) -> String {
     let get = |key: &str| {
         rule.split(';')
             .find_map(|p| p.strip_prefix(key).map(str::to_owned))
@@ -93,7 +106,7 @@ pub fn repeats(rule: &str) -> String {
     if let Some(u) = get("UNTIL=")
         && let Ok(d) = NaiveDate::parse_from_str(u.get(..8).unwrap_or(""), "%Y%m%d")
     {
-        out.push_str(&format!(" until {}", when_day(d)));
+        out.push_str(&format!(" until {}", when_day(d, year)));
     }
     out
 }
@@ -109,17 +122,22 @@ fn count(n: i64, unit: &str) -> String {
 
 /// The one-line description of a task (its JSON).
 pub fn describe(task: &Value, tz: Tz) -> String {
+    describe_in(task, tz, this_year(tz))
+}
+
+/// [`describe`] said during `year`.
+fn describe_in(task: &Value, tz: Tz, year: i32) -> String {
     let mut parts = Vec::new();
     if let Some(t) = task["due_at"]
         .as_str()
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
     {
-        parts.push(format!("due {}", when_at(t.with_timezone(&Utc), tz)));
+        parts.push(format!("due {}", when_at(t.with_timezone(&Utc), tz, year)));
     } else if let Some(d) = task["due_date"]
         .as_str()
         .and_then(|s| s.parse::<NaiveDate>().ok())
     {
-        parts.push(format!("due {}", when_day(d)));
+        parts.push(format!("due {}", when_day(d, year)));
     }
     if let Some(r) = task["recurrence"].as_str() {
         let anchor = if task["recurrence_anchor"] == "completion" {
@@ -127,7 +145,7 @@ pub fn describe(task: &Value, tz: Tz) -> String {
         } else {
             ""
         };
-        parts.push(format!("repeats {}{anchor}", repeats(r)));
+        parts.push(format!("repeats {}{anchor}", repeats(r, year)));
     }
     match task["priority"].as_str() {
         Some("urgent") => parts.push("urgent".into()),
@@ -225,19 +243,45 @@ mod tests {
         let task = serde_json::json!({"number": 12, "title": "Pay rent", "due_at": "2026-12-01T14:00:00Z",
             "recurrence": "FREQ=MONTHLY;BYMONTHDAY=1", "priority": "urgent", "tags": [], "reminders": []});
         assert_eq!(
-            describe(&task, chrono_tz::America::New_York),
+            describe_in(&task, chrono_tz::America::New_York, 2026),
             "#12 “Pay rent” — due Tue Dec 1, 9:00 AM, repeats monthly on the 1st, urgent"
+        );
+    }
+
+    #[test]
+    fn a_date_outside_this_year_names_its_year() {
+        let at = serde_json::json!({"number": 3, "title": "Taxes", "due_at": "2027-04-15T13:00:00Z",
+            "tags": [], "reminders": []});
+        assert_eq!(
+            describe_in(&at, chrono_tz::America::New_York, 2026),
+            "#3 “Taxes” — due Thu Apr 15 2027, 9:00 AM"
+        );
+        let day = serde_json::json!({"number": 4, "title": "Trip", "due_date": "2027-01-02",
+            "recurrence": "FREQ=DAILY;UNTIL=20270105", "tags": [], "reminders": []});
+        assert_eq!(
+            describe_in(&day, chrono_tz::UTC, 2026),
+            "#4 “Trip” — due Sat Jan 2 2027, repeats daily until Tue Jan 5 2027"
+        );
+        assert_eq!(
+            describe_in(&day, chrono_tz::UTC, 2027),
+            "#4 “Trip” — due Sat Jan 2, repeats daily until Tue Jan 5"
         );
     }
 
     #[test]
     fn rules_read_as_words() {
         assert_eq!(
-            repeats("FREQ=WEEKLY;INTERVAL=2;BYDAY=FR"),
+            repeats("FREQ=WEEKLY;INTERVAL=2;BYDAY=FR", 2026),
             "every 2 weeks on Fri"
         );
-        assert_eq!(repeats("FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR"), "on weekdays");
-        assert_eq!(repeats("FREQ=MONTHLY;BYDAY=-1FR"), "monthly on last Fri");
-        assert_eq!(repeats("FREQ=DAILY;COUNT=5"), "daily, 5 times");
+        assert_eq!(
+            repeats("FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR", 2026),
+            "on weekdays"
+        );
+        assert_eq!(
+            repeats("FREQ=MONTHLY;BYDAY=-1FR", 2026),
+            "monthly on last Fri"
+        );
+        assert_eq!(repeats("FREQ=DAILY;COUNT=5", 2026), "daily, 5 times");
     }
 }

@@ -24,6 +24,10 @@ pub struct State {
     /// A question the user was asked: which of these tasks?
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<Pending>,
+    /// The tasks of the last list that showed several (the first ten): "mark it done" right
+    /// after it asks which one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listed: Vec<i64>,
 }
 
 /// An action waiting for the user to pick one of several tasks.
@@ -404,6 +408,9 @@ async fn list(agent: &mut Agent<'_>, f: Filter) -> String {
     if f.overdue == Some(true) {
         args["overdue"] = json!(true);
     }
+    if let Some(n) = f.limit {
+        args["limit"] = json!(n);
+    }
     match agent.call("list_tasks", args).await {
         Ok(page) => {
             let items = page["items"].as_array().cloned().unwrap_or_default();
@@ -412,6 +419,15 @@ async fn list(agent: &mut Agent<'_>, f: Filter) -> String {
             }
             if items.len() == 1 {
                 agent.state.last_task = items[0]["number"].as_i64();
+                agent.state.listed.clear();
+            } else {
+                // "it" no longer means one task: the next "mark it done" asks which.
+                agent.state.last_task = None;
+                agent.state.listed = items
+                    .iter()
+                    .filter_map(|t| t["number"].as_i64())
+                    .take(10)
+                    .collect();
             }
             let lines: Vec<String> = items
                 .iter()
@@ -433,10 +449,16 @@ async fn resolve(
 ) -> Result<i64, String> {
     match target {
         Target::Number(n) => Ok(*n),
-        Target::Last(_) => agent.state.last_task.ok_or_else(|| {
-            "Which task do you mean? Say its number, like “#3”, or some words of its title."
-                .to_owned()
-        }),
+        Target::Last(_) => match agent.state.last_task {
+            Some(n) => Ok(n),
+            None if agent.state.listed.len() > 1 => {
+                Err(which_of_listed(agent, intent, changes).await)
+            }
+            None => Err(
+                "Which task do you mean? Say its number, like “#3”, or some words of its title."
+                    .to_owned(),
+            ),
+        },
         Target::Query(q) => {
             // Completing looks among open tasks, reopening among completed ones.
             let status = match intent {
@@ -481,6 +503,33 @@ async fn resolve(
             }
         }
     }
+}
+
+/// "Which one?" among the tasks just listed, remembered as the pending question.
+async fn which_of_listed(agent: &mut Agent<'_>, intent: Intent, changes: &Value) -> String {
+    let candidates = agent.state.listed.clone();
+    let mut lines = Vec::with_capacity(candidates.len());
+    for (i, n) in candidates.iter().enumerate() {
+        let title = agent
+            .stored(*n)
+            .await
+            .map(|t| format!(" “{}”", t.title.as_str()))
+            .unwrap_or_default();
+        lines.push(format!("{}. #{n}{title}", i + 1));
+    }
+    let n = candidates.len();
+    agent.state.pending = Some(Pending {
+        intent: serde_json::to_value(intent)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        candidates,
+        changes: changes.clone(),
+    });
+    format!(
+        "Which one of these?\n{}\nAnswer with its place in the list (1–{n}).",
+        lines.join("\n")
+    )
 }
 
 async fn act(

@@ -10,6 +10,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use taskflow_agent::{Chat, ChatReply, Tools};
 use taskflow_app::AppError;
+use taskflow_core::ValidationErrors;
 use taskflow_store::{Conversation, Message};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -26,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(chat))
         .routes(routes!(conversations))
         .routes(routes!(messages))
+        .routes(routes!(parse))
 }
 
 /// The compatibility route, answering as `POST /api/chat`.
@@ -96,6 +98,53 @@ async fn compat_chat(
     Json(body): Json<ChatRequest>,
 ) -> Result<Response, ApiError> {
     Ok(axum::Json(answer(&s, &user, body).await?).into_response())
+}
+
+/// Text to read as the assistant reads it.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParseRequest {
+    /// What the user typed, up to 2,000 characters.
+    text: String,
+}
+
+/// How the assistant understood the text: `intent` and, as said, `task`, `target`, `changes`
+/// or `filter` (the shape of `taskflow nlu parse`).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct ParsedDoc {
+    #[schema(example = "add_task")]
+    intent: String,
+    task: Option<serde_json::Value>,
+    target: Option<serde_json::Value>,
+    changes: Option<serde_json::Value>,
+    filter: Option<serde_json::Value>,
+}
+
+/// Read text as the assistant reads it, at the user's local time and timezone; nothing is
+/// written. Quick-add fields use it to show what a sentence will become.
+#[utoipa::path(post, path = "/api/parse", tag = "chat", request_body = ParseRequest,
+    responses((status = 200, body = ParsedDoc), (status = 422, body = Problem), (status = 429, body = Problem)),
+    security(("bearer" = [])))]
+async fn parse(
+    State(s): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Json(body): Json<ParseRequest>,
+) -> Result<Response, ApiError> {
+    let chars = body.text.chars().count();
+    if chars > taskflow_nlu::MAX_LEN {
+        return Err(ApiError::Invalid(ValidationErrors::one(
+            "text",
+            format!(
+                "is {chars} characters long; at most {} are read",
+                taskflow_nlu::MAX_LEN
+            ),
+        )));
+    }
+    let tz = user.timezone.tz();
+    let now = s.app.clock().now().with_timezone(&tz).naive_local();
+    let parsed = taskflow_nlu::parse(&body.text, now, tz);
+    Ok(axum::Json(parsed.to_json()).into_response())
 }
 
 #[derive(Serialize, ToSchema)]

@@ -715,3 +715,177 @@ async fn a_message_whose_record_cannot_be_written_changes_no_task() {
     assert_eq!(tools(&reply), ["add_task"]);
     assert_eq!(app.counts().await.0, 1);
 }
+
+/// The families people use instead of commands, through `POST /api/chat`: each reply and
+/// what it did to the tasks.
+#[tokio::test]
+async fn questions_statements_marks_and_filters_in_words_act_on_the_right_tasks() {
+    let Some(app) = App::with_args(&["--rate-limit-chat-per-user", "0"]).await else {
+        return;
+    };
+    // Each task by its number (what the assistant says) and its id (what the API reads).
+    let numbered = |v: &Value| {
+        (
+            v["number"].as_i64().unwrap(),
+            v["id"].as_str().unwrap().to_owned(),
+        )
+    };
+    let report = numbered(
+        &app.task(json!({"title": "finish the report", "priority": "high", "tags": ["work"]}))
+            .await,
+    );
+    let bill = numbered(
+        &app.task(json!({"title": "pay the electricity bill", "due_date": "2020-01-05"}))
+            .await,
+    );
+    let standup = numbered(
+        &app.task(json!({"title": "standup", "due_at": "2031-03-04T14:00:00Z"}))
+            .await,
+    );
+    let gym = numbered(
+        &app.task(json!({"title": "gym", "priority": "urgent"}))
+            .await,
+    );
+    let task = |(_, id): &(i64, String)| {
+        let (app, id) = (&app, id.clone());
+        async move {
+            let res = app.get(&format!("/api/tasks/{id}")).await;
+            assert_eq!(res.status, 200, "{}", res.body);
+            res.body
+        }
+    };
+    let (n_before, _) = app.counts().await;
+
+    // A question is a list with the filter it implies.
+    let r = say(&app, None, "got anything overdue?").await;
+    assert_eq!(tools(&r), ["list_tasks"]);
+    assert_eq!(r["tool_calls"][0]["args"]["overdue"], true, "{r}");
+    let text = r["response"].as_str().unwrap();
+    assert!(
+        text.starts_with("1 task:") && text.contains("electricity bill"),
+        "{text}"
+    );
+    let r = say(&app, None, "what's overdue at work?").await;
+    assert_eq!(r["tool_calls"][0]["args"]["tags"], json!(["work"]), "{r}");
+    // Several levels at once.
+    let r = say(&app, None, "show urgent and high").await;
+    assert_eq!(r["tool_calls"][0]["args"]["priority"], "urgent,high", "{r}");
+    let text = r["response"].as_str().unwrap();
+    assert!(
+        text.starts_with("2 tasks:") && text.contains("gym") && text.contains("report"),
+        "{text}"
+    );
+    // "the next 2 things due": two, soonest first.
+    let r = say(&app, None, "the next 2 things due").await;
+    assert_eq!(r["tool_calls"][0]["args"]["limit"], 2, "{r}");
+    let items = r["tool_calls"][0]["result"]["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{r}");
+    assert_eq!(items[0]["number"], bill.0, "the overdue one is due first");
+
+    // Statements of fact complete the task they name.
+    let r = say(&app, None, "I already paid the electricity bill").await;
+    assert_eq!(tools(&r), ["list_tasks", "complete_task"], "{r}");
+    assert!(
+        r["response"].as_str().unwrap().starts_with("Completed"),
+        "{r}"
+    );
+    assert_eq!(task(&bill).await["status"], "completed");
+    let r = say(&app, None, "the report is finished").await;
+    assert!(
+        r["response"].as_str().unwrap().starts_with("Completed"),
+        "{r}"
+    );
+    assert_eq!(task(&report).await["status"], "completed");
+    let r = say(&app, None, &format!("untick #{}", report.0)).await;
+    assert!(
+        r["response"].as_str().unwrap().starts_with("Reopened"),
+        "{r}"
+    );
+    assert_eq!(task(&report).await["status"], "pending");
+
+    // A reminder about a task named by words goes on that task; no task is added.
+    let r = say(&app, None, "remind me 15 minutes before the standup").await;
+    assert_eq!(tools(&r).last(), Some(&"update_task"), "{r}");
+    assert_eq!(task(&standup).await["reminders"][0]["before_minutes"], 15);
+    // A move said as a fact.
+    let r = say(&app, None, "the gym moved to tomorrow").await;
+    assert_eq!(tools(&r).last(), Some(&"update_task"), "{r}");
+    assert!(
+        task(&gym).await["due_date"].is_string(),
+        "{}",
+        task(&gym).await
+    );
+    // The standup is in 2031: the reply names the year.
+    let r = say(&app, None, &format!("show #{}", standup.0)).await;
+    assert!(r["response"].as_str().unwrap().contains("2031"), "{r}");
+    let (n_after, _) = app.counts().await;
+    assert_eq!(n_after, n_before, "no task was added by any of these");
+
+    // Quick-add marks never stay in the title.
+    let r = say(&app, None, "file taxes @tomorrow !high *money").await;
+    let added = &r["tool_calls"][0]["result"];
+    assert_eq!(added["title"], "file taxes", "{r}");
+    assert_eq!(added["priority"], "high");
+    assert_eq!(added["tags"], json!(["money"]));
+    assert!(added["due_date"].is_string(), "{r}");
+
+    // "mark it done" right after a list of several asks which one; the answer completes it.
+    let first = say(&app, None, "show urgent and high").await;
+    let cid = first["conversation_id"].as_str().unwrap().to_owned();
+    let r = say(&app, Some(&cid), "mark it done").await;
+    let text = r["response"].as_str().unwrap();
+    assert!(text.starts_with("Which one of these?"), "{text}");
+    assert!(tools(&r).iter().all(|t| *t != "complete_task"), "{r}");
+    let r = say(&app, Some(&cid), "1").await;
+    assert_eq!(tools(&r), ["complete_task"], "{r}");
+}
+
+/// `POST /api/parse` reads text as the assistant does, in the user's timezone, and writes
+/// nothing; too long a text is a 422 naming the field.
+#[tokio::test]
+async fn parse_reads_text_as_the_assistant_does_and_writes_nothing() {
+    let Some(app) = App::new().await else { return };
+    let (tasks, events) = app.counts().await;
+    let res = app
+        .post(
+            "/api/parse",
+            json!({"text": "file taxes @tomorrow 5pm !high #money"}),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.body["intent"], "add_task");
+    let task = &res.body["task"];
+    assert_eq!(task["title"], "file taxes");
+    assert_eq!(task["priority"], "high");
+    assert_eq!(task["tags"], json!(["money"]));
+    // 5pm in New York, the user's zone: 21:00 or 22:00 UTC, with the zone's offset.
+    let due = task["due_at"].as_str().unwrap();
+    assert!(
+        due.ends_with("T17:00:00-05:00") || due.ends_with("T17:00:00-04:00"),
+        "{due}"
+    );
+    let res = app
+        .post("/api/parse", json!({"text": "is there anything overdue?"}))
+        .await;
+    assert_eq!(
+        res.body,
+        json!({"intent": "list_tasks", "filter": {"overdue": true}})
+    );
+    assert_eq!(app.counts().await, (tasks, events), "nothing was written");
+
+    let long = "a".repeat(2001);
+    let res = app.post("/api/parse", json!({"text": long})).await;
+    assert_eq!(res.error_fields(), ["text"]);
+    let res = app.post("/api/parse", json!({"words": "add milk"})).await;
+    res.problem(422);
+    let res = app
+        .call_as(
+            "not-a-token",
+            Method::POST,
+            "/api/parse",
+            Some(json!({"text": "x"})),
+            &[],
+        )
+        .await;
+    res.problem(401);
+}
