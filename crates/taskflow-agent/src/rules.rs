@@ -39,6 +39,20 @@ pub struct Pending {
     pub changes: Value,
 }
 
+impl Pending {
+    /// "Which one?": `intent` waits for one of `candidates`, with its `changes`.
+    fn which(intent: Intent, candidates: Vec<i64>, changes: &Value) -> Self {
+        Self {
+            intent: serde_json::to_value(intent)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            candidates,
+            changes: changes.clone(),
+        }
+    }
+}
+
 /// The pending action of "delete all …": confirm first.
 const BULK_DELETE: &str = "delete_many";
 
@@ -487,14 +501,7 @@ async fn resolve(
                         .enumerate()
                         .map(|(i, t)| format!("{}. {}", i + 1, describe(t, agent.tz)))
                         .collect();
-                    agent.state.pending = Some(Pending {
-                        intent: serde_json::to_value(intent)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_owned))
-                            .unwrap_or_default(),
-                        candidates,
-                        changes: changes.clone(),
-                    });
+                    agent.state.pending = Some(Pending::which(intent, candidates, changes));
                     Err(format!(
                         "{n} tasks match “{q}”:\n{}\nWhich one? Answer with its number (1–{n}).",
                         lines.join("\n")
@@ -518,14 +525,7 @@ async fn which_of_listed(agent: &mut Agent<'_>, intent: Intent, changes: &Value)
         lines.push(format!("{}. #{n}{title}", i + 1));
     }
     let n = candidates.len();
-    agent.state.pending = Some(Pending {
-        intent: serde_json::to_value(intent)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default(),
-        candidates,
-        changes: changes.clone(),
-    });
+    agent.state.pending = Some(Pending::which(intent, candidates, changes));
     format!(
         "Which one of these?\n{}\nAnswer with its place in the list (1–{n}).",
         lines.join("\n")
