@@ -28,6 +28,190 @@ pub struct State {
     /// after it asks which one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub listed: Vec<i64>,
+    /// How to take back the last change made in this conversation ("undo that").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo: Option<Undo>,
+}
+
+/// The last change of a conversation, as the tool call that takes it back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "undo", rename_all = "snake_case")]
+pub enum Undo {
+    /// A task was added: delete it.
+    Delete { number: i64 },
+    /// A task was completed: reopen it. A recurring one's next occurrence stays.
+    Reopen {
+        number: i64,
+        #[serde(default)]
+        recurring: bool,
+    },
+    /// A task was reopened: complete it again.
+    Complete { number: i64 },
+    /// A task was changed: these `update_task` arguments put back what it was.
+    Restore { number: i64, args: Value },
+    /// A task was deleted: these `add_task` arguments add it again (under a new number).
+    Recreate { args: Value },
+}
+
+/// "undo", "undo that", "take that back", "oops, undo it".
+fn is_undo(message: &str) -> bool {
+    let m = message
+        .trim()
+        .trim_end_matches(['.', '!'])
+        .to_ascii_lowercase();
+    let m = m
+        .trim_start_matches("oops")
+        .trim_start_matches("oh no")
+        .trim_start_matches([',', ' '])
+        .trim_end_matches(" please")
+        .trim_start_matches("please ");
+    matches!(
+        m,
+        "undo"
+            | "undo that"
+            | "undo it"
+            | "undo this"
+            | "undo the last change"
+            | "undo the last one"
+            | "undo the last thing"
+            | "undo last"
+            | "take that back"
+            | "take it back"
+            | "revert that"
+            | "revert it"
+            | "revert"
+    )
+}
+
+/// `add_task` arguments that add `task` (its JSON) again: what it said, its relative
+/// reminders.
+fn recreate_args(task: &Value) -> Value {
+    let mut args = json!({"title": task["title"]});
+    for key in [
+        "description",
+        "priority",
+        "due_at",
+        "due_date",
+        "recurrence",
+        "recurrence_anchor",
+    ] {
+        if let Some(v) = task.get(key).filter(|v| !v.is_null() && *v != "") {
+            args[key] = v.clone();
+        }
+    }
+    if task["tags"].as_array().is_some_and(|t| !t.is_empty()) {
+        args["tags"] = task["tags"].clone();
+    }
+    let before: Vec<Value> = task["reminders"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|r| r.get("before_minutes").filter(|m| m.is_i64()).cloned())
+                .collect()
+        })
+        .unwrap_or_default();
+    if !before.is_empty() {
+        args["reminders_before_minutes"] = Value::Array(before);
+    }
+    args
+}
+
+/// `update_task` arguments that put back, from `before` (the task's JSON before the change),
+/// each field that `change` (the arguments of the change) touched.
+fn restore_args(before: &Value, change: &Value) -> Value {
+    let mut args = json!({});
+    let touched = |k: &str| change.get(k).is_some();
+    for key in [
+        "title",
+        "description",
+        "priority",
+        "recurrence",
+        "recurrence_anchor",
+    ] {
+        if touched(key) {
+            args[key] = before.get(key).cloned().unwrap_or(Value::Null);
+        }
+    }
+    if ["tags", "add_tags", "remove_tags"]
+        .iter()
+        .any(|k| touched(k))
+    {
+        args["tags"] = before.get("tags").cloned().unwrap_or_else(|| json!([]));
+    }
+    if touched("due_at") || touched("due_date") {
+        match (
+            before.get("due_at").filter(|v| v.is_string()),
+            before.get("due_date").filter(|v| v.is_string()),
+        ) {
+            (Some(at), _) => args["due_at"] = at.clone(),
+            (None, Some(day)) => args["due_date"] = day.clone(),
+            (None, None) => args["due_at"] = Value::Null,
+        }
+    }
+    if touched("reminders_before_minutes") || touched("due_at") || touched("due_date") {
+        args["reminders_before_minutes"] = recreate_args(before)
+            .get("reminders_before_minutes")
+            .cloned()
+            .unwrap_or_else(|| json!([]));
+    }
+    args
+}
+
+/// Takes back the conversation's last change.
+async fn undo(agent: &mut Agent<'_>) -> String {
+    let Some(undo) = agent.state.undo.take() else {
+        return "There is nothing to undo: I have made no change in this conversation yet \
+                (or already took the last one back)."
+            .to_owned();
+    };
+    let (tool, args, verb) = match &undo {
+        Undo::Delete { number } => ("delete_task", json!({"task_id": number}), "Undone: deleted"),
+        Undo::Reopen { number, .. } => (
+            "reopen_task",
+            json!({"task_id": number}),
+            "Undone: reopened",
+        ),
+        Undo::Complete { number } => (
+            "complete_task",
+            json!({"task_id": number}),
+            "Undone: completed",
+        ),
+        Undo::Restore { number, args } => {
+            let mut a = args.clone();
+            a["task_id"] = json!(number);
+            ("update_task", a, "Undone: put back")
+        }
+        Undo::Recreate { args } => ("add_task", args.clone(), "Undone: restored"),
+    };
+    match agent.call(tool, args).await {
+        Ok(result) => {
+            let task = if tool == "delete_task" {
+                &result["task"]
+            } else {
+                &result
+            };
+            agent.state.last_task = if tool == "delete_task" {
+                None
+            } else {
+                task["number"].as_i64()
+            };
+            let mut text = format!("{verb} {}.", describe(task, agent.tz));
+            if tool == "add_task" {
+                text.push_str(" (A deleted task comes back under a new number.)");
+            }
+            if matches!(
+                undo,
+                Undo::Reopen {
+                    recurring: true,
+                    ..
+                }
+            ) {
+                text.push_str(" Its next occurrence, made when it was completed, stays.");
+            }
+            text
+        }
+        Err(e) => format!("I could not undo that: {e}."),
+    }
 }
 
 /// An action waiting for the user to pick one of several tasks.
@@ -246,6 +430,11 @@ pub async fn respond(
         state,
         calls: Vec::new(),
     };
+    if is_undo(message) {
+        agent.state.pending = None;
+        let text = undo(&mut agent).await;
+        return agent.done(text);
+    }
     // An answer to "delete all of these?".
     if let Some(p) = agent.state.pending.take_if(|p| p.intent == BULK_DELETE) {
         let answer = message
@@ -275,6 +464,8 @@ pub async fn respond(
                 }
             }
             agent.state.last_task = None;
+            // Many tasks at once are not taken back one by one.
+            agent.state.undo = None;
             let noun = if deleted == 1 { "task" } else { "tasks" };
             return agent.done(format!("Deleted {deleted} {noun}."));
         }
@@ -390,6 +581,7 @@ async fn add(agent: &mut Agent<'_>, t: &NewTask) -> String {
     match agent.call("add_task", args).await {
         Ok(task) => {
             agent.state.last_task = task["number"].as_i64();
+            agent.state.undo = agent.state.last_task.map(|number| Undo::Delete { number });
             let added = format!("Added {}.", describe(&task, agent.tz));
             if dropped_reminders {
                 format!(
@@ -602,12 +794,31 @@ async fn act(
         agent.state.last_task = Some(number);
         return format!("#{number} “{}” {said}.", task.title.as_str());
     }
+    let before = match tool {
+        "update_task" => agent.stored(number).await.map(|t| t.to_json()),
+        _ => None,
+    };
+    let change = args.clone();
     match agent.call(tool, args).await {
         Ok(result) => {
             let task = if tool == "delete_task" {
                 result["task"].clone()
             } else {
                 result
+            };
+            agent.state.undo = match tool {
+                "complete_task" => Some(Undo::Reopen {
+                    number,
+                    recurring: task["recurrence"].is_string(),
+                }),
+                "reopen_task" => Some(Undo::Complete { number }),
+                "delete_task" => Some(Undo::Recreate {
+                    args: recreate_args(&task),
+                }),
+                _ => before.map(|b| Undo::Restore {
+                    number,
+                    args: restore_args(&b, &change),
+                }),
             };
             agent.state.last_task = if tool == "delete_task" {
                 None
@@ -619,6 +830,9 @@ async fn act(
                 text.push_str(" That was the last one: the series has ended.");
             } else if tool == "complete_task" && task["recurrence"].is_string() {
                 text.push_str(" Its next occurrence is on the way.");
+            }
+            if tool == "delete_task" {
+                text.push_str(" Say “undo” to bring it back.");
             }
             text
         }

@@ -833,7 +833,11 @@ fn target(text: &mut Text) -> Target {
         return Target::Number(n);
     }
     let rest = text.rest().to_ascii_lowercase();
-    let words: Vec<&str> = rest.split_whitespace().collect();
+    let words: Vec<&str> = rest
+        .split_whitespace()
+        .map(|w| w.trim_matches(|c: char| c.is_ascii_punctuation()))
+        .filter(|w| !w.is_empty())
+        .collect();
     if words.iter().all(|w| {
         matches!(
             *w,
@@ -849,6 +853,12 @@ fn target(text: &mut Text) -> Target {
                 | "added"
                 | "task"
                 | "todo"
+                // "move it to friday and make it urgent": the second verb names it again.
+                | "and"
+                | "also"
+                | "then"
+                | "make"
+                | "set"
         )
     }) && !words.is_empty()
         || IT_REF.is_match(&rest) && words.len() <= 3

@@ -370,6 +370,11 @@ for ci, (now_s, tz) in enumerate(CLOCKS):
         (f"show {tag} tasks due this week", listed(tags=[tag], due=day_range(today, sun))),
     ]:
         family(now_s, tz, say, expect)
+    # Several changes in one sentence, the task named once.
+    family(now_s, tz, f"move #{ci + 2} to {day} and make it urgent",
+           {"intent": "update_task", "target": {"number": ci + 2}, "changes": {"due_date": str(d), "priority": "urgent"}})
+    family(now_s, tz, "move it to tomorrow at 3pm and make it low priority",
+           {"intent": "update_task", "target": {"last": True}, "changes": {"due_at": at(now_s, tz, tomorrow, dt.time(15)), "priority": "low"}})
     # Several steps in one sentence: one task, with its reminder.
     family(now_s, tz, "add buy milk and eggs tomorrow and remind me at 8am",
            {"intent": "add_task", "task": {"title": "buy milk and eggs", "due_at": at(now_s, tz, tomorrow, dt.time(8)), "reminders_before_minutes": [0]}})

@@ -889,3 +889,95 @@ async fn parse_reads_text_as_the_assistant_does_and_writes_nothing() {
         .await;
     res.problem(401);
 }
+
+/// "undo that" takes back the assistant's last change in the conversation: an add, a change,
+/// a completion, a deletion (which says what it deleted and offers the undo).
+#[tokio::test]
+async fn undo_takes_back_the_last_change_of_the_conversation() {
+    let Some(app) = App::with_args(&["--rate-limit-chat-per-user", "0"]).await else {
+        return;
+    };
+    let first = say(
+        &app,
+        None,
+        "add call the bank tomorrow at 10am high priority",
+    )
+    .await;
+    let cid = first["conversation_id"].as_str().unwrap().to_owned();
+    let id = first["tool_calls"][0]["result"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let number = first["tool_calls"][0]["result"]["number"].as_i64().unwrap();
+    let due = first["tool_calls"][0]["result"]["due_at"].clone();
+    let get = |id: String| {
+        let app = &app;
+        async move { app.get(&format!("/api/tasks/{id}")).await }
+    };
+
+    // A change, then undo: the due time and priority are what they were.
+    let r = say(
+        &app,
+        Some(&cid),
+        "move it to friday at 3pm and make it low priority",
+    )
+    .await;
+    assert_eq!(tools(&r), ["update_task"], "{r}");
+    let r = say(&app, Some(&cid), "undo that").await;
+    assert_eq!(tools(&r), ["update_task"], "{r}");
+    assert!(
+        r["response"]
+            .as_str()
+            .unwrap()
+            .starts_with("Undone: put back"),
+        "{r}"
+    );
+    let t = get(id.clone()).await.body;
+    assert_eq!(
+        (&t["due_at"], &t["priority"]),
+        (&due, &json!("high")),
+        "{t}"
+    );
+
+    // A completion, then undo: open again.
+    say(&app, Some(&cid), "mark it done").await;
+    assert_eq!(get(id.clone()).await.body["status"], "completed");
+    say(&app, Some(&cid), "undo").await;
+    assert_eq!(get(id.clone()).await.body["status"], "pending");
+
+    // A deletion says what it deleted and offers the undo; undo adds it back, as it was.
+    let r = say(&app, Some(&cid), &format!("delete #{number}")).await;
+    let text = r["response"].as_str().unwrap();
+    assert!(
+        text.starts_with(&format!("Deleted #{number} “call the bank”")) && text.contains("“undo”"),
+        "{text}"
+    );
+    assert_eq!(get(id.clone()).await.status, 404);
+    let r = say(&app, Some(&cid), "oops, undo that").await;
+    assert_eq!(tools(&r), ["add_task"], "{r}");
+    let back = &r["tool_calls"][0]["result"];
+    assert_eq!(
+        (&back["title"], &back["priority"], &back["due_at"]),
+        (&json!("call the bank"), &json!("high"), &due),
+        "{back}"
+    );
+    // Nothing more to take back.
+    let r = say(&app, Some(&cid), "undo").await;
+    assert!(tools(&r).is_empty(), "{r}");
+    assert!(
+        r["response"]
+            .as_str()
+            .unwrap()
+            .starts_with("There is nothing to undo"),
+        "{r}"
+    );
+
+    // An add, then undo: gone.
+    let r = say(&app, Some(&cid), "add water the plants").await;
+    let added = r["tool_calls"][0]["result"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    say(&app, Some(&cid), "undo").await;
+    assert_eq!(get(added).await.status, 404);
+}
