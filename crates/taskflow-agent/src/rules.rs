@@ -39,6 +39,8 @@ pub struct State {
 pub enum Undo {
     /// A task was added: delete it.
     Delete { number: i64 },
+    /// Several tasks were added at once: delete them.
+    DeleteAll { numbers: Vec<i64> },
     /// A task was completed: reopen it. A recurring one's next occurrence stays.
     Reopen {
         number: i64,
@@ -157,6 +159,26 @@ fn restore_args(before: &Value, change: &Value) -> Value {
     args
 }
 
+/// Deletes the tasks a list added ("add eggs, bread and butter to groceries").
+async fn delete_added(agent: &mut Agent<'_>, numbers: &[i64]) -> String {
+    let mut deleted = Vec::new();
+    for n in numbers {
+        if agent
+            .call("delete_task", json!({"task_id": n}))
+            .await
+            .is_ok()
+        {
+            deleted.push(format!("#{n}"));
+        }
+    }
+    agent.state.last_task = None;
+    format!(
+        "Undone: deleted the {} tasks just added ({}).",
+        deleted.len(),
+        deleted.join(", ")
+    )
+}
+
 /// Takes back the conversation's last change.
 async fn undo(agent: &mut Agent<'_>) -> String {
     let Some(undo) = agent.state.undo.take() else {
@@ -165,6 +187,7 @@ async fn undo(agent: &mut Agent<'_>) -> String {
             .to_owned();
     };
     let (tool, args, verb) = match &undo {
+        Undo::DeleteAll { numbers } => return delete_added(agent, numbers).await,
         Undo::Delete { number } => ("delete_task", json!({"task_id": number}), "Undone: deleted"),
         Undo::Reopen { number, .. } => (
             "reopen_task",
@@ -510,6 +533,7 @@ pub async fn respond(
             None => not_understood(message),
         },
         (Intent::AddTask, _) => match parsed.task {
+            Some(t) if !parsed.also.is_empty() => add_all(&mut agent, t, parsed.also).await,
             Some(t) => add(&mut agent, &t).await,
             None => not_understood(message),
         },
@@ -594,6 +618,27 @@ async fn add(agent: &mut Agent<'_>, t: &NewTask) -> String {
         }
         Err(e) => format!("I could not add that task: {e}."),
     }
+}
+
+/// "add eggs, bread and butter to groceries": each its own task; the reply says how many.
+async fn add_all(agent: &mut Agent<'_>, first: NewTask, also: Vec<NewTask>) -> String {
+    let mut lines = Vec::new();
+    let mut numbers = Vec::new();
+    for t in std::iter::once(first).chain(also) {
+        match agent.call("add_task", task_args(&t)).await {
+            Ok(task) => {
+                numbers.extend(task["number"].as_i64());
+                lines.push(format!("• {}", describe(&task, agent.tz)));
+            }
+            Err(e) => lines.push(format!("• “{}” was not added: {e}", t.title)),
+        }
+    }
+    agent.state.last_task = None;
+    agent.state.listed = numbers.clone();
+    let count = numbers.len();
+    agent.state.undo = (count > 0).then_some(Undo::DeleteAll { numbers });
+    let noun = if count == 1 { "task" } else { "tasks" };
+    format!("Added {count} {noun}:\n{}", lines.join("\n"))
 }
 
 async fn list(agent: &mut Agent<'_>, f: Filter) -> String {

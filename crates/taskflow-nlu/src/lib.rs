@@ -138,6 +138,10 @@ pub struct Parsed {
     pub changes: Option<Changes>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filter: Option<Filter>,
+    /// More tasks to add, said as a list with the first ("add eggs, bread and butter to
+    /// groceries"): each has the first's fields and its own title.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<NewTask>,
 }
 
 fn target_json<S: serde::Serializer>(t: &Option<Target>, s: S) -> Result<S::Ok, S::Error> {
@@ -159,6 +163,7 @@ impl Parsed {
             target: None,
             changes: None,
             filter: None,
+            also: Vec::new(),
         }
     }
 
@@ -573,9 +578,29 @@ fn add(text: &mut Text, ctx: &Ctx, reminder: bool, had_command: bool) -> Parsed 
             task.recurrence_anchor = Some("completion");
         }
     }
+    let mut also = Vec::new();
     task.title = match &ctx.quoted {
         Some(q) => q.clone(),
-        None => title(&text.rest()),
+        None => {
+            let rest = text.rest();
+            match items_to_list(&rest) {
+                Some((mut items, list)) => {
+                    if !task.tags.contains(&list) {
+                        task.tags.push(list);
+                    }
+                    let first = items.remove(0);
+                    also = items
+                        .into_iter()
+                        .map(|title| NewTask {
+                            title,
+                            ..task.clone()
+                        })
+                        .collect();
+                    first
+                }
+                None => title(&rest),
+            }
+        }
     };
     let said_something = repeat.is_some()
         || !when.is_empty()
@@ -587,8 +612,46 @@ fn add(text: &mut Text, ctx: &Ctx, reminder: bool, had_command: bool) -> Parsed 
     }
     Parsed {
         task: Some(task),
+        also,
         ..Parsed::only(Intent::AddTask)
     }
+}
+
+/// "eggs, bread and butter to groceries": the titles of a list of things said with commas,
+/// and the list they go to (its tag). `None` without a comma or a list: "buy milk and eggs"
+/// is one task.
+fn items_to_list(rest: &str) -> Option<(Vec<String>, String)> {
+    static TO_LIST: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"(?i)^(.+,.+?)\s+(?:to|on|onto) (?:my |the |our )?([\p{L}\p{N}_-]{1,30})(?: list)?[\s.!]*$",
+        )
+    });
+    let c = TO_LIST.captures(rest)?;
+    let list = c[2].to_lowercase();
+    if matches!(
+        list.as_str(),
+        "do" | "it" | "them" | "me" | "you" | "him" | "her"
+    ) {
+        return None;
+    }
+    let said = &c[1];
+    let mut items: Vec<String> = Vec::new();
+    let parts: Vec<&str> = said.split(',').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let part = part.trim();
+        let part = part.strip_prefix("and ").unwrap_or(part);
+        // The last two are joined by "and": "bread and butter" of "eggs, bread and butter".
+        if i + 1 == parts.len()
+            && let Some((a, b)) = part.rsplit_once(" and ")
+        {
+            items.extend([title(a), title(b)]);
+        } else {
+            items.push(title(part));
+        }
+    }
+    items.retain(|t| !t.is_empty());
+    (items.len() >= 2 && items.iter().all(|t| t.split_whitespace().count() <= 5))
+        .then_some((items, list))
 }
 
 /// Removes leftovers around a title: connectors, articles at the edges, punctuation.

@@ -375,6 +375,18 @@ for ci, (now_s, tz) in enumerate(CLOCKS):
            {"intent": "update_task", "target": {"number": ci + 2}, "changes": {"due_date": str(d), "priority": "urgent"}})
     family(now_s, tz, "move it to tomorrow at 3pm and make it low priority",
            {"intent": "update_task", "target": {"last": True}, "changes": {"due_at": at(now_s, tz, tomorrow, dt.time(15)), "priority": "low"}})
+    # A list of things to a list: one task each, tagged with the list; without a comma, one task.
+    ITEMS = [["eggs", "bread", "butter"], ["apples", "pears", "plums"], ["nails", "glue", "tape"],
+             ["sunscreen", "towels", "a hat"], ["stamps", "envelopes", "a pen"]][ci]
+    said = ", ".join(ITEMS[:-1]) + " and " + ITEMS[-1]
+    for dest, t in ((tag, tag), (f"my {tag} list", tag)):
+        task = {"title": ITEMS[0], "tags": [t]}
+        exp = {"intent": "add_task", "task": task, "also": [{"title": i, "tags": [t]} for i in ITEMS[1:]]}
+        family(now_s, tz, f"add {said} to {dest}", exp)
+    family(now_s, tz, f"add take the {ITEMS[0]} and {ITEMS[1]} to {tag}",
+           {"intent": "add_task", "task": {"title": f"take the {ITEMS[0]} and {ITEMS[1]} to {tag}"}})
+    family(now_s, tz, f"add buy {ITEMS[0]} and {ITEMS[1]} tomorrow",
+           {"intent": "add_task", "task": {"title": f"buy {ITEMS[0]} and {ITEMS[1]}", "due_date": str(tomorrow)}})
     # Several steps in one sentence: one task, with its reminder.
     family(now_s, tz, "add buy milk and eggs tomorrow and remind me at 8am",
            {"intent": "add_task", "task": {"title": "buy milk and eggs", "due_at": at(now_s, tz, tomorrow, dt.time(8)), "reminders_before_minutes": [0]}})

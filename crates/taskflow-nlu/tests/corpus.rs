@@ -149,7 +149,24 @@ fn judge(expect: &Value, out: &Value, tz: chrono_tz::Tz) -> Vec<String> {
         return vec![format!("intent {} != {}", out["intent"], expect["intent"])];
     }
     match expect["intent"].as_str().unwrap_or_default() {
-        "add_task" => fields(&expect["task"], &out["task"], tz, &mut errs),
+        "add_task" => {
+            fields(&expect["task"], &out["task"], tz, &mut errs);
+            // More tasks said in a list: each as expected, and none where none were said.
+            let (e, o) = (
+                expect["also"].as_array().cloned().unwrap_or_default(),
+                out["also"].as_array().cloned().unwrap_or_default(),
+            );
+            if e.len() != o.len() {
+                errs.push(format!(
+                    "also: got {} more tasks, want {}",
+                    o.len(),
+                    e.len()
+                ));
+            }
+            for (e, o) in e.iter().zip(&o) {
+                fields(e, o, tz, &mut errs);
+            }
+        }
         "update_task" => fields(&expect["changes"], &out["changes"], tz, &mut errs),
         "list_tasks" => {
             let mut e = expect["filter"].as_object().cloned().unwrap_or_default();

@@ -981,3 +981,39 @@ async fn undo_takes_back_the_last_change_of_the_conversation() {
     say(&app, Some(&cid), "undo").await;
     assert_eq!(get(added).await.status, 404);
 }
+
+/// "add eggs, bread and butter to groceries" is three tasks tagged groceries, and the reply
+/// says so; "buy milk and eggs" stays one task; undo takes the three back.
+#[tokio::test]
+async fn a_list_of_things_to_a_list_is_one_task_each() {
+    let Some(app) = App::with_args(&["--rate-limit-chat-per-user", "0"]).await else {
+        return;
+    };
+    let r = say(&app, None, "add eggs, bread and butter to groceries").await;
+    let cid = r["conversation_id"].as_str().unwrap().to_owned();
+    assert_eq!(tools(&r), ["add_task", "add_task", "add_task"], "{r}");
+    let text = r["response"].as_str().unwrap();
+    assert!(text.starts_with("Added 3 tasks:"), "{text}");
+    let titles: Vec<&str> = r["tool_calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            assert_eq!(c["result"]["tags"], json!(["groceries"]), "{c}");
+            c["result"]["title"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(titles, ["eggs", "bread", "butter"]);
+    let r = say(&app, Some(&cid), "undo").await;
+    assert_eq!(
+        tools(&r),
+        ["delete_task", "delete_task", "delete_task"],
+        "{r}"
+    );
+    let page = app.get("/api/tasks?status=all").await;
+    assert_eq!(page.body["items"], json!([]), "{}", page.body);
+
+    let r = say(&app, None, "add buy milk and eggs tomorrow").await;
+    assert_eq!(tools(&r), ["add_task"], "{r}");
+    assert_eq!(r["tool_calls"][0]["result"]["title"], "buy milk and eggs");
+}
