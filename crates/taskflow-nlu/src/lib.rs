@@ -360,6 +360,7 @@ pub fn parse(input: &str, now: NaiveDateTime, tz: Tz) -> Parsed {
     let trimmed = input[..end].trim();
     // Quoted text is taken literally as a title and read no further.
     let (unquoted, quoted) = split_quotes(trimmed);
+    let unquoted = with_command_spelled(unquoted);
     let mut text = Text::new(&unquoted);
     let at_dates: Vec<_> = AT_WHEN
         .captures_iter(text.work())
@@ -396,6 +397,83 @@ struct Ctx {
     now: NaiveDateTime,
     tz: Tz,
     quoted: Option<String>,
+}
+
+/// The command words that a slip of one letter is read as ("lsit my tasks", "dleete #3",
+/// "compelte task 2", "reshcedule the dentist"): two neighbouring letters swapped in a word of
+/// four letters or more, or one letter missing, extra or wrong in a word of six or more.
+const COMMANDS: [&str; 24] = [
+    "show",
+    "list",
+    "find",
+    "move",
+    "mark",
+    "help",
+    "tasks",
+    "delete",
+    "remove",
+    "complete",
+    "finish",
+    "reopen",
+    "rename",
+    "remind",
+    "search",
+    "postpone",
+    "reschedule",
+    "cancel",
+    "create",
+    "change",
+    "update",
+    "display",
+    "untick",
+    "uncheck",
+];
+
+/// Words one letter away from a command that are words of their own.
+const NOT_SLIPS: [&str; 10] = [
+    "rewind", "crate", "chance", "remote", "finnish", "remand", "relist", "mask", "mork", "finds",
+];
+
+/// `s` with its first word (after a greeting or "please") spelled as the command it was
+/// meant to be, when it is a slip of one letter of one; otherwise unchanged.
+fn with_command_spelled(s: String) -> String {
+    let lower = s.to_ascii_lowercase();
+    let skip = FILLER.find(&lower).map_or(0, |m| m.end());
+    let rest = &lower[skip..];
+    let len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+    let word = &rest[..len];
+    if len < 4 || COMMANDS.contains(&word) || NOT_SLIPS.contains(&word) {
+        return s;
+    }
+    let Some(command) = COMMANDS.iter().find(|c| slip_of(word, c)) else {
+        return s;
+    };
+    format!("{}{command}{}", &s[..skip], &s[skip + len..])
+}
+
+/// Whether `word` is `command` with two neighbouring letters swapped, or (for commands of six
+/// letters or more) with one letter missing, extra or replaced.
+fn slip_of(word: &str, command: &str) -> bool {
+    let (w, c) = (word.as_bytes(), command.as_bytes());
+    if w.len() == c.len() {
+        let diff: Vec<usize> = (0..w.len()).filter(|&i| w[i] != c[i]).collect();
+        return match diff.as_slice() {
+            [i, j] => *j == i + 1 && w[*i] == c[*j] && w[*j] == c[*i],
+            [_] => c.len() >= 6,
+            _ => false,
+        };
+    }
+    if c.len() < 6 || w.len().abs_diff(c.len()) != 1 {
+        return false;
+    }
+    let (long, short) = if w.len() > c.len() { (w, c) } else { (c, w) };
+    (0..long.len()).any(|skip| {
+        long.iter()
+            .enumerate()
+            .filter(|(i, _)| *i != skip)
+            .map(|(_, b)| b)
+            .eq(short.iter())
+    })
 }
 
 /// Quoted segments ("…", “…”, '…' around words) out of the text: the first is the title.
@@ -1338,6 +1416,31 @@ mod tests {
             matches!(parsed.target, Some(super::Target::Query(q)) if q.contains("bob")),
             "the task is named by what comes before"
         );
+    }
+
+    #[test]
+    fn a_slip_of_one_letter_is_read_as_the_command_and_words_of_their_own_are_not() {
+        for (said, read) in [
+            ("lsit my tasks", "list my tasks"),
+            ("please shwo my tasks", "please show my tasks"),
+            ("Delte #4", "delete #4"),
+            ("compleete task 2", "complete task 2"),
+            ("reshcedule it", "reschedule it"),
+            // Words of their own, and short words one letter away, stay as said.
+            ("dad's birthday", "dad's birthday"),
+            ("park the car", "park the car"),
+            ("fund the account", "fund the account"),
+            ("crate the dog", "crate the dog"),
+            ("rewind the tape", "rewind the tape"),
+            ("mow the lawn", "mow the lawn"),
+            ("", ""),
+        ] {
+            assert_eq!(
+                super::with_command_spelled(said.to_owned()),
+                read,
+                "{said:?}"
+            );
+        }
     }
 
     #[test]

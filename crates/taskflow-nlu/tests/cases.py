@@ -387,6 +387,22 @@ for ci, (now_s, tz) in enumerate(CLOCKS):
            {"intent": "add_task", "task": {"title": f"take the {ITEMS[0]} and {ITEMS[1]} to {tag}"}})
     family(now_s, tz, f"add buy {ITEMS[0]} and {ITEMS[1]} tomorrow",
            {"intent": "add_task", "task": {"title": f"buy {ITEMS[0]} and {ITEMS[1]}", "due_date": str(tomorrow)}})
+    # Slips of one letter in the command word: two neighbours swapped, one letter dropped
+    # or doubled (the last two only in words of six letters or more).
+    def slips(word):
+        out = [word[:i] + word[i + 1] + word[i] + word[i + 2:] for i in (1, len(word) - 2)]
+        if len(word) >= 6:
+            out += [word[:3] + word[4:], word[:2] + word[2] + word[2:]]
+        return [w for w in dict.fromkeys(out) if w != word]
+    for verb, rest, expect in [
+        ("show", "my tasks", listed()),
+        ("delete", f"#{ci + 3}", {"intent": "delete_task", "target": {"number": ci + 3}}),
+        ("complete", f"task {ci + 2}", {"intent": "complete_task", "target": {"number": ci + 2}}),
+        ("reschedule", f"the dentist to {day}", {"intent": "update_task", "target": {"query": "dentist"}, "changes": {"due_date": str(d)}}),
+        ("remove", f"task {ci + 5}", {"intent": "delete_task", "target": {"number": ci + 5}}),
+    ]:
+        for w in slips(verb):
+            other(now_s, tz, f"{w} {rest}", expect)
     # Several steps in one sentence: one task, with its reminder.
     family(now_s, tz, "add buy milk and eggs tomorrow and remind me at 8am",
            {"intent": "add_task", "task": {"title": "buy milk and eggs", "due_at": at(now_s, tz, tomorrow, dt.time(8)), "reminders_before_minutes": [0]}})
