@@ -353,6 +353,57 @@ pub fn small_talk(input: &str) -> Option<SmallTalk> {
 
 /// Reads `input` said at local wall-clock time `now` in `tz`.
 pub fn parse(input: &str, now: NaiveDateTime, tz: Tz) -> Parsed {
+    read(input, now, tz).0
+}
+
+/// A phrase of an utterance and the field it was read as: `due`, `priority`, `tags`,
+/// `recurrence`, `reminders`, `filter`, `target`, `command` (the words that say what to do),
+/// `mark` (quick-add marks' `@`), `title`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reading {
+    pub words: String,
+    #[serde(rename = "as")]
+    pub field: &'static str,
+}
+
+/// [`parse`], and which words became which field (`taskflow nlu parse --explain`).
+pub fn explain(input: &str, now: NaiveDateTime, tz: Tz) -> (Parsed, Vec<Reading>) {
+    let (parsed, taken) = read(input, now, tz);
+    let mut readings: Vec<Reading> = taken
+        .into_iter()
+        .map(|(words, field)| Reading { words, field })
+        .collect();
+    let mut said = |words: &str, field| {
+        if !words.is_empty() {
+            readings.push(Reading {
+                words: words.to_owned(),
+                field,
+            });
+        }
+    };
+    if let Some(t) = &parsed.task {
+        said(&t.title, "title");
+    }
+    for t in &parsed.also {
+        said(&t.title, "title");
+    }
+    if let Some(c) = parsed.changes.as_ref().and_then(|c| c.title.as_deref()) {
+        said(c, "title");
+    }
+    match &parsed.target {
+        Some(Target::Query(q)) => said(q, "target"),
+        Some(Target::Number(n)) if !readings.iter().any(|r| r.field == "target") => {
+            readings.push(Reading {
+                words: format!("#{n}"),
+                field: "target",
+            });
+        }
+        _ => {}
+    }
+    (parsed, readings)
+}
+
+fn read(input: &str, now: NaiveDateTime, tz: Tz) -> (Parsed, Vec<(String, &'static str)>) {
     let mut end = input.len().min(MAX_LEN);
     while !input.is_char_boundary(end) {
         end -= 1;
@@ -362,6 +413,12 @@ pub fn parse(input: &str, now: NaiveDateTime, tz: Tz) -> Parsed {
     let (unquoted, quoted) = split_quotes(trimmed);
     let unquoted = with_command_spelled(unquoted);
     let mut text = Text::new(&unquoted);
+    let parsed = understand(&mut text, quoted, now, tz);
+    (parsed, text.into_taken())
+}
+
+fn understand(text: &mut Text, quoted: Option<String>, now: NaiveDateTime, tz: Tz) -> Parsed {
+    text.reading("mark");
     let at_dates: Vec<_> = AT_WHEN
         .captures_iter(text.work())
         .filter_map(|c| c.get(1).map(|m| m.range()))
@@ -369,8 +426,9 @@ pub fn parse(input: &str, now: NaiveDateTime, tz: Tz) -> Parsed {
     for at in at_dates {
         text.blank(at.start, at.end);
     }
-    strip(&mut text, &FILLER);
-    strip(&mut text, &TRAILING_FILLER);
+    text.reading("command");
+    strip(text, &FILLER);
+    strip(text, &TRAILING_FILLER);
     let lead = text
         .work()
         .trim()
@@ -387,10 +445,10 @@ pub fn parse(input: &str, now: NaiveDateTime, tz: Tz) -> Parsed {
         return Parsed::only(Intent::Unknown);
     }
     let ctx = Ctx { now, tz, quoted };
-    if let Some(p) = command(&mut text, &lead, &ctx) {
+    if let Some(p) = command(text, &lead, &ctx) {
         return p;
     }
-    add(&mut text, &ctx, false, false)
+    add(text, &ctx, false, false)
 }
 
 struct Ctx {
@@ -639,11 +697,17 @@ fn changes_when(c: &Changes) -> bool {
 /// The slots of a task to add; `reminder` adds an on-time reminder ("remind me to …").
 fn add(text: &mut Text, ctx: &Ctx, reminder: bool, had_command: bool) -> Parsed {
     let mut task = NewTask::default();
+    text.reading("recurrence");
     let repeat = recur::take(text, ctx.now);
+    text.reading("reminders");
     task.reminders_before_minutes = reminders(text);
+    text.reading("tags");
     task.tags = tags(text);
+    text.reading("priority");
     task.priority = priority(text);
+    text.reading("due");
     let when = when::take(text, ctx.now);
+    text.reading("command");
     if reminder && task.reminders_before_minutes.is_empty() {
         task.reminders_before_minutes.push(0);
     }
@@ -968,6 +1032,7 @@ fn rfc3339(local: NaiveDateTime, tz: Tz) -> String {
 
 /// The task a command names: a number, "it", or words of its title.
 fn target(text: &mut Text) -> Target {
+    text.reading("target");
     if let Some(n) = text.take(&NUMBER_REF, |c| {
         c.get(1).or(c.get(2))?.as_str().parse().ok()
     }) {
@@ -1123,21 +1188,27 @@ fn update(text: &mut Text, lead: &str, ctx: &Ctx) -> Parsed {
         changes.recurrence = Some(None);
     } else if REMOVE_TAG.is_match(lead) {
         strip(text, &REMOVE_TAG);
+        text.reading("tags");
         changes.remove_tags = tags_or_word(text);
+        text.reading("command");
     } else if ADD_TAG.is_match(lead) {
         strip(text, &ADD_TAG);
+        text.reading("tags");
         changes.add_tags = tags_or_word(text);
+        text.reading("command");
     } else if REMINDER_FOR.is_match(lead) {
         strip(text, &REMINDER_FOR);
     } else {
         strip(text, &VERB);
     }
+    text.reading("recurrence");
     if let Some(r) = recur::take(text, now) {
         changes.recurrence = Some(Some(r.rrule()));
         if r.completion {
             changes.recurrence_anchor = Some("completion");
         }
     }
+    text.reading("reminders");
     changes.reminders_before_minutes = reminders(text);
     // "remind me about it tomorrow at 9am": a reminder when it is due.
     let remind_lead = lead.starts_with("remind me") || REMINDER_FOR.is_match(lead);
@@ -1145,8 +1216,10 @@ fn update(text: &mut Text, lead: &str, ctx: &Ctx) -> Parsed {
         changes.reminders_before_minutes.push(0);
     }
     if changes.add_tags.is_empty() && changes.remove_tags.is_empty() {
+        text.reading("tags");
         changes.add_tags = tags(text);
     }
+    text.reading("priority");
     changes.priority = priority(text);
     if changes.priority.is_none() && lead.contains("priorit") {
         static TO_LEVEL: LazyLock<Regex> =
@@ -1160,7 +1233,9 @@ fn update(text: &mut Text, lead: &str, ctx: &Ctx) -> Parsed {
             })
         });
     }
+    text.reading("due");
     let when = when::take(text, now);
+    text.reading("command");
     let (due_at, due_date) = resolve_due(&when, None, ctx);
     if when.date.is_none() && when.at.is_none() {
         changes.time_only = when.time;
@@ -1238,6 +1313,7 @@ fn list(text: &mut Text, lead: &str, ctx: &Ctx) -> Parsed {
         )
     });
     let mut filter = Filter::default();
+    text.reading("filter");
     if let Some(q) = text.take(&SEARCH, |c| {
         let q = c
             .get(1)

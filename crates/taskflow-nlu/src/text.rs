@@ -8,6 +8,10 @@ use regex::{Captures, Regex};
 pub struct Text {
     original: String,
     work: String,
+    /// What is being read now: each blanked phrase is recorded under it.
+    reading: &'static str,
+    /// The phrases taken, in order, each with what it was read as.
+    taken: Vec<(String, &'static str)>,
 }
 
 impl Text {
@@ -27,7 +31,19 @@ impl Text {
         Self {
             original: cleaned,
             work,
+            reading: "command",
+            taken: Vec::new(),
         }
+    }
+
+    /// Phrases taken from now on are read as `field` ("due", "priority", …).
+    pub fn reading(&mut self, field: &'static str) {
+        self.reading = field;
+    }
+
+    /// The phrases taken and what each was read as.
+    pub fn into_taken(self) -> Vec<(String, &'static str)> {
+        self.taken
     }
 
     /// The working copy: lowercase ASCII letters, blanks where phrases were taken.
@@ -42,6 +58,10 @@ impl Text {
     /// Blanks `start..end` out of both copies.
     pub fn blank(&mut self, start: usize, end: usize) {
         let (start, end) = (self.floor(start), self.floor(end));
+        let phrase = self.original[start..end].trim();
+        if !phrase.is_empty() {
+            self.taken.push((phrase.to_owned(), self.reading));
+        }
         let spaces = " ".repeat(end - start);
         self.work.replace_range(start..end, &spaces);
         self.original.replace_range(start..end, &spaces);

@@ -128,6 +128,10 @@ pub enum NluCommand {
         /// The user's IANA timezone. Default: $TZ, else the machine's zone, else UTC.
         #[arg(long)]
         tz: Option<String>,
+        /// Also show which words became which field: `explain: [{words, as}]`, in the
+        /// order they were read, then the title and the task named.
+        #[arg(long)]
+        explain: bool,
         /// What the user says (several words are joined with spaces).
         #[arg(required = true)]
         utterance: Vec<String>,

@@ -71,8 +71,11 @@ async fn run(cli: cli::Cli) -> ExitCode {
         cli::Command::Chat(opts) => chat::run(opts).await,
         cli::Command::Mcp(opts) => serve::mcp_stdio(opts).await,
         cli::Command::Backup(opts) => serve::backup(opts).await,
-        cli::Command::Nlu(cli::NluCommand::Parse { now, tz, utterance }) => {
-            nlu::parse(now.as_deref(), tz.as_deref(), &utterance.join(" "))
-        }
+        cli::Command::Nlu(cli::NluCommand::Parse {
+            now,
+            tz,
+            explain,
+            utterance,
+        }) => nlu::parse(now.as_deref(), tz.as_deref(), &utterance.join(" "), explain),
     }
 }

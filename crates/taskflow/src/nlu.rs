@@ -26,7 +26,7 @@ fn local_zone() -> Tz {
         .unwrap_or(Tz::UTC)
 }
 
-pub fn parse(now: Option<&str>, tz: Option<&str>, utterance: &str) -> ExitCode {
+pub fn parse(now: Option<&str>, tz: Option<&str>, utterance: &str, explain: bool) -> ExitCode {
     let tz: Tz = match tz {
         Some(name) => match name.parse() {
             Ok(tz) => tz,
@@ -51,7 +51,13 @@ pub fn parse(now: Option<&str>, tz: Option<&str>, utterance: &str) -> ExitCode {
         },
         None => chrono::Utc::now().with_timezone(&tz).naive_local(),
     };
-    let parsed = taskflow_nlu::parse(utterance, now, tz);
-    println!("{}", parsed.to_json());
+    if explain {
+        let (parsed, readings) = taskflow_nlu::explain(utterance, now, tz);
+        let mut out = parsed.to_json();
+        out["explain"] = serde_json::to_value(readings).unwrap_or_default();
+        println!("{out}");
+    } else {
+        println!("{}", taskflow_nlu::parse(utterance, now, tz).to_json());
+    }
     ExitCode::SUCCESS
 }

@@ -395,6 +395,51 @@ async fn the_bind_flag_wins_over_the_environment() {
 }
 
 #[test]
+fn nlu_parse_explain_shows_which_words_became_which_field() {
+    let (code, out, _) = run(
+        &[
+            "nlu",
+            "parse",
+            "--explain",
+            "--now",
+            "2026-11-22T10:00:00",
+            "--tz",
+            "America/New_York",
+            "add submit timesheet every friday at 4pm remind me 30 minutes before #work p2",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["task"]["title"], "submit timesheet",
+        "the parse itself is unchanged"
+    );
+    let read: Vec<(&str, &str)> = v["explain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["words"].as_str().unwrap(), r["as"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        read,
+        [
+            ("add", "command"),
+            ("every friday", "recurrence"),
+            ("remind me 30 minutes before", "reminders"),
+            ("#work", "tags"),
+            ("p2", "priority"),
+            ("at 4pm", "due"),
+            ("submit timesheet", "title"),
+        ]
+    );
+    // Without the flag the output is the parse alone.
+    let (_, out, _) = run(&["nlu", "parse", "--tz", "UTC", "complete #4"], &[]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v.get("explain").is_none(), "{v}");
+}
+
+#[test]
 fn nlu_parse_prints_how_an_utterance_is_understood() {
     let (code, out, _) = run(
         &[
