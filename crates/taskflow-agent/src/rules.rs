@@ -659,6 +659,10 @@ async fn list(agent: &mut Agent<'_>, f: Filter) -> String {
     if f.overdue == Some(true) {
         args["overdue"] = json!(true);
     }
+    if let Some(d) = &f.completed {
+        args["completed_from"] = json!(d.from);
+        args["completed_to"] = json!(d.to);
+    }
     if let Some(n) = f.limit {
         args["limit"] = json!(n);
     }

@@ -140,6 +140,8 @@ impl Tools {
                         "due_from": {"type": "string", "format": "date"},
                         "due_to": {"type": "string", "format": "date"},
                         "overdue": {"type": "boolean"},
+                        "completed_from": {"type": "string", "format": "date", "description": "Completed on or after this day (implies status completed)."},
+                        "completed_to": {"type": "string", "format": "date", "description": "Completed on or before this day (implies status completed)."},
                         "limit": {"type": "integer", "minimum": 1, "maximum": 100},
                         "user_id": {"type": "string"}
                     }),
@@ -516,6 +518,19 @@ fn query(
     if let Some(to) = string(args, "due_to") {
         let day = date("due_to", to)?;
         q.due_before = Some(Due::Date(day).overdue_after(tz) - TimeDelta::microseconds(1));
+    }
+    if let Some(from) = string(args, "completed_from") {
+        q.completed_after = Some(local_instant(
+            date("completed_from", from)?,
+            NaiveTime::MIN,
+            tz,
+        ));
+        q.status = Some(TaskStatus::Completed);
+    }
+    if let Some(to) = string(args, "completed_to") {
+        let day = date("completed_to", to)?;
+        q.completed_before = Some(Due::Date(day).overdue_after(tz) - TimeDelta::microseconds(1));
+        q.status = Some(TaskStatus::Completed);
     }
     if args.get("overdue").and_then(Value::as_bool) == Some(true) {
         q.overdue = Some((now, true));

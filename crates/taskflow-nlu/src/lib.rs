@@ -118,6 +118,9 @@ pub struct Filter {
     pub due: Option<DueRange>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub overdue: Option<bool>,
+    /// When the tasks were completed ("what did I finish yesterday?"), both days inclusive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed: Option<DueRange>,
     /// "the next 5 things due": at most this many, soonest due first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
@@ -1295,6 +1298,40 @@ fn tags_or_word(text: &mut Text) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// When finished tasks were finished: "yesterday", "today", "this week" (Monday through
+/// today), "last week", "this month" (the 1st through today), "last month".
+fn completed_when(text: &mut Text, today: NaiveDate) -> Option<DueRange> {
+    use chrono::Datelike as _;
+    static WHEN: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"\b(due |by )?(?:on |during |in )?(yesterday|today|this week|last week|this month|last month)\b",
+        )
+    });
+    let monday = today - Duration::days(i64::from(today.weekday().num_days_from_monday()));
+    let first = today.with_day(1)?;
+    let (from, to) = text.take(&WHEN, |c| {
+        // "completed tasks due today" is about the due day.
+        if c.get(1).is_some() {
+            return None;
+        }
+        Some(match &c[2] {
+            "yesterday" => (today - Duration::days(1), today - Duration::days(1)),
+            "today" => (today, today),
+            "this week" => (monday, today),
+            "last week" => (monday - Duration::days(7), monday - Duration::days(1)),
+            "this month" => (first, today),
+            _ => (
+                first.checked_sub_months(chrono::Months::new(1))?,
+                first - Duration::days(1),
+            ),
+        })
+    })?;
+    Some(DueRange {
+        from: from.to_string(),
+        to: to.to_string(),
+    })
+}
+
 fn list(text: &mut Text, lead: &str, ctx: &Ctx) -> Parsed {
     static COMPLETED: LazyLock<Regex> = LazyLock::new(|| {
         re(
@@ -1332,6 +1369,7 @@ fn list(text: &mut Text, lead: &str, ctx: &Ctx) -> Parsed {
     }
     if COMPLETED.is_match(text.work()) && !lead.starts_with("what's due") {
         filter.status = Some("completed");
+        filter.completed = completed_when(text, ctx.now.date());
     } else if ALL.is_match(text.work()) {
         filter.status = Some("all");
     } else if PENDING.is_match(text.work()) {

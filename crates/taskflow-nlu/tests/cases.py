@@ -403,6 +403,13 @@ for ci, (now_s, tz) in enumerate(CLOCKS):
     ]:
         for w in slips(verb):
             other(now_s, tz, f"{w} {rest}", expect)
+    # What was finished when: a range of completion days, not of due days.
+    monday = today - dt.timedelta(days=today.weekday())
+    for said, a, b in (("yesterday", today - dt.timedelta(days=1), today - dt.timedelta(days=1)),
+                       ("today", today, today), ("this week", monday, today),
+                       ("last week", monday - dt.timedelta(days=7), monday - dt.timedelta(days=1))):
+        family(now_s, tz, f"what did I finish {said}", listed(status="completed", completed=day_range(a, b)), question=True)
+    family(now_s, tz, "show completed tasks due today", listed(status="completed", due=day_range(today)))
     # Several steps in one sentence: one task, with its reminder.
     family(now_s, tz, "add buy milk and eggs tomorrow and remind me at 8am",
            {"intent": "add_task", "task": {"title": "buy milk and eggs", "due_at": at(now_s, tz, tomorrow, dt.time(8)), "reminders_before_minutes": [0]}})

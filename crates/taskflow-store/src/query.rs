@@ -42,6 +42,9 @@ pub struct TaskQuery {
     /// Inclusive bounds; an all-day task counts as its whole day.
     pub due_after: Option<DateTime<Utc>>,
     pub due_before: Option<DateTime<Utc>>,
+    /// Inclusive bounds on when a task was completed (only completed tasks match).
+    pub completed_after: Option<DateTime<Utc>>,
+    pub completed_before: Option<DateTime<Utc>>,
     /// `Some((now, true))`: only overdue tasks; `Some((now, false))`: none that are overdue.
     pub overdue: Option<(DateTime<Utc>, bool)>,
     pub sort: SortBy,
@@ -59,6 +62,8 @@ impl Default for TaskQuery {
             words: Vec::new(),
             due_after: None,
             due_before: None,
+            completed_after: None,
+            completed_before: None,
             overdue: None,
             sort: SortBy::Due,
             order: Order::Asc,
@@ -137,6 +142,14 @@ pub(crate) fn build_list(
     }
     if let Some(before) = q.due_before {
         sql.push_str(" AND t.due_sort <= ?");
+        params.push(Param::I64(micros(before)));
+    }
+    if let Some(after) = q.completed_after {
+        sql.push_str(" AND t.completed_at >= ?");
+        params.push(Param::I64(micros(after)));
+    }
+    if let Some(before) = q.completed_before {
+        sql.push_str(" AND t.completed_at <= ?");
         params.push(Param::I64(micros(before)));
     }
     match q.overdue {

@@ -1017,3 +1017,35 @@ async fn a_list_of_things_to_a_list_is_one_task_each() {
     assert_eq!(tools(&r), ["add_task"], "{r}");
     assert_eq!(r["tool_calls"][0]["result"]["title"], "buy milk and eggs");
 }
+
+/// "what did I finish today?" lists what was completed today, by completion day, not due day.
+#[tokio::test]
+async fn what_was_finished_is_listed_by_the_day_it_was_finished() {
+    let Some(app) = App::with_args(&["--rate-limit-chat-per-user", "0"]).await else {
+        return;
+    };
+    let done = app
+        .task(json!({"title": "file the report", "due_date": "2020-03-01"}))
+        .await;
+    app.task(json!({"title": "still open"})).await;
+    let res = app
+        .post(
+            &format!("/api/tasks/{}/complete", done["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let r = say(&app, None, "what did I finish today?").await;
+    let args = &r["tool_calls"][0]["args"];
+    assert!(
+        args["completed_from"].is_string() && args["completed_to"].is_string(),
+        "{r}"
+    );
+    let text = r["response"].as_str().unwrap();
+    assert!(
+        text.starts_with("1 task:") && text.contains("file the report"),
+        "{text}"
+    );
+    let r = say(&app, None, "what did I finish yesterday?").await;
+    assert_eq!(r["tool_calls"][0]["result"]["items"], json!([]), "{r}");
+}
