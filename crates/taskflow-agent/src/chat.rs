@@ -5,19 +5,23 @@
 //! each round of tool calls together with the record of the calls so far (a unit may not stay
 //! open while the model thinks, as on SQLite it holds the one writer). The server keeps
 //! nothing between requests, so a conversation continues after a restart.
+//!
+//! What lives above the model is the same on both paths: the conversation remembers how to
+//! take back its last change, and "undo that" is answered from that memory without asking the
+//! model (which could not know what its tools changed).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use taskflow_app::AppError;
+use taskflow_app::{AppError, TaskRef};
 use taskflow_core::User;
 use taskflow_store::{Conversation, ConversationStore, Message};
 use uuid::Uuid;
 
 use crate::{
     llm::{self, Llm, LlmError, Rounds},
-    rules::{self, State},
-    tools::{ToolCall, Tools},
+    rules::{self, State, Undo},
+    tools::{self, ToolCall, Tools},
 };
 
 /// Longer messages are answered with a request to shorten them.
@@ -98,6 +102,8 @@ struct ModelRounds<'a> {
     tools: &'a Tools,
     user: &'a User,
     exchange: &'a Exchange,
+    /// What takes back each change of the turn that was committed, in order.
+    undos: std::sync::Mutex<Vec<Undo>>,
 }
 
 impl Rounds for ModelRounds<'_> {
@@ -108,6 +114,22 @@ impl Rounds for ModelRounds<'_> {
     ) -> Result<Vec<ToolCall>, LlmError> {
         let failed = |e: AppError| LlmError(format!("the tool calls were not saved: {e}"));
         let unit = self.tools.app().begin().await.map_err(failed)?;
+        // A change is taken back from what the task was before it.
+        let mut befores = Vec::with_capacity(round.len());
+        for (tool, args) in &round {
+            let number = matches!(tool.as_str(), "update_task" | "set_reminder")
+                .then(|| args.as_object().and_then(|a| tools::task_number(a).ok()))
+                .flatten();
+            befores.push(match number {
+                Some(n) => unit
+                    .app()
+                    .task(self.user, TaskRef::Number(n))
+                    .await
+                    .ok()
+                    .map(|t| t.to_json()),
+                None => None,
+            });
+        }
         let done = Tools::new(unit.app().clone())
             .run_all(self.user, round)
             .await;
@@ -117,6 +139,14 @@ impl Rounds for ModelRounds<'_> {
             .await
             .map_err(failed)?;
         unit.commit().await.map_err(failed)?;
+        let undos = done
+            .iter()
+            .zip(&befores)
+            .filter_map(|(c, before)| Undo::of(&c.tool, &c.args, &c.result, before.as_ref()));
+        self.undos
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(undos);
         Ok(done)
     }
 }
@@ -149,6 +179,7 @@ impl Chat {
             None
         };
         if refusal.is_none()
+            && !rules::is_undo(text)
             && let Some(llm) = &self.llm
         {
             let store = app.store();
@@ -164,11 +195,22 @@ impl Chat {
                 tools: &self.tools,
                 user,
                 exchange: &exchange,
+                undos: std::sync::Mutex::default(),
             };
             match llm.respond(&rounds, user, &history, text, now).await {
                 Ok(turn) => {
+                    let undos = rounds
+                        .undos
+                        .into_inner()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut state: State =
+                        serde_json::from_value(exchange.conversation.state.clone())
+                            .unwrap_or_default();
+                    if let Some(undo) = Undo::of_turn(undos) {
+                        state.remember(undo);
+                    }
                     exchange
-                        .save(&**store, None, &turn.text, &turn.calls)
+                        .save(&**store, Some(&state), &turn.text, &turn.calls)
                         .await?;
                     return Ok(ChatReply {
                         conversation_id: exchange.conversation.id,

@@ -33,6 +33,23 @@ pub struct State {
     pub undo: Option<Undo>,
 }
 
+impl State {
+    /// Remembers a change made outside the rules (by the model): `undo` takes it back, and
+    /// "it" is the task it touched.
+    pub(crate) fn remember(&mut self, undo: Undo) {
+        self.last_task = match &undo {
+            Undo::Delete { number }
+            | Undo::Reopen { number, .. }
+            | Undo::Complete { number }
+            | Undo::Restore { number, .. } => Some(*number),
+            Undo::DeleteAll { .. } | Undo::Recreate { .. } => None,
+        };
+        self.listed.clear();
+        self.pending = None;
+        self.undo = Some(undo);
+    }
+}
+
 /// The last change of a conversation, as the tool call that takes it back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "undo", rename_all = "snake_case")]
@@ -55,8 +72,62 @@ pub enum Undo {
     Recreate { args: Value },
 }
 
+impl Undo {
+    /// What takes back `tool` called with `args`, which answered `result`; `before` is the
+    /// task's JSON before an `update_task` or `set_reminder`. `None` for a call that changed
+    /// nothing (a list, a failure).
+    pub(crate) fn of(
+        tool: &str,
+        args: &Value,
+        result: &Value,
+        before: Option<&Value>,
+    ) -> Option<Self> {
+        if result.get("error").is_some() {
+            return None;
+        }
+        let number = result["number"].as_i64();
+        match tool {
+            "add_task" => number.map(|number| Self::Delete { number }),
+            "complete_task" => number.map(|number| Self::Reopen {
+                number,
+                recurring: result["recurrence"].is_string(),
+            }),
+            "reopen_task" => number.map(|number| Self::Complete { number }),
+            "delete_task" => Some(Self::Recreate {
+                args: recreate_args(&result["task"]),
+            }),
+            // A reminder added is the task's reminders changed.
+            "set_reminder" => Some(Self::Restore {
+                number: number?,
+                args: restore_args(before?, &json!({"reminders_before_minutes": []})),
+            }),
+            "update_task" => Some(Self::Restore {
+                number: number?,
+                args: restore_args(before?, args),
+            }),
+            _ => None,
+        }
+    }
+
+    /// What takes back a turn's changes, in the order made: tasks added together are deleted
+    /// together; otherwise the last change is taken back.
+    pub(crate) fn of_turn(mut undos: Vec<Self>) -> Option<Self> {
+        let numbers: Vec<i64> = undos
+            .iter()
+            .map_while(|u| match u {
+                Self::Delete { number } => Some(*number),
+                _ => None,
+            })
+            .collect();
+        if numbers.len() > 1 && numbers.len() == undos.len() {
+            return Some(Self::DeleteAll { numbers });
+        }
+        undos.pop()
+    }
+}
+
 /// "undo", "undo that", "take that back", "oops, undo it".
-fn is_undo(message: &str) -> bool {
+pub(crate) fn is_undo(message: &str) -> bool {
     let m = message
         .trim()
         .trim_end_matches(['.', '!'])
@@ -850,24 +921,11 @@ async fn act(
     let change = args.clone();
     match agent.call(tool, args).await {
         Ok(result) => {
+            agent.state.undo = Undo::of(tool, &change, &result, before.as_ref());
             let task = if tool == "delete_task" {
                 result["task"].clone()
             } else {
                 result
-            };
-            agent.state.undo = match tool {
-                "complete_task" => Some(Undo::Reopen {
-                    number,
-                    recurring: task["recurrence"].is_string(),
-                }),
-                "reopen_task" => Some(Undo::Complete { number }),
-                "delete_task" => Some(Undo::Recreate {
-                    args: recreate_args(&task),
-                }),
-                _ => before.map(|b| Undo::Restore {
-                    number,
-                    args: restore_args(&b, &change),
-                }),
             };
             agent.state.last_task = if tool == "delete_task" {
                 None

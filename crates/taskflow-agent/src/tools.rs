@@ -340,7 +340,7 @@ impl Tools {
     }
 }
 
-fn task_number(args: &serde_json::Map<String, Value>) -> Result<i64, ToolError> {
+pub(crate) fn task_number(args: &serde_json::Map<String, Value>) -> Result<i64, ToolError> {
     let v = args
         .get("task_id")
         .ok_or_else(|| ToolError::Invalid("task_id (the task's number) is required".into()))?;

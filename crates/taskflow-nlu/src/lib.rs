@@ -571,25 +571,19 @@ fn strip(text: &mut Text, re: &Regex) {
 
 fn command(text: &mut Text, lead: &str, ctx: &Ctx) -> Option<Parsed> {
     // "remind me about task 4 15 minutes before" and "set a reminder for it an hour before"
-    // change a task; so does "remind me about the passport a day before": a reminder relative
-    // to a due date that was not said belongs to a task that exists.
-    if REMINDER_FOR.is_match(lead)
+    // change a task; so does "remind me about the passport a day before", and "remind me 15
+    // minutes before the standup": a reminder relative to a due date that was not said
+    // belongs to a task that exists.
+    let about = REMINDER_FOR.is_match(lead)
         || lead.starts_with("remind me about")
-        || lead.starts_with("remind me of")
-    {
-        if REMINDER_REF.is_match(lead) {
-            return Some(update(text, lead, ctx));
-        }
-        let mut named = text.clone();
-        let p = update(&mut named, lead, ctx);
-        if only_reminders(&p) {
-            return Some(p);
-        }
+        || lead.starts_with("remind me of");
+    if about && REMINDER_REF.is_match(lead) {
+        return Some(update(text, lead, ctx));
     }
-    // "remind me 15 minutes before the standup": a reminder relative to a task said by name.
-    if lead.starts_with("remind me ")
-        && !REMIND_ME_TO.is_match(lead)
-        && REMIND_BEFORE.is_match(lead)
+    if about
+        || (lead.starts_with("remind me ")
+            && !REMIND_ME_TO.is_match(lead)
+            && REMIND_BEFORE.is_match(lead))
     {
         let mut named = text.clone();
         let p = update(&mut named, lead, ctx);

@@ -13,6 +13,19 @@ use crate::App;
 struct Fake {
     requests: Arc<Mutex<Vec<Value>>>,
     fail: bool,
+    /// The model's answers in turn (an assistant message each); empty: add a task, then say so.
+    script: Arc<Vec<Value>>,
+}
+
+/// An assistant message that calls `tool` with `args`.
+fn calls(tool: &str, args: Value) -> Value {
+    json!({"role": "assistant", "content": null, "tool_calls": [{"id": format!("call_{tool}"),
+        "type": "function", "function": {"name": tool, "arguments": args.to_string()}}]})
+}
+
+/// An assistant message that answers `text`.
+fn says(text: &str) -> Value {
+    json!({"role": "assistant", "content": text})
 }
 
 async fn completions(State(f): State<Fake>, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
@@ -27,13 +40,22 @@ async fn completions(State(f): State<Fake>, Json(body): Json<Value>) -> (StatusC
             Json(json!({"error": {"message": "overloaded"}})),
         );
     }
-    let answer = if n == 1 {
+    let answer = if !f.script.is_empty() {
+        f.script
+            .get(n - 1)
+            .cloned()
+            .unwrap_or_else(|| says("Done."))
+    } else if n == 1 {
         json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
             "function": {"name": "add_task", "arguments": "{\"title\":\"Water the ferns\",\"due_date\":\"2030-05-01\",\"priority\":\"high\"}"}}]})
     } else {
         json!({"role": "assistant", "content": "Added #1 “Water the ferns” for Wed May 1, high priority."})
     };
-    let reason = if n == 1 { "tool_calls" } else { "stop" };
+    let reason = if answer.get("tool_calls").is_some() {
+        "tool_calls"
+    } else {
+        "stop"
+    };
     (
         StatusCode::OK,
         Json(
@@ -44,10 +66,14 @@ async fn completions(State(f): State<Fake>, Json(body): Json<Value>) -> (StatusC
 }
 
 async fn fake(fail: bool) -> (String, Fake) {
-    let f = Fake {
+    serve(Fake {
         fail,
         ..Fake::default()
-    };
+    })
+    .await
+}
+
+async fn serve(f: Fake) -> (String, Fake) {
     let app = Router::new()
         .route("/v1/chat/completions", post(completions))
         .with_state(f.clone());
@@ -210,4 +236,99 @@ async fn each_round_of_a_model_turn_is_recorded_with_its_tool_calls() {
     );
     assert_eq!(items[1]["content"], reply.body["response"]);
     assert_eq!(items[1]["tool_calls"][0]["tool"], "add_task");
+}
+
+/// "undo that" takes back what the model's tools did, from the conversation's memory: the
+/// model is not asked, and each kind of change comes back as it was.
+#[tokio::test]
+async fn undo_takes_back_what_the_model_did_without_asking_it() {
+    let (url, fake) = serve(Fake {
+        script: Arc::new(vec![
+            calls(
+                "add_task",
+                json!({"title": "Water the ferns", "due_date": "2030-05-01", "priority": "high"}),
+            ),
+            says("Added #1."),
+            calls(
+                "update_task",
+                json!({"task_id": 1, "priority": "urgent", "due_date": "2030-05-03"}),
+            ),
+            says("#1 is urgent now, due May 3."),
+            calls("add_task", json!({"title": "Buy soil"})),
+            calls("add_task", json!({"title": "Buy pots"})),
+            says("Added #2 and #3."),
+        ]),
+        ..Fake::default()
+    })
+    .await;
+    let Some(app) =
+        App::with_args(&["--llm-base-url", &url, "--rate-limit-chat-per-user", "0"]).await
+    else {
+        return;
+    };
+    let task = |n: i64| {
+        let app = &app;
+        async move { app.get(&format!("/api/{}/tasks/{n}", app.user_id())).await }
+    };
+    let asked = || fake.requests.lock().unwrap().len();
+    let first = app
+        .post(
+            "/api/chat",
+            json!({"message": "water the ferns on may 1st 2030, it's important"}),
+        )
+        .await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let cid = first.body["conversation_id"].as_str().unwrap().to_owned();
+    let say = |message: &str| {
+        let app = &app;
+        let body = json!({"conversation_id": cid, "message": message});
+        async move { app.post("/api/chat", body).await }
+    };
+
+    let changed = say("make it urgent and move it to the 3rd").await;
+    assert_eq!(
+        changed.body["tool_calls"][0]["tool"], "update_task",
+        "{}",
+        changed.body
+    );
+    assert_eq!(task(1).await.body["priority"], "urgent");
+    assert_eq!(asked(), 4);
+
+    let undone = say("undo that").await;
+    assert_eq!(undone.status, 200, "{}", undone.body);
+    assert_eq!(asked(), 4, "the model was not asked to undo");
+    let text = undone.body["response"].as_str().unwrap();
+    assert!(
+        text.starts_with("Undone: put back #1 “Water the ferns”"),
+        "{text}"
+    );
+    assert_eq!(undone.body["tool_calls"][0]["tool"], "update_task");
+    let ferns = task(1).await;
+    assert_eq!(ferns.body["priority"], "high", "{}", ferns.body);
+    assert_eq!(ferns.body["due_date"], "2030-05-01", "{}", ferns.body);
+
+    let again = say("undo").await;
+    let text = again.body["response"].as_str().unwrap();
+    assert!(text.starts_with("There is nothing to undo"), "{text}");
+    assert!(again.body["tool_calls"].as_array().unwrap().is_empty());
+
+    // Two tasks added in one turn are taken back together.
+    let added = say("I need soil and pots").await;
+    assert_eq!(
+        added.body["tool_calls"].as_array().unwrap().len(),
+        2,
+        "{}",
+        added.body
+    );
+    assert_eq!(asked(), 7);
+    let undone = say("oops, undo that").await;
+    let text = undone.body["response"].as_str().unwrap();
+    assert!(
+        text.starts_with("Undone: deleted the 2 tasks just added (#2, #3)"),
+        "{text}"
+    );
+    assert_eq!(task(2).await.status, 404);
+    assert_eq!(task(3).await.status, 404);
+    assert_eq!(task(1).await.status, 200, "the ferns stay");
+    assert_eq!(asked(), 7, "the model was not asked to undo");
 }
