@@ -1049,3 +1049,49 @@ async fn what_was_finished_is_listed_by_the_day_it_was_finished() {
     let r = say(&app, None, "what did I finish yesterday?").await;
     assert_eq!(r["tool_calls"][0]["result"]["items"], json!([]), "{r}");
 }
+
+/// "add buy milk and eggs tomorrow and remind me at 8am": one task, due then, with its reminder.
+#[tokio::test]
+async fn a_task_and_its_reminder_in_one_sentence_are_one_task() {
+    let Some(app) = App::with_args(&["--rate-limit-chat-per-user", "0"]).await else {
+        return;
+    };
+    let r = say(
+        &app,
+        None,
+        "add buy milk and eggs tomorrow and remind me at 8am",
+    )
+    .await;
+    assert_eq!(tools(&r), ["add_task"], "{r}");
+    let task = &r["tool_calls"][0]["result"];
+    assert_eq!(task["title"], "buy milk and eggs", "{task}");
+    let due = task["due_at"].as_str().unwrap();
+    let local = chrono::DateTime::parse_from_rfc3339(due)
+        .unwrap()
+        .with_timezone(&chrono_tz::America::New_York);
+    let tomorrow = chrono::Utc::now()
+        .with_timezone(&chrono_tz::America::New_York)
+        .date_naive()
+        .succ_opt()
+        .unwrap();
+    assert_eq!(local.date_naive(), tomorrow, "{due}");
+    assert_eq!(local.format("%H:%M").to_string(), "08:00", "{due}");
+    assert_eq!(task["reminders"].as_array().unwrap().len(), 1, "{task}");
+    let text = r["response"].as_str().unwrap();
+    assert!(
+        text.starts_with("Added #1 “buy milk and eggs”")
+            && text.contains("reminder at the due time"),
+        "{text}"
+    );
+
+    let r = say(
+        &app,
+        None,
+        "add call the plumber friday at 5pm and remind me 30 minutes before",
+    )
+    .await;
+    assert_eq!(tools(&r), ["add_task"], "{r}");
+    let task = &r["tool_calls"][0]["result"];
+    assert_eq!(task["title"], "call the plumber", "{task}");
+    assert_eq!(task["reminders"][0]["before_minutes"], 30, "{task}");
+}
