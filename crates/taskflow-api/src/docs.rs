@@ -35,11 +35,7 @@ fn page() -> String {
 }
 
 async fn script(headers: HeaderMap) -> Response {
-    let gzip = headers
-        .get(header::ACCEPT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
-    if !gzip {
+    if !crate::web::accepts_gzip(&headers) {
         let p = Problem::new(
             StatusCode::NOT_ACCEPTABLE,
             "this script is served gzip-compressed only; send Accept-Encoding: gzip",

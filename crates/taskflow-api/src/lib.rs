@@ -16,6 +16,7 @@ mod problem;
 mod shared;
 mod tasks;
 mod users;
+mod web;
 
 use std::{sync::Arc, time::Duration};
 
@@ -131,6 +132,7 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .merge(docs::router())
+        .merge(web::router())
         .fallback(|| async { ApiError::NotFound("there is no such endpoint; see /docs").into_response() })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))

@@ -1,0 +1,775 @@
+// taskflow's web app: one ES module, no framework, no build step. Everything a person typed
+// reaches the page as text (h() appends strings as text nodes), never as HTML.
+
+const TOKEN_KEY = 'taskflow.token';
+const TASK_EVENTS = ['created', 'updated', 'completed', 'reopened', 'deleted']
+  .map((k) => `com.taskflow.task.${k}.v1`);
+const REMINDER = 'com.taskflow.reminder.triggered.v1';
+const NOTIFICATION = 'com.taskflow.notification.created.v1';
+const PRIORITIES = ['urgent', 'high', 'medium', 'low'];
+
+/** An element with `props` (attributes, properties, `on…` listeners) and children as text or nodes. */
+function h(tag, props = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (v == null || v === false) continue;
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (k === 'class') el.className = v;
+    else if (typeof v !== 'string' && k in el) el[k] = v;
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat(Infinity)) {
+    if (c == null || c === false) continue;
+    el.append(c instanceof Node ? c : String(c));
+  }
+  return el;
+}
+
+const $ = (sel) => document.querySelector(sel);
+
+const ICONS = {
+  bell: 'M6 16V11a6 6 0 0 1 12 0v5l2 2H4zM10 20a2 2 0 0 0 4 0',
+  trash: 'M4 7h16M9 7V4h6v3M6 7l1 13h10l1-13M10 11v6M14 11v6',
+  clock: 'M12 7v5l3 2M21 12a9 9 0 1 1-18 0a9 9 0 0 1 18 0',
+};
+
+/** A line icon drawn in the current colour; decorative (its button carries the name). */
+function icon(name, size = 18) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  for (const [k, v] of Object.entries({
+    viewBox: '0 0 24 24', width: size, height: size, fill: 'none', stroke: 'currentColor',
+    'stroke-width': '2', 'stroke-linecap': 'round', 'stroke-linejoin': 'round', 'aria-hidden': 'true',
+  })) svg.setAttribute(k, String(v));
+  const path = document.createElementNS(ns, 'path');
+  path.setAttribute('d', ICONS[name]);
+  svg.append(path);
+  return svg;
+}
+
+// ---------------------------------------------------------------- the API
+
+class ApiError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.status = status;
+  }
+}
+
+/** The sentence a problem+json answer says, with its field errors. */
+function problemText(p, status) {
+  if (!p || typeof p !== 'object') return `The server answered ${status}.`;
+  const fields = Array.isArray(p.errors)
+    ? p.errors.map((e) => `${e.field}: ${e.message}`).join('; ')
+    : '';
+  const text = p.detail || p.title || `The server answered ${status}.`;
+  return fields && !text.includes(fields) ? `${text} (${fields})` : text;
+}
+
+const api = {
+  token: localStorage.getItem(TOKEN_KEY),
+  async call(method, path, body) {
+    const headers = {};
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    let res;
+    try {
+      res = await fetch(path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch {
+      throw new ApiError('The server cannot be reached. Check the connection and try again.', 0);
+    }
+    if (res.status === 204) return null;
+    const data = await res.json().catch(() => null);
+    if (!res.ok) {
+      if (res.status === 401 && this.token && path !== '/api/auth/login') {
+        signOut('Your session has ended; please sign in again.');
+      }
+      throw new ApiError(problemText(data, res.status), res.status);
+    }
+    return data;
+  },
+  get(path) { return this.call('GET', path); },
+  post(path, body = {}) { return this.call('POST', path, body); },
+  patch(path, body) { return this.call('PATCH', path, body); },
+  del(path) { return this.call('DELETE', path); },
+};
+
+// ---------------------------------------------------------------- state
+
+const state = {
+  user: null,
+  view: 'inbox',
+  filters: { q: '', status: 'pending', priority: '', due: '', tag: '', sort: 'due', order: 'asc' },
+  items: [],
+  cursor: null,
+  loading: false,
+  current: -1,
+  parsed: null,
+  removed: new Set(),
+  conversation: null,
+  notifications: [],
+  events: null,
+};
+
+// ---------------------------------------------------------------- dates in the user's words
+
+const browserZone = () => Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+const zone = () => state.user?.timezone || browserZone();
+
+/** `YYYY-MM-DD` of instant `d` in the user's timezone. */
+function dayOf(d) {
+  return new Intl.DateTimeFormat('en-CA', {
+    timeZone: zone(), year: 'numeric', month: '2-digit', day: '2-digit',
+  }).format(d);
+}
+
+function daysBetween(a, b) {
+  const t = (s) => Date.UTC(+s.slice(0, 4), +s.slice(5, 7) - 1, +s.slice(8, 10));
+  return Math.round((t(b) - t(a)) / 86400000);
+}
+
+function addDays(day, n) {
+  const d = new Date(Date.UTC(+day.slice(0, 4), +day.slice(5, 7) - 1, +day.slice(8, 10) + n));
+  return d.toISOString().slice(0, 10);
+}
+
+/** "today", "tomorrow", "Fri", "Mar 3", "Mar 3, 2027" for a day. */
+function dayWords(day) {
+  const today = dayOf(new Date());
+  const n = daysBetween(today, day);
+  if (n === 0) return 'today';
+  if (n === 1) return 'tomorrow';
+  if (n === -1) return 'yesterday';
+  const date = new Date(`${day}T12:00:00Z`);
+  if (n > 1 && n < 7) return new Intl.DateTimeFormat(undefined, { weekday: 'long', timeZone: 'UTC' }).format(date);
+  const sameYear = day.slice(0, 4) === today.slice(0, 4);
+  return new Intl.DateTimeFormat(undefined, {
+    month: 'short', day: 'numeric', year: sameYear ? undefined : 'numeric', timeZone: 'UTC',
+  }).format(date);
+}
+
+const timeWords = (d) => new Intl.DateTimeFormat(undefined, {
+  timeZone: zone(), hour: 'numeric', minute: '2-digit',
+}).format(d);
+
+/** The due of `t` in words and whether it is overdue: "tomorrow 9:00 AM", "overdue 2 days". */
+function dueWords(t) {
+  if (!t.due_at && !t.due_date) return null;
+  const at = t.due_at ? new Date(t.due_at) : null;
+  const day = at ? dayOf(at) : t.due_date;
+  const late = daysBetween(day, dayOf(new Date()));
+  const overdue = t.status === 'pending' && (at ? at < new Date() : late > 0);
+  let text = dayWords(day) + (at ? ` ${timeWords(at)}` : '');
+  if (overdue && late > 0) text = `overdue ${late} day${late === 1 ? '' : 's'} (${text})`;
+  else if (overdue) text = `overdue (${text})`;
+  return { text, overdue };
+}
+
+/** A few words for an RRULE: "daily", "every 2 weeks", "monthly". */
+function repeatWords(rule) {
+  const parts = Object.fromEntries(rule.split(';').map((p) => p.split('=')));
+  const unit = { DAILY: 'day', WEEKLY: 'week', MONTHLY: 'month', YEARLY: 'year', HOURLY: 'hour' }[parts.FREQ];
+  if (!unit) return 'repeats';
+  const n = +(parts.INTERVAL || 1);
+  if (parts.FREQ === 'WEEKLY' && parts.BYDAY === 'MO,TU,WE,TH,FR') return 'every weekday';
+  return n === 1 ? `every ${unit}` : `every ${n} ${unit}s`;
+}
+
+// ---------------------------------------------------------------- toasts
+
+function toast(text, action) {
+  const box = h('div', { class: 'toast' }, h('span', {}, text));
+  if (action) {
+    box.append(h('button', {
+      type: 'button',
+      onclick: async () => { box.remove(); await action.run(); },
+    }, action.label));
+  }
+  $('#toasts').append(box);
+  setTimeout(() => box.remove(), action ? 8000 : 5000);
+}
+
+const failed = (e) => toast(e instanceof ApiError ? e.message : `Something went wrong: ${e}`);
+
+// ---------------------------------------------------------------- signing in
+
+function signOut(message) {
+  api.token = null;
+  localStorage.removeItem(TOKEN_KEY);
+  state.user = null;
+  state.events?.close();
+  state.events = null;
+  renderAuth('login', message);
+}
+
+function renderAuth(mode, message) {
+  const signup = mode === 'signup';
+  const error = h('p', { class: 'error', role: 'alert' }, message || '');
+  const form = h('form', {
+    onsubmit: async (ev) => {
+      ev.preventDefault();
+      const data = Object.fromEntries(new FormData(form));
+      error.textContent = '';
+      try {
+        const body = signup
+          ? { email: data.email, password: data.password, name: data.name || undefined, timezone: browserZone() }
+          : { email: data.email, password: data.password };
+        const res = await api.post(signup ? '/api/auth/signup' : '/api/auth/login', body);
+        api.token = res.token;
+        localStorage.setItem(TOKEN_KEY, res.token);
+        state.user = res.user;
+        renderApp();
+      } catch (e) {
+        error.textContent = e.message;
+      }
+    },
+  },
+  signup ? h('label', {}, 'Name', h('input', { type: 'text', name: 'name', autocomplete: 'name' })) : null,
+  h('label', {}, 'Email', h('input', { type: 'email', name: 'email', required: true, autocomplete: 'email' })),
+  h('label', {}, 'Password', h('input', {
+    type: 'password', name: 'password', required: true, minLength: 8,
+    autocomplete: signup ? 'new-password' : 'current-password',
+  })),
+  error,
+  h('button', { class: 'primary', type: 'submit' }, signup ? 'Create account' : 'Sign in'));
+  $('#root').replaceChildren(h('main', { id: 'main', class: 'auth' },
+    h('h1', {}, 'taskflow'),
+    h('p', {}, signup ? 'Create your account. Your timezone is taken from this browser; you can change it later.' : 'Sign in to your tasks.'),
+    form,
+    h('p', {}, signup ? 'Have an account? ' : 'New here? ',
+      h('button', { type: 'button', class: 'link', onclick: () => renderAuth(signup ? 'login' : 'signup') },
+        signup ? 'Sign in' : 'Create an account'))));
+  form.querySelector('input').focus();
+}
+
+// ---------------------------------------------------------------- the shell
+
+function renderApp() {
+  const views = [['inbox', 'Inbox'], ['upcoming', 'Upcoming']];
+  const nav = h('nav', { class: 'views', 'aria-label': 'Views' }, views.map(([v, label]) =>
+    h('button', {
+      type: 'button',
+      'aria-current': state.view === v ? 'page' : undefined,
+      onclick: () => { state.view = v; renderApp(); },
+    }, label)));
+  const bell = h('button', {
+    type: 'button', class: 'icon bell', id: 'bell', 'aria-label': 'Notifications', 'aria-haspopup': 'true',
+    onclick: () => toggleNotifications(),
+  }, icon('bell', 20), h('span', { class: 'badge', id: 'unread', hidden: true }));
+  const account = h('button', { type: 'button', onclick: () => openAccount() }, state.user.name || state.user.email);
+  $('#root').replaceChildren(h('div', { class: 'shell' },
+    h('header', { class: 'top' },
+      h('span', { class: 'brand' }, h('img', { src: $('link[rel=icon]').href, alt: '' }), 'taskflow'),
+      nav, bell, account,
+      h('button', { type: 'button', class: 'icon', 'aria-label': 'Keyboard shortcuts', onclick: openHelp }, '?')),
+    h('main', { id: 'main', tabindex: '-1' },
+      h('h1', { class: 'visually-hidden' }, state.view === 'inbox' ? 'Inbox' : 'Upcoming'),
+      quickAdd(),
+      state.view === 'inbox' ? filters() : null,
+      h('div', { id: 'list', 'aria-live': 'polite' }),
+      h('div', { id: 'more', 'aria-hidden': 'true' })),
+    chatPanel()));
+  const more = new IntersectionObserver((entries) => {
+    if (entries.some((e) => e.isIntersecting) && state.cursor && !state.loading) loadMore();
+  });
+  more.observe($('#more'));
+  reload();
+  listen();
+  loadNotifications();
+}
+
+// ---------------------------------------------------------------- quick add
+
+function chipsOf(task) {
+  if (!task) return [];
+  const chips = [];
+  if (task.due_at) {
+    const d = new Date(task.due_at);
+    chips.push(['due', 'due', `${dayWords(dayOf(d))} ${timeWords(d)}`]);
+  } else if (task.due_date) chips.push(['due', 'due', dayWords(task.due_date)]);
+  if (task.recurrence) chips.push(['recurrence', 'repeat', repeatWords(task.recurrence)]);
+  if (task.priority) chips.push(['priority', 'priority', task.priority]);
+  for (const tag of task.tags || []) chips.push([`tag:${tag}`, 'tag', `#${tag}`]);
+  for (const m of task.reminders_before_minutes || []) {
+    chips.push([`reminder:${m}`, 'reminder', m === 0 ? 'at the due time' : `${m} min before`]);
+  }
+  return chips;
+}
+
+/** The task quick add would create: what was read, less the chips removed. */
+function draftOf(parsed, removed) {
+  const t = parsed?.task;
+  if (!t) return null;
+  const draft = { title: t.title };
+  if (!removed.has('due')) {
+    if (t.due_at) draft.due_at = t.due_at;
+    if (t.due_date) draft.due_date = t.due_date;
+  }
+  if (t.recurrence && !removed.has('recurrence')) draft.recurrence = t.recurrence;
+  if (t.priority && !removed.has('priority')) draft.priority = t.priority;
+  const tags = (t.tags || []).filter((g) => !removed.has(`tag:${g}`));
+  if (tags.length) draft.tags = tags;
+  const due = draft.due_at || draft.due_date;
+  const reminders = (t.reminders_before_minutes || []).filter((m) => !removed.has(`reminder:${m}`));
+  if (due && reminders.length) draft.reminders = reminders.map((m) => ({ before_minutes: m }));
+  return draft;
+}
+
+function quickAdd() {
+  const input = h('input', {
+    type: 'text', id: 'quick', name: 'quick', autocomplete: 'off', maxLength: 2000,
+    placeholder: 'Add a task: “pay rent every 1st at 9am #home !high”',
+    'aria-label': 'Quick add', 'aria-describedby': 'chips',
+  });
+  const chips = h('div', { class: 'chips', id: 'chips', role: 'group', 'aria-live': 'polite', 'aria-label': 'What was understood' });
+  let timer = 0;
+  let asked = 0;
+  const show = () => {
+    const task = state.parsed?.intent === 'add_task' ? state.parsed.task : null;
+    chips.replaceChildren(...chipsOf(task).filter(([key]) => !state.removed.has(key)).map(([key, kind, text]) =>
+      h('span', { class: 'chip', 'data-kind': kind },
+        h('span', { class: 'kind' }, `${kind}:`), text,
+        h('button', {
+          type: 'button', 'aria-label': `Remove ${kind} ${text}`,
+          onclick: () => { state.removed.add(key); show(); input.focus(); },
+        }, '×'))));
+    if (task && input.value.trim()) chips.prepend(h('span', { class: 'chip', 'data-kind': 'title' }, h('span', { class: 'kind' }, 'title:'), task.title));
+  };
+  const read = async () => {
+    const text = input.value.trim();
+    const n = ++asked;
+    if (!text) { state.parsed = null; show(); return; }
+    try {
+      const parsed = await api.post('/api/parse', { text });
+      if (n !== asked) return;
+      // What the reader takes for a command ("show my tasks") is still a title to add here.
+      state.parsed = parsed.intent === 'add_task' ? parsed : { intent: 'add_task', task: { title: text } };
+      show();
+    } catch (e) {
+      if (n === asked) chips.replaceChildren(h('span', { class: 'error' }, e.message));
+    }
+  };
+  input.addEventListener('input', () => {
+    state.removed.clear();
+    clearTimeout(timer);
+    timer = setTimeout(read, 120);
+  });
+  const form = h('form', {
+    onsubmit: async (ev) => {
+      ev.preventDefault();
+      clearTimeout(timer);
+      if (!input.value.trim()) return;
+      await read();
+      const draft = draftOf(state.parsed, state.removed);
+      if (!draft) return;
+      try {
+        const task = await api.post('/api/tasks', draft);
+        input.value = '';
+        state.parsed = null;
+        state.removed.clear();
+        show();
+        toast(`Added #${task.number} “${task.title}”`);
+        reload();
+      } catch (e) {
+        failed(e);
+      }
+    },
+  }, input, h('button', { class: 'primary', type: 'submit' }, 'Add'));
+  return h('section', { class: 'quick', 'aria-label': 'Add a task' }, form, chips);
+}
+
+// ---------------------------------------------------------------- filters and lists
+
+function filters() {
+  const f = state.filters;
+  const select = (name, label, options) => h('select', {
+    name, 'aria-label': label,
+    onchange: (ev) => { f[name] = ev.target.value; reload(); },
+  }, options.map(([value, text]) => h('option', { value, selected: f[name] === value }, text)));
+  let timer = 0;
+  return h('section', { class: 'filters', 'aria-label': 'Filters' },
+    h('input', {
+      type: 'search', id: 'search', value: f.q, placeholder: 'Search', 'aria-label': 'Search tasks',
+      oninput: (ev) => { clearTimeout(timer); timer = setTimeout(() => { f.q = ev.target.value.trim(); reload(); }, 200); },
+    }),
+    select('status', 'Status', [['pending', 'Open'], ['completed', 'Completed'], ['all', 'All']]),
+    select('priority', 'Priority', [['', 'Any priority'], ...PRIORITIES.map((p) => [p, p[0].toUpperCase() + p.slice(1)])]),
+    select('due', 'Due', [['', 'Any time'], ['today', 'Due today'], ['week', 'Due in 7 days'], ['overdue', 'Overdue']]),
+    h('input', {
+      type: 'text', name: 'tag', value: f.tag, placeholder: 'tag', size: 8, 'aria-label': 'Tag',
+      onchange: (ev) => { f.tag = ev.target.value.trim().replace(/^#/, '').toLowerCase(); reload(); },
+    }),
+    select('sort', 'Sort by', [['due', 'Due'], ['priority', 'Priority'], ['created', 'Created'], ['title', 'Title']]),
+    select('order', 'Order', [['asc', 'Ascending'], ['desc', 'Descending']]));
+}
+
+function inboxQuery() {
+  const f = state.filters;
+  const p = new URLSearchParams({ status: f.status, sort: f.sort, order: f.order, limit: '50' });
+  if (f.q) p.set('q', f.q);
+  if (f.priority) p.set('priority', f.priority);
+  if (f.tag) p.set('tag', f.tag);
+  const today = dayOf(new Date());
+  if (f.due === 'today') { p.set('due_after', today); p.set('due_before', today); }
+  if (f.due === 'week') { p.set('due_after', today); p.set('due_before', addDays(today, 6)); }
+  if (f.due === 'overdue') p.set('overdue', 'true');
+  return p;
+}
+
+let reloadTimer = 0;
+/** Reads the current view again (soon: changes that arrive together are read once). */
+function reload() {
+  clearTimeout(reloadTimer);
+  reloadTimer = setTimeout(() => (state.view === 'inbox' ? loadInbox() : loadUpcoming()), 30);
+}
+
+async function loadInbox() {
+  state.loading = true;
+  try {
+    const page = await api.get(`/api/tasks?${inboxQuery()}`);
+    state.items = page.items;
+    state.cursor = page.next_cursor;
+    renderList();
+  } catch (e) {
+    failed(e);
+  } finally {
+    state.loading = false;
+  }
+}
+
+async function loadMore() {
+  state.loading = true;
+  try {
+    const p = inboxQuery();
+    p.set('cursor', state.cursor);
+    const page = await api.get(`/api/tasks?${p}`);
+    state.items.push(...page.items);
+    state.cursor = page.next_cursor;
+    renderList();
+  } catch (e) {
+    failed(e);
+  } finally {
+    state.loading = false;
+  }
+}
+
+async function loadUpcoming() {
+  const today = dayOf(new Date());
+  try {
+    const [overdue, week] = await Promise.all([
+      api.get('/api/tasks?status=pending&overdue=true&sort=due&limit=200'),
+      api.get(`/api/tasks?status=pending&sort=due&limit=200&due_after=${today}&due_before=${addDays(today, 6)}`),
+    ]);
+    const seen = new Set(overdue.items.map((t) => t.id));
+    state.items = [...overdue.items, ...week.items.filter((t) => !seen.has(t.id))];
+    state.cursor = null;
+    renderList();
+  } catch (e) {
+    failed(e);
+  }
+}
+
+function renderList() {
+  const list = $('#list');
+  if (!list) return;
+  if (!state.items.length) {
+    list.replaceChildren(h('p', { class: 'empty' }, state.view === 'inbox'
+      ? 'No tasks here. Add one above, or ask the assistant.'
+      : 'Nothing due in the next 7 days.'));
+    return;
+  }
+  if (state.view === 'inbox') {
+    list.replaceChildren(h('ul', { class: 'tasks', 'aria-label': 'Tasks' }, state.items.map(taskRow)));
+  } else {
+    const groups = new Map();
+    const today = dayOf(new Date());
+    for (const t of state.items) {
+      const day = t.due_at ? dayOf(new Date(t.due_at)) : t.due_date;
+      const key = day < today || dueWords(t)?.overdue ? 'Overdue' : day;
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push(t);
+    }
+    list.replaceChildren(...[...groups].map(([key, items]) => h('section', { 'aria-label': key === 'Overdue' ? key : dayWords(key) },
+      h('h2', { class: 'day' }, key === 'Overdue' ? 'Overdue' : dayWords(key)),
+      h('ul', { class: 'tasks' }, items.map(taskRow)))));
+  }
+  markCurrent();
+}
+
+function taskRow(t) {
+  const done = t.status === 'completed';
+  const due = dueWords(t);
+  return h('li', { class: done ? 'done' : '', 'data-id': t.id, 'data-number': String(t.number) },
+    h('input', {
+      type: 'checkbox', checked: done,
+      'aria-label': `${done ? 'Reopen' : 'Complete'} #${t.number} ${t.title}`,
+      onchange: () => toggle(t),
+    }),
+    h('div', { class: 'task-main' },
+      h('div', { class: 'title' }, h('span', { class: 'num' }, `#${t.number}`), t.title),
+      h('div', { class: 'meta' },
+        due ? h('span', { class: due.overdue ? 'overdue' : '' }, due.text) : null,
+        t.priority !== 'medium' ? h('span', { class: `prio-${t.priority}` }, t.priority) : null,
+        t.recurrence ? h('span', { title: t.recurrence }, `↻ ${repeatWords(t.recurrence)}`) : null,
+        t.reminders?.some((r) => r.status === 'pending') ? h('span', { class: 'with-icon' }, icon('clock', 14), 'reminder') : null,
+        (t.tags || []).map((g) => h('span', {}, `#${g}`)))),
+    h('button', {
+      type: 'button', class: 'icon', 'aria-label': `Delete #${t.number} ${t.title}`,
+      onclick: () => remove(t),
+    }, icon('trash')));
+}
+
+async function toggle(t) {
+  try {
+    const done = t.status === 'completed';
+    const res = await api.post(`/api/tasks/${t.id}/${done ? 'reopen' : 'complete'}`);
+    if (!done && res.recurrence) toast(`Completed #${t.number}; the next occurrence is on its way.`);
+    reload();
+  } catch (e) {
+    failed(e);
+    reload();
+  }
+}
+
+/** What adds `t` again after a delete: its fields and relative reminders. */
+function recreate(t) {
+  const body = { title: t.title, priority: t.priority };
+  if (t.description) body.description = t.description;
+  if (t.tags?.length) body.tags = t.tags;
+  if (t.due_at) body.due_at = t.due_at;
+  if (t.due_date) body.due_date = t.due_date;
+  if (t.recurrence) { body.recurrence = t.recurrence; body.recurrence_anchor = t.recurrence_anchor; }
+  const rel = (t.reminders || []).filter((r) => r.before_minutes != null).map((r) => ({ before_minutes: r.before_minutes }));
+  if (rel.length && (t.due_at || t.due_date)) body.reminders = rel;
+  return body;
+}
+
+async function remove(t) {
+  try {
+    await api.del(`/api/tasks/${t.id}`);
+    reload();
+    toast(`Deleted #${t.number} “${t.title}”`, {
+      label: 'Undo',
+      run: async () => {
+        try {
+          const back = await api.post('/api/tasks', recreate(t));
+          toast(`Restored as #${back.number}`);
+          reload();
+        } catch (e) { failed(e); }
+      },
+    });
+  } catch (e) {
+    failed(e);
+  }
+}
+
+// ---------------------------------------------------------------- keyboard
+
+function markCurrent() {
+  const rows = [...document.querySelectorAll('ul.tasks li')];
+  rows.forEach((r, i) => r.classList.toggle('current', i === state.current));
+  rows[state.current]?.scrollIntoView({ block: 'nearest' });
+}
+
+function openHelp() {
+  const keys = [['q', 'quick add'], ['/', 'search'], ['j / k', 'next / previous task'],
+    ['x', 'complete or reopen the selected task'], ['Delete', 'delete the selected task'], ['?', 'this help'], ['Esc', 'close']];
+  const dialog = h('dialog', { 'aria-label': 'Keyboard shortcuts', onclose: () => dialog.remove() },
+    h('h2', {}, 'Keyboard shortcuts'),
+    h('dl', {}, keys.map(([k, what]) => [h('dt', {}, h('kbd', {}, k)), h('dd', {}, what)])),
+    h('form', { method: 'dialog' }, h('button', { type: 'submit' }, 'Close')));
+  document.body.append(dialog);
+  dialog.showModal();
+}
+
+document.addEventListener('keydown', (ev) => {
+  if (!state.user || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  const typing = ev.target.closest?.('input, textarea, select, dialog');
+  if (typing) {
+    if (ev.key === 'Escape' && ev.target.blur) ev.target.blur();
+    return;
+  }
+  const rows = document.querySelectorAll('ul.tasks li');
+  const selected = () => state.items.find((t) => t.id === rows[state.current]?.dataset.id);
+  switch (ev.key) {
+    case 'q': ev.preventDefault(); $('#quick')?.focus(); break;
+    case '/': ev.preventDefault(); $('#search')?.focus(); break;
+    case '?': ev.preventDefault(); openHelp(); break;
+    case 'j': state.current = Math.min(state.current + 1, rows.length - 1); markCurrent(); break;
+    case 'k': state.current = Math.max(state.current - 1, 0); markCurrent(); break;
+    case 'x': if (selected()) toggle(selected()); break;
+    case 'Delete': if (selected()) remove(selected()); break;
+    default:
+  }
+});
+
+// ---------------------------------------------------------------- live updates
+
+function listen() {
+  state.events?.close();
+  const es = new EventSource(`/api/events?token=${encodeURIComponent(api.token)}`);
+  state.events = es;
+  for (const type of TASK_EVENTS) es.addEventListener(type, () => reload());
+  es.addEventListener(REMINDER, (ev) => {
+    const data = JSON.parse(ev.data).data;
+    toast(`Reminder: #${data.task_number} “${data.title}”`);
+    if ('Notification' in window && Notification.permission === 'granted') {
+      new Notification('taskflow reminder', { body: data.title, tag: data.reminder_id });
+    }
+  });
+  es.addEventListener(NOTIFICATION, () => loadNotifications());
+  es.onopen = () => { $('#offline').hidden = true; };
+  es.onerror = () => {
+    $('#offline').hidden = false;
+    // A refused token ends the stream for good: check whether the session is still valid.
+    if (es.readyState === EventSource.CLOSED) api.get('/api/me').then(() => setTimeout(listen, 3000), () => {});
+  };
+}
+
+window.addEventListener('online', () => { $('#offline').hidden = true; reload(); });
+window.addEventListener('offline', () => { $('#offline').hidden = false; });
+
+// ---------------------------------------------------------------- notifications
+
+async function loadNotifications() {
+  try {
+    const page = await api.get('/api/notifications?limit=20');
+    state.notifications = page.items;
+    const unread = page.items.filter((n) => !n.read_at).length;
+    const badge = $('#unread');
+    if (badge) {
+      badge.hidden = unread === 0;
+      badge.textContent = String(unread);
+      $('#bell').setAttribute('aria-label', unread ? `Notifications, ${unread} unread` : 'Notifications');
+    }
+    if ($('#notifications')) renderNotifications();
+  } catch (e) {
+    failed(e);
+  }
+}
+
+function renderNotifications() {
+  const box = $('#notifications');
+  const items = state.notifications;
+  const enable = 'Notification' in window && Notification.permission === 'default'
+    ? h('button', { type: 'button', class: 'link', onclick: () => Notification.requestPermission().then(renderNotifications) }, 'Show reminders as browser notifications')
+    : null;
+  box.replaceChildren(h('h2', { class: 'day' }, 'Notifications'), enable,
+    items.length ? h('ul', {}, items.map((n) => h('li', { class: n.read_at ? '' : 'unread' },
+      h('div', {}, n.title), h('div', { class: 'meta' }, n.body),
+      n.read_at ? null : h('button', {
+        type: 'button', class: 'link',
+        onclick: async () => { try { await api.post(`/api/notifications/${n.id}/read`); loadNotifications(); } catch (e) { failed(e); } },
+      }, 'Mark read'))))
+      : h('p', { class: 'empty' }, 'No notifications yet.'));
+}
+
+function toggleNotifications() {
+  const open = $('#notifications');
+  if (open) { open.remove(); $('#bell').setAttribute('aria-expanded', 'false'); return; }
+  document.body.append(h('section', { id: 'notifications', class: 'popover', 'aria-label': 'Notifications' }));
+  $('#bell').setAttribute('aria-expanded', 'true');
+  renderNotifications();
+}
+
+// ---------------------------------------------------------------- account
+
+function openAccount() {
+  const error = h('p', { class: 'error', role: 'alert' });
+  const tz = h('input', { type: 'text', name: 'timezone', value: state.user.timezone, 'aria-label': 'Timezone', list: 'zones' });
+  const zones = typeof Intl.supportedValuesOf === 'function' ? Intl.supportedValuesOf('timeZone') : [];
+  const dialog = h('dialog', { 'aria-label': 'Account', onclose: () => dialog.remove() },
+    h('h2', {}, 'Account'),
+    h('p', {}, state.user.email),
+    h('form', {
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        try {
+          state.user = await api.patch('/api/me', { timezone: tz.value.trim() });
+          dialog.close();
+          renderApp();
+        } catch (e) { error.textContent = e.message; }
+      },
+    }, h('label', {}, 'Timezone ', tz), h('datalist', { id: 'zones' }, zones.map((z) => h('option', { value: z }))),
+    error, h('button', { type: 'submit', class: 'primary' }, 'Save')),
+    h('p', {}, h('button', { type: 'button', onclick: () => { dialog.close(); signOut(); } }, 'Sign out'),
+      ' ', h('button', { type: 'button', onclick: () => dialog.close() }, 'Close')));
+  document.body.append(dialog);
+  dialog.showModal();
+}
+
+// ---------------------------------------------------------------- chat
+
+function message(role, text, calls = []) {
+  return h('div', { class: `msg ${role}` }, text, calls.map((c) => {
+    const task = c.result?.task || c.result;
+    const what = c.result?.error ? `failed: ${c.result.error}`
+      : task?.number ? `#${task.number} ${task.title}`
+        : Array.isArray(c.result?.items) ? `${c.result.items.length} found` : '';
+    return h('div', { class: 'card' }, `${c.tool.replace('_', ' ')} → ${what}`);
+  }));
+}
+
+function chatPanel() {
+  const log = h('div', { class: 'messages', id: 'messages', role: 'log', 'aria-label': 'Conversation' },
+    message('assistant', 'Hi! Tell me what to do, like “remind me to pay rent every 1st at 9am, high priority”.'));
+  const input = h('input', { type: 'text', id: 'chat-input', autocomplete: 'off', maxLength: 2000, 'aria-label': 'Message to the assistant', placeholder: 'Ask or tell…' });
+  const past = h('select', {
+    'aria-label': 'Conversation',
+    onchange: async (ev) => {
+      state.conversation = ev.target.value || null;
+      log.replaceChildren();
+      if (!state.conversation) return;
+      try {
+        const page = await api.get(`/api/conversations/${state.conversation}/messages`);
+        log.replaceChildren(...page.items.map((m) => message(m.role, m.content, m.tool_calls || [])));
+        log.scrollTop = log.scrollHeight;
+      } catch (e) { failed(e); }
+    },
+  }, h('option', { value: '' }, 'New conversation'));
+  api.get('/api/conversations').then((page) => {
+    past.append(...page.items.map((c) => h('option', { value: c.id }, c.title)));
+  }, () => {});
+  const form = h('form', {
+    onsubmit: async (ev) => {
+      ev.preventDefault();
+      const text = input.value.trim();
+      if (!text) return;
+      input.value = '';
+      log.append(message('user', text));
+      log.scrollTop = log.scrollHeight;
+      try {
+        const body = { message: text };
+        if (state.conversation) body.conversation_id = state.conversation;
+        const res = await api.post('/api/chat', body);
+        if (!state.conversation) {
+          state.conversation = res.conversation_id;
+          past.append(h('option', { value: res.conversation_id, selected: true }, text.slice(0, 60)));
+        }
+        log.append(message('assistant', res.response, res.tool_calls));
+      } catch (e) {
+        log.append(message('assistant', e.message));
+      }
+      log.scrollTop = log.scrollHeight;
+    },
+  }, input, h('button', { type: 'submit', class: 'primary' }, 'Send'));
+  return h('aside', { class: 'chat', 'aria-label': 'Assistant' }, h('h2', {}, 'Assistant'), past, log, form);
+}
+
+// ---------------------------------------------------------------- start
+
+async function start() {
+  if (!api.token) return renderAuth('signup');
+  try {
+    state.user = await api.get('/api/me');
+    renderApp();
+  } catch (e) {
+    if (e.status !== 401) renderAuth('login', e.message);
+  }
+}
+
+start();

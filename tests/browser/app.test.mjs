@@ -1,0 +1,207 @@
+// The web app as people use it, in Debian's headless Chromium against the real binary.
+
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import AxeBuilder from '@axe-core/playwright';
+import { launch, restAs, screenshotsDir, startServer, watchedPage } from './harness.mjs';
+
+let server;
+let browser;
+const problems = [];
+
+before(async () => {
+  server = await startServer();
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+let people = 0;
+/** A new person: their own browser context, signed up through the page. */
+async function signUp(name = 'Ada') {
+  const context = await browser.newContext({ timezoneId: 'America/New_York', locale: 'en-US' });
+  const page = await watchedPage(context, problems);
+  await page.goto(server.url);
+  people += 1;
+  await page.getByLabel('Name').fill(name);
+  await page.getByLabel('Email').fill(`person${people}-${Date.now()}@example.com`);
+  await page.getByLabel('Password').fill('correct horse battery');
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await page.getByLabel('Quick add').waitFor();
+  return { context, page, rest: await restAs(page, server.url) };
+}
+
+const row = (page, title) => page.locator('ul.tasks li', { hasText: title });
+
+/** Fails with what went wrong on the pages so far: console errors, requests off the machine. */
+function noProblems() {
+  assert.deepEqual(problems.splice(0), [], 'no console errors, no request leaves 127.0.0.1');
+}
+
+/** Serious or critical accessibility violations on the page as it is. */
+async function accessibility(page, view) {
+  const { violations } = await new AxeBuilder({ page }).analyze();
+  const bad = violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  assert.deepEqual(bad.map((v) => `${view}: ${v.id} (${v.impact}): ${v.nodes.map((n) => n.target).join(' | ')}`), []);
+}
+
+test('the page is served from the binary with a strict policy and cached assets', async () => {
+  const res = await fetch(server.url + '/');
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type'), /text\/html/);
+  const csp = res.headers.get('content-security-policy');
+  assert.match(csp, /script-src 'self'/);
+  assert.doesNotMatch(csp, /unsafe-inline/);
+  const html = await res.text();
+  const script = html.match(/src="(\/assets\/app\.[0-9a-f]+\.js)"/)[1];
+  const js = await fetch(server.url + script, { headers: { 'accept-encoding': 'gzip' } });
+  assert.equal(js.status, 200);
+  assert.match(js.headers.get('cache-control'), /immutable/);
+  assert.equal(js.headers.get('content-encoding'), 'gzip');
+});
+
+test('sign up, then quick add shows what it understood as chips and adds exactly that', async () => {
+  const { context, page, rest } = await signUp();
+  await accessibility(page, 'inbox (empty)');
+  const quick = page.getByLabel('Quick add');
+  await quick.fill('pay rent every 1st at 9am #home !high');
+  const chip = (kind) => page.locator(`#chips .chip[data-kind="${kind}"]`);
+  await chip('priority').filter({ hasText: 'high' }).waitFor();
+  await chip('repeat').filter({ hasText: 'every month' }).waitFor();
+  await chip('tag').filter({ hasText: '#home' }).waitFor();
+  await chip('due').waitFor();
+  await chip('title').filter({ hasText: 'pay rent' }).waitFor();
+  // A chip taken away is not added.
+  await page.getByRole('button', { name: 'Remove tag #home' }).click();
+  await quick.press('Enter');
+  await row(page, 'pay rent').waitFor();
+  const [task] = (await rest.get('/api/tasks')).items;
+  assert.equal(task.title, 'pay rent');
+  assert.equal(task.priority, 'high');
+  assert.deepEqual(task.tags, []);
+  assert.match(task.recurrence, /FREQ=MONTHLY/);
+  assert.match(task.recurrence, /BYMONTHDAY=1/);
+  assert.ok(task.due_at, 'due at 9am on the 1st');
+  const shown = await row(page, 'pay rent').innerText();
+  assert.match(shown, /#1/);
+  assert.match(shown, /every month/);
+  assert.match(shown, /9:00/);
+  await accessibility(page, 'inbox');
+  await page.getByRole('button', { name: 'Upcoming' }).click();
+  await page.locator('#list').waitFor();
+  await accessibility(page, 'upcoming');
+  await context.close();
+  noProblems();
+});
+
+test('a change made elsewhere shows on every open page of the user within a second', async () => {
+  const { context, page, rest } = await signUp();
+  const second = await watchedPage(context, problems);
+  await second.goto(server.url);
+  await second.getByLabel('Quick add').waitFor();
+  // Both pages hold their live stream before the change is made.
+  await second.waitForFunction(() => document.querySelector('#offline').hidden);
+  await page.waitForTimeout(300);
+  const started = Date.now();
+  await rest.post('/api/tasks', { title: 'call the plumber' });
+  await Promise.all([
+    row(page, 'call the plumber').waitFor({ timeout: 1000 }),
+    row(second, 'call the plumber').waitFor({ timeout: 1000 }),
+  ]);
+  const took = Date.now() - started;
+  assert.ok(took < 1000, `shown after ${took} ms`);
+  await context.close();
+  noProblems();
+});
+
+test('the chat adds a task and the list shows it; completing a recurring task shows the next', async () => {
+  const { context, page, rest } = await signUp();
+  await page.getByLabel('Message to the assistant').fill('add water the plants every monday at 8am');
+  await page.getByLabel('Message to the assistant').press('Enter');
+  await page.locator('.msg.assistant', { hasText: 'Added #1' }).waitFor();
+  await page.locator('.card', { hasText: '#1 water the plants' }).waitFor();
+  await row(page, 'water the plants').waitFor({ timeout: 1000 });
+  await page.getByRole('checkbox', { name: 'Complete #1 water the plants' }).check();
+  // The next occurrence arrives through the recurring service and the live stream.
+  await page.getByRole('checkbox', { name: 'Complete #2 water the plants' }).waitFor({ timeout: 3000 });
+  const done = await rest.get('/api/tasks?status=completed');
+  assert.deepEqual(done.items.map((t) => t.number), [1]);
+  await context.close();
+  noProblems();
+});
+
+test('quick add and complete work from the keyboard alone', async () => {
+  const { context, page, rest } = await signUp();
+  await page.locator('body').click({ position: { x: 5, y: 300 } });
+  await page.keyboard.press('q');
+  await page.keyboard.type('renew the passport tomorrow');
+  await page.keyboard.press('Enter');
+  await row(page, 'renew the passport').waitFor();
+  await page.keyboard.press('Escape');
+  await page.keyboard.press('j');
+  await page.keyboard.press('x');
+  await page.waitForFunction(() => !document.querySelector('ul.tasks li'));
+  const [task] = (await rest.get('/api/tasks?status=all')).items;
+  assert.equal(task.status, 'completed');
+  await context.close();
+  noProblems();
+});
+
+test('a reminder due in a few seconds shows a toast and a notification in the bell', async () => {
+  const { context, page, rest } = await signUp();
+  await page.waitForFunction(() => document.querySelector('#offline').hidden);
+  await page.waitForTimeout(300);
+  const due = new Date(Date.now() + 3000).toISOString();
+  await rest.post('/api/tasks', { title: 'take the cake out', due_at: due, reminders: [{ before_minutes: 0 }] });
+  await page.locator('.toast', { hasText: 'Reminder: #1 “take the cake out”' }).waitFor({ timeout: 8000 });
+  await page.getByRole('button', { name: 'Notifications, 1 unread' }).waitFor({ timeout: 3000 });
+  await page.getByRole('button', { name: 'Notifications, 1 unread' }).click();
+  await page.locator('#notifications li', { hasText: 'take the cake out' }).waitFor();
+  await page.getByRole('button', { name: 'Mark read' }).click();
+  await page.getByRole('button', { name: 'Notifications', exact: true }).waitFor();
+  await context.close();
+  noProblems();
+});
+
+test('a person never sees another person\'s tasks', async () => {
+  const ada = await signUp('Ada');
+  const bob = await signUp('Bob');
+  await ada.rest.post('/api/tasks', { title: 'ada private plans' });
+  await row(ada.page, 'ada private plans').waitFor();
+  await bob.page.reload();
+  await bob.page.locator('.empty').waitFor();
+  await bob.page.waitForTimeout(500);
+  assert.equal(await row(bob.page, 'ada private plans').count(), 0);
+  assert.deepEqual((await bob.rest.get('/api/tasks')).items, []);
+  await ada.context.close();
+  await bob.context.close();
+  noProblems();
+});
+
+test('screenshots of each view, light and dark, desktop and phone', async () => {
+  const { context, page, rest } = await signUp();
+  for (const [title, extra] of [['pay rent', { recurrence: 'FREQ=MONTHLY;BYMONTHDAY=1', priority: 'high', tags: ['home'] }],
+    ['call mom', { priority: 'urgent', due_date: new Date().toISOString().slice(0, 10) }], ['buy milk', { tags: ['errands'] }]]) {
+    await rest.post('/api/tasks', { title, ...extra });
+  }
+  const dir = screenshotsDir();
+  for (const scheme of ['light', 'dark']) {
+    for (const [device, size] of [['desktop', { width: 1280, height: 800 }], ['phone', { width: 360, height: 780 }]]) {
+      await page.emulateMedia({ colorScheme: scheme });
+      await page.setViewportSize(size);
+      for (const view of ['Inbox', 'Upcoming']) {
+        await page.getByRole('button', { name: view }).click();
+        await page.locator('ul.tasks li').first().waitFor();
+        await page.screenshot({ path: path.join(dir, `${view.toLowerCase()}-${scheme}-${device}.png`), fullPage: true });
+      }
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(overflow <= 0, `${device}: the page scrolls sideways by ${overflow}px`);
+    }
+  }
+  await context.close();
+  noProblems();
+});

@@ -1,0 +1,89 @@
+// The real binary on a free port with a throwaway SQLite database, and Debian's Chromium
+// driven by playwright-core, watched for console errors and for requests that leave 127.0.0.1.
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { chromium } from 'playwright-core';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+export const ARTIFACTS = path.join(ROOT, 'target', 'browser-artifacts');
+
+/** Starts `taskflow serve`; resolves once it logs where it listens. */
+export async function startServer() {
+  const bin = process.env.TASKFLOW_BIN ?? path.join(ROOT, 'target', 'debug', 'taskflow');
+  const dir = mkdtempSync(path.join(tmpdir(), 'taskflow-browser-'));
+  const off = ['--rate-limit-per-ip', '--rate-limit-per-user', '--rate-limit-chat-per-user',
+    '--rate-limit-auth-per-ip', '--rate-limit-auth-per-account'].flatMap((f) => [f, '0']);
+  const child = spawn(bin, ['--log-format', 'json', 'serve', '--bind', '127.0.0.1:0',
+    '--database-url', `sqlite:${dir}/taskflow.db`, ...off], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const log = [];
+  const lines = readline.createInterface({ input: child.stderr });
+  const addr = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`taskflow did not listen within 30 s:\n${log.join('\n')}`)), 30_000);
+    lines.on('line', (line) => {
+      log.push(line);
+      const found = /"message":"listening"/.test(line) && line.match(/"addr":"([^"]+)"/);
+      if (found) { clearTimeout(timer); resolve(found[1]); }
+    });
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`taskflow exited (${code}):\n${log.join('\n')}`)); });
+  });
+  return {
+    url: `http://${addr}`,
+    log,
+    async stop() {
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+export function launch() {
+  return chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: FLAGS });
+}
+
+/**
+ * A page that records its console errors, failed page errors and every request whose host is
+ * not 127.0.0.1 in `problems`.
+ */
+export async function watchedPage(context, problems) {
+  const page = await context.newPage();
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('request', (r) => {
+    const u = new URL(r.url());
+    if (u.protocol !== 'data:' && u.hostname !== '127.0.0.1') problems.push(`request left 127.0.0.1: ${r.url()}`);
+  });
+  return page;
+}
+
+/** The REST API as the page's signed-in user. */
+export async function restAs(page, base) {
+  const token = await page.evaluate(() => localStorage.getItem('taskflow.token'));
+  if (!token) throw new Error('the page holds no token');
+  const call = async (method, p, body) => {
+    const res = await fetch(base + p, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${method} ${p} → ${res.status}: ${text}`);
+    return text ? JSON.parse(text) : null;
+  };
+  return { get: (p) => call('GET', p), post: (p, b = {}) => call('POST', p, b) };
+}
+
+export function screenshotsDir() {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  return ARTIFACTS;
+}
