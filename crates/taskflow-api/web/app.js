@@ -510,7 +510,8 @@ function taskRow(t) {
       onchange: () => toggle(t),
     }),
     h('div', { class: 'task-main' },
-      h('div', { class: 'title' }, h('span', { class: 'num' }, `#${t.number}`), t.title),
+      h('div', { class: 'title' }, h('span', { class: 'num' }, `#${t.number}`),
+        h('button', { type: 'button', class: 'open', 'aria-label': `Edit #${t.number} ${t.title}`, onclick: () => openEditor(t.id) }, t.title)),
       h('div', { class: 'meta' },
         due ? h('span', { class: due.overdue ? 'overdue' : '' }, due.text) : null,
         t.priority !== 'medium' ? h('span', { class: `prio-${t.priority}` }, t.priority) : null,
@@ -577,7 +578,7 @@ function markCurrent() {
 
 function openHelp() {
   const keys = [['q', 'quick add'], ['/', 'search'], ['j / k', 'next / previous task'],
-    ['x', 'complete or reopen the selected task'], ['Delete', 'delete the selected task'], ['?', 'this help'], ['Esc', 'close']];
+    ['x', 'complete or reopen the selected task'], ['e', 'edit the selected task'], ['Delete', 'delete the selected task'], ['?', 'this help'], ['Esc', 'close']];
   const dialog = h('dialog', { 'aria-label': 'Keyboard shortcuts', onclose: () => dialog.remove() },
     h('h2', {}, 'Keyboard shortcuts'),
     h('dl', {}, keys.map(([k, what]) => [h('dt', {}, h('kbd', {}, k)), h('dd', {}, what)])),
@@ -602,6 +603,7 @@ document.addEventListener('keydown', (ev) => {
     case 'j': state.current = Math.min(state.current + 1, rows.length - 1); markCurrent(); break;
     case 'k': state.current = Math.max(state.current - 1, 0); markCurrent(); break;
     case 'x': if (selected()) toggle(selected()); break;
+    case 'e': if (selected()) { ev.preventDefault(); openEditor(selected().id); } break;
     case 'Delete': if (selected()) remove(selected()); break;
     default:
   }
@@ -758,6 +760,252 @@ function chatPanel() {
     },
   }, input, h('button', { type: 'submit', class: 'primary' }, 'Send'));
   return h('aside', { class: 'chat', 'aria-label': 'Assistant' }, h('h2', {}, 'Assistant'), past, log, form);
+}
+
+// ---------------------------------------------------------------- the editor
+
+const DAYS = ['MO', 'TU', 'WE', 'TH', 'FR', 'SA', 'SU'];
+const DAY_NAMES = ['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday', 'Sunday'];
+const ORDINALS = ['1st', '2nd', '3rd', '4th', 'last'];
+const REMINDER_CHOICES = [[0, 'at the due time'], [5, '5 minutes before'], [15, '15 minutes before'],
+  [30, '30 minutes before'], [60, '1 hour before'], [120, '2 hours before'], [1440, '1 day before'], [2880, '2 days before']];
+
+/** The picker's reading of an RRULE, or `custom` when the picker cannot show it. */
+function pickerOf(rule) {
+  const p = { freq: 'never', interval: 1, days: [], monthly: 'day', ends: 'never', count: 10, until: '', custom: '' };
+  if (!rule) return p;
+  const parts = Object.fromEntries(rule.split(';').map((x) => x.split('=')));
+  const known = new Set(['FREQ', 'INTERVAL', 'BYDAY', 'BYMONTHDAY', 'COUNT', 'UNTIL', 'BYMONTH']);
+  const freq = { DAILY: 'daily', WEEKLY: 'weekly', MONTHLY: 'monthly', YEARLY: 'yearly' }[parts.FREQ];
+  if (!freq || Object.keys(parts).some((k) => !known.has(k))) return { ...p, freq: 'custom', custom: rule };
+  p.freq = freq;
+  p.interval = +(parts.INTERVAL || 1);
+  if (parts.BYDAY && freq === 'weekly') {
+    p.days = parts.BYDAY.split(',');
+    if (p.interval === 1 && p.days.join(',') === 'MO,TU,WE,TH,FR') p.freq = 'weekdays';
+  } else if (parts.BYDAY && freq === 'monthly') p.monthly = 'weekday';
+  else if (parts.BYDAY) return { ...p, freq: 'custom', custom: rule };
+  if (parts.COUNT) { p.ends = 'count'; p.count = +parts.COUNT; }
+  if (parts.UNTIL) { p.ends = 'until'; p.until = `${parts.UNTIL.slice(0, 4)}-${parts.UNTIL.slice(4, 6)}-${parts.UNTIL.slice(6, 8)}`; }
+  return p;
+}
+
+/** The RRULE the picker says, for a task due on `day` (`YYYY-MM-DD`, or null); null for never. */
+function ruleOf(p, day) {
+  if (p.freq === 'never') return null;
+  if (p.freq === 'custom') return p.custom.trim() || null;
+  const d = day ? new Date(`${day}T12:00:00Z`) : new Date();
+  const parts = [];
+  if (p.freq === 'weekdays') parts.push('FREQ=WEEKLY', 'BYDAY=MO,TU,WE,TH,FR');
+  else {
+    parts.push(`FREQ=${p.freq.toUpperCase()}`);
+    if (p.interval > 1) parts.push(`INTERVAL=${p.interval}`);
+    if (p.freq === 'weekly' && p.days.length) parts.push(`BYDAY=${DAYS.filter((x) => p.days.includes(x)).join(',')}`);
+    if (p.freq === 'monthly' && p.monthly === 'day') parts.push(`BYMONTHDAY=${d.getUTCDate()}`);
+    if (p.freq === 'monthly' && p.monthly === 'weekday') {
+      const nth = Math.ceil(d.getUTCDate() / 7);
+      parts.push(`BYDAY=${nth > 4 ? -1 : nth}${DAYS[(d.getUTCDay() + 6) % 7]}`);
+    }
+  }
+  if (p.ends === 'count' && p.count > 0) parts.push(`COUNT=${p.count}`);
+  if (p.ends === 'until' && p.until) parts.push(`UNTIL=${p.until.replaceAll('-', '')}`);
+  return parts.join(';');
+}
+
+/** "the 2nd Tuesday" of the month `day` falls in. */
+function nthWeekday(day) {
+  const d = new Date(`${day}T12:00:00Z`);
+  const nth = Math.ceil(d.getUTCDate() / 7);
+  return `the ${ORDINALS[Math.min(nth, 5) - 1]} ${DAY_NAMES[(d.getUTCDay() + 6) % 7]}`;
+}
+
+/** Local `YYYY-MM-DD` and `HH:MM` of an instant, and back. */
+function localParts(iso) {
+  const d = new Date(iso);
+  const time = new Intl.DateTimeFormat('en-GB', { timeZone: zone(), hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }).format(d);
+  return { day: dayOf(d), time };
+}
+
+/** The instant of local `day` `time` in the user's timezone, as RFC 3339 with its offset. */
+function instantOf(day, time) {
+  const [y, m, d] = day.split('-').map(Number);
+  const [hh, mm] = time.split(':').map(Number);
+  // The offset at that wall time: guess with UTC, correct by what the zone says of the guess.
+  let t = Date.UTC(y, m - 1, d, hh, mm);
+  for (let i = 0; i < 2; i += 1) {
+    const p = new Intl.DateTimeFormat('en-GB', {
+      timeZone: zone(), year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23',
+    }).formatToParts(new Date(t)).reduce((o, x) => ({ ...o, [x.type]: +x.value }), {});
+    const shown = Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute);
+    t += Date.UTC(y, m - 1, d, hh, mm) - shown;
+  }
+  return new Date(t).toISOString();
+}
+
+/** A task's history in words, from its events oldest first. */
+function historyWords(items) {
+  const words = [];
+  let before = null;
+  const show = (field, v) => {
+    if (v == null || (Array.isArray(v) && !v.length)) return 'none';
+    if (field === 'due_at') return `${dayWords(dayOf(new Date(v)))} ${timeWords(new Date(v))}`;
+    if (field === 'due_date') return dayWords(v);
+    if (field === 'recurrence') return repeatWords(v);
+    if (Array.isArray(v)) return v.map((x) => (typeof x === 'string' ? `#${x}` : '')).join(' ') || `${v.length}`;
+    return String(v);
+  };
+  for (const e of items) {
+    const kind = e.type.split('.').at(-2);
+    const after = e.data?.task_data ?? {};
+    let text = { created: 'created', completed: 'completed', reopened: 'reopened', deleted: 'deleted' }[kind] ?? 'changed';
+    if (kind === 'updated') {
+      const changed = (e.data?.changed ?? []).filter((f) => f !== 'updated_at' && f !== 'version');
+      const parts = changed.map((f) => {
+        const name = f === 'due_at' || f === 'due_date' || f === 'due' ? 'due' : f.replace('_', ' ');
+        const key = f === 'due' ? (after.due_at != null || before?.due_at != null ? 'due_at' : 'due_date') : f;
+        if (before && key in after && key !== 'reminders' && key !== 'description') {
+          return `${name} moved from ${show(key, before[key])} to ${show(key, after[key])}`;
+        }
+        return `${name} changed`;
+      });
+      text = parts.length ? parts.join('; ') : 'changed';
+    }
+    words.push([e.occurred_at, text]);
+    before = after;
+  }
+  return words;
+}
+
+async function openEditor(id) {
+  let task;
+  try {
+    task = await api.get(`/api/tasks/${id}`);
+  } catch (e) { failed(e); return; }
+  $('#editor')?.close();
+  const error = h('p', { class: 'error', role: 'alert' });
+  const field = (label, control) => h('label', { class: 'field' }, h('span', {}, label), control);
+  const title = h('input', { type: 'text', name: 'title', value: task.title, required: true, maxLength: 500 });
+  const notes = h('textarea', { name: 'description', rows: 3, maxLength: 10000 }, task.description || '');
+  const priority = h('select', { name: 'priority' }, PRIORITIES.map((p) => h('option', { value: p, selected: p === task.priority }, p)));
+  const tags = h('input', { type: 'text', name: 'tags', value: (task.tags || []).map((g) => `#${g}`).join(' '), placeholder: '#home #errands' });
+  const at = task.due_at ? localParts(task.due_at) : null;
+  const dueDay = h('input', { type: 'date', name: 'due_day', value: at?.day || task.due_date || '' });
+  const dueTime = h('input', { type: 'time', name: 'due_time', value: at?.time || '' });
+  const pick = pickerOf(task.recurrence);
+  const freq = h('select', { name: 'freq' }, [['never', 'Does not repeat'], ['daily', 'Daily'], ['weekdays', 'Every weekday'],
+    ['weekly', 'Weekly'], ['monthly', 'Monthly'], ['yearly', 'Yearly'], ['custom', 'Custom rule']]
+    .map(([v, t]) => h('option', { value: v, selected: v === pick.freq }, t)));
+  const interval = h('input', { type: 'number', name: 'interval', min: 1, max: 999, value: String(pick.interval), class: 'narrow', 'aria-label': 'Interval' });
+  const days = DAYS.map((d, i) => h('label', { class: 'day-pick' },
+    h('input', { type: 'checkbox', name: 'byday', value: d, checked: pick.days.includes(d) }), DAY_NAMES[i].slice(0, 3)));
+  const monthly = h('select', { name: 'monthly', 'aria-label': 'Monthly on' });
+  const ends = h('select', { name: 'ends', 'aria-label': 'Ends' }, [['never', 'never ends'], ['count', 'ends after'], ['until', 'ends on']]
+    .map(([v, t]) => h('option', { value: v, selected: v === pick.ends }, t)));
+  const count = h('input', { type: 'number', name: 'count', min: 1, max: 9999, value: String(pick.count), class: 'narrow', 'aria-label': 'Occurrences' });
+  const until = h('input', { type: 'date', name: 'until', value: pick.until, 'aria-label': 'Last day' });
+  const custom = h('input', { type: 'text', name: 'custom', value: pick.custom, placeholder: 'FREQ=MONTHLY;BYDAY=2TU', 'aria-label': 'RRULE' });
+  const anchor = h('select', { name: 'anchor', 'aria-label': 'Next occurrence counted' }, [['due', 'from the due date'], ['completion', 'from completion']]
+    .map(([v, t]) => h('option', { value: v, selected: v === (task.recurrence_anchor || 'due') }, t)));
+  const reminders = new Set((task.reminders || []).filter((r) => r.before_minutes != null && r.status !== 'cancelled').map((r) => r.before_minutes));
+  const reminderBox = h('fieldset', { class: 'reminders' }, h('legend', {}, 'Reminders'),
+    REMINDER_CHOICES.map(([m, t]) => h('label', { class: 'day-pick' },
+      h('input', { type: 'checkbox', name: 'reminder', value: String(m), checked: reminders.has(m) }), t)));
+  const every = h('span', { class: 'unit' });
+  const repeatRow = h('div', { class: 'repeat-detail' }, 'every ', interval, every);
+  const weekRow = h('div', { class: 'repeat-detail days' }, days);
+  const monthRow = h('div', { class: 'repeat-detail' }, monthly);
+  const endRow = h('div', { class: 'repeat-detail' }, ends, count, until);
+  const customRow = h('div', { class: 'repeat-detail' }, custom);
+  const anchorRow = h('div', { class: 'repeat-detail' }, 'next one counted ', anchor);
+  const sync = () => {
+    const f = freq.value;
+    every.textContent = { daily: ' day(s)', weekly: ' week(s)', monthly: ' month(s)', yearly: ' year(s)' }[f] ?? '';
+    repeatRow.hidden = !['daily', 'weekly', 'monthly', 'yearly'].includes(f);
+    weekRow.hidden = f !== 'weekly';
+    monthRow.hidden = f !== 'monthly';
+    customRow.hidden = f !== 'custom';
+    endRow.hidden = anchorRow.hidden = f === 'never' || f === 'custom';
+    count.hidden = ends.value !== 'count';
+    until.hidden = ends.value !== 'until';
+    const day = dueDay.value || dayOf(new Date());
+    const chosen = monthly.value || pick.monthly;
+    monthly.replaceChildren(h('option', { value: 'day', selected: chosen === 'day' }, `on day ${+day.slice(8, 10)}`),
+      h('option', { value: 'weekday', selected: chosen === 'weekday' }, `on ${nthWeekday(day)}`));
+  };
+  freq.addEventListener('change', sync);
+  ends.addEventListener('change', sync);
+  dueDay.addEventListener('change', sync);
+  sync();
+
+  const history = h('ol', { class: 'history', 'aria-label': 'History' });
+  const save = async (ev) => {
+    ev.preventDefault();
+    error.textContent = '';
+    const body = {
+      title: title.value.trim(),
+      description: notes.value.trim() || null,
+      priority: priority.value,
+      tags: tags.value.split(/[\s,]+/).map((g) => g.replace(/^#/, '').toLowerCase()).filter(Boolean),
+    };
+    if (!dueDay.value) { body.due_at = null; body.due_date = null; } else if (dueTime.value) {
+      body.due_at = instantOf(dueDay.value, dueTime.value); body.due_date = null;
+    } else { body.due_date = dueDay.value; body.due_at = null; }
+    const p = {
+      freq: freq.value, interval: +interval.value || 1, monthly: monthly.value, ends: ends.value,
+      count: +count.value, until: until.value, custom: custom.value,
+      days: [...weekRow.querySelectorAll('input:checked')].map((x) => x.value),
+    };
+    body.recurrence = ruleOf(p, dueDay.value || null);
+    if (body.recurrence) body.recurrence_anchor = anchor.value;
+    const chosen = [...reminderBox.querySelectorAll('input:checked')].map((x) => ({ before_minutes: +x.value }));
+    const absolute = (task.reminders || []).filter((r) => r.before_minutes == null && r.status === 'pending').map((r) => ({ at: r.fire_at }));
+    body.reminders = dueDay.value ? [...chosen, ...absolute] : absolute;
+    try {
+      const res = await fetch(`/api/tasks/${task.id}`, {
+        method: 'PATCH',
+        headers: { authorization: `Bearer ${api.token}`, 'content-type': 'application/json', 'if-match': `"${task.version}"` },
+        body: JSON.stringify(body),
+      });
+      const data = await res.json().catch(() => null);
+      if (res.status === 412) {
+        error.replaceChildren('This task was changed elsewhere since you opened it; your edit was not saved. ',
+          h('button', { type: 'button', class: 'link', onclick: () => openEditor(task.id) }, 'Show the current version'));
+        return;
+      }
+      if (!res.ok) { error.textContent = problemText(data, res.status); return; }
+      dialog.close();
+      toast(`Saved #${data.number} “${data.title}”`);
+      reload();
+    } catch {
+      error.textContent = 'The server cannot be reached; your edit was not saved.';
+    }
+  };
+  const done = task.status === 'completed';
+  const dialog = h('dialog', { id: 'editor', class: 'panel', 'aria-label': `Edit #${task.number}`, onclose: () => dialog.remove() },
+    h('form', { onsubmit: save },
+      h('header', { class: 'panel-head' }, h('h2', {}, `#${task.number}`),
+        h('button', { type: 'button', class: 'icon', 'aria-label': 'Close', onclick: () => dialog.close() }, '×')),
+      field('Title', title), field('Notes', notes), field('Priority', priority), field('Tags', tags),
+      h('fieldset', {}, h('legend', {}, 'Due'), field('Day', dueDay), field('Time (empty: all day)', dueTime),
+        h('button', { type: 'button', class: 'link', onclick: () => { dueDay.value = ''; dueTime.value = ''; sync(); } }, 'No due date')),
+      h('fieldset', {}, h('legend', {}, 'Repeat'), field('Repeats', freq), repeatRow, weekRow, monthRow, endRow, customRow, anchorRow),
+      reminderBox,
+      error,
+      h('div', { class: 'panel-actions' },
+        h('button', { type: 'submit', class: 'primary' }, 'Save'),
+        h('button', { type: 'button', onclick: async () => { dialog.close(); await toggle(task); } }, done ? 'Reopen' : 'Complete'),
+        h('button', { type: 'button', class: 'danger', onclick: async () => { dialog.close(); await remove(task); } }, 'Delete'))),
+    h('section', { 'aria-label': 'History' }, h('h3', {}, 'History'), history));
+  document.body.append(dialog);
+  dialog.showModal();
+  title.focus();
+  try {
+    const page = await api.get(`/api/tasks/${task.id}/history?limit=100`);
+    history.replaceChildren(...historyWords(page.items).map(([when, text]) => h('li', {},
+      h('time', { datetime: when }, `${dayWords(dayOf(new Date(when)))} ${timeWords(new Date(when))}`), ` — ${text}`)));
+  } catch (e) {
+    history.replaceChildren(h('li', {}, e.message));
+  }
 }
 
 // ---------------------------------------------------------------- start
