@@ -226,6 +226,30 @@ test('an edit that crossed a change made elsewhere is refused and shown, not sav
   noProblems([/status of 412 \(Precondition Failed\)/]);
 });
 
+test('the board moves a task between columns by drag and by its move menu', async () => {
+  const { context, page, rest } = await signUp();
+  const plan = await rest.post('/api/tasks', { title: 'plan the trip', tags: ['home'] });
+  await rest.post('/api/tasks', { title: 'ship the release', tags: ['work'], priority: 'high' });
+  await page.getByRole('button', { name: 'Board', exact: true }).click();
+  const column = (name) => page.getByRole('region', { name, exact: true });
+  const card = page.locator('.card-task', { hasText: 'plan the trip' });
+  await column('Medium').locator('.card-task', { hasText: 'plan the trip' }).waitFor();
+  await accessibility(page, 'board');
+  await card.dragTo(column('Urgent'));
+  await column('Urgent').locator('.card-task', { hasText: 'plan the trip' }).waitFor();
+  assert.equal((await rest.get(`/api/tasks/${plan.id}`)).priority, 'urgent');
+  await page.getByLabel('Move #1 to').selectOption('low');
+  await column('Low').locator('.card-task', { hasText: 'plan the trip' }).waitFor();
+  assert.equal((await rest.get(`/api/tasks/${plan.id}`)).priority, 'low');
+  await page.getByLabel('Columns by').selectOption('tag');
+  await column('#home').locator('.card-task', { hasText: 'plan the trip' }).waitFor();
+  await card.dragTo(column('#work'));
+  await column('#work').locator('.card-task', { hasText: 'plan the trip' }).waitFor();
+  assert.deepEqual((await rest.get(`/api/tasks/${plan.id}`)).tags, ['work']);
+  await context.close();
+  noProblems();
+});
+
 test('a person never sees another person\'s tasks', async () => {
   const ada = await signUp('Ada');
   const bob = await signUp('Bob');
@@ -252,9 +276,9 @@ test('screenshots of each view, light and dark, desktop and phone', async () => 
     for (const [device, size] of [['desktop', { width: 1280, height: 800 }], ['phone', { width: 360, height: 780 }]]) {
       await page.emulateMedia({ colorScheme: scheme });
       await page.setViewportSize(size);
-      for (const view of ['Inbox', 'Upcoming']) {
-        await page.getByRole('button', { name: view }).click();
-        await page.locator('ul.tasks li').first().waitFor();
+      for (const view of ['Inbox', 'Upcoming', 'Board']) {
+        await page.getByRole('button', { name: view, exact: true }).click();
+        await page.locator('ul.tasks li, .card-task').first().waitFor();
         await page.screenshot({ path: path.join(dir, `${view.toLowerCase()}-${scheme}-${device}.png`), fullPage: true });
       }
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);

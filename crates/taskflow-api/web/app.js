@@ -249,7 +249,7 @@ function renderAuth(mode, message) {
 // ---------------------------------------------------------------- the shell
 
 function renderApp() {
-  const views = [['inbox', 'Inbox'], ['upcoming', 'Upcoming']];
+  const views = [['inbox', 'Inbox'], ['upcoming', 'Upcoming'], ['board', 'Board']];
   const nav = h('nav', { class: 'views', 'aria-label': 'Views' }, views.map(([v, label]) =>
     h('button', {
       type: 'button',
@@ -267,9 +267,10 @@ function renderApp() {
       nav, bell, account,
       h('button', { type: 'button', class: 'icon', 'aria-label': 'Keyboard shortcuts', onclick: openHelp }, '?')),
     h('main', { id: 'main', tabindex: '-1' },
-      h('h1', { class: 'visually-hidden' }, state.view === 'inbox' ? 'Inbox' : 'Upcoming'),
+      h('h1', { class: 'visually-hidden' }, views.find(([v]) => v === state.view)[1]),
       quickAdd(),
       state.view === 'inbox' ? filters() : null,
+      state.view === 'board' ? boardControls() : null,
       h('div', { id: 'list', 'aria-live': 'polite' }),
       h('div', { id: 'more', 'aria-hidden': 'true' })),
     chatPanel()));
@@ -424,7 +425,8 @@ let reloadTimer = 0;
 /** Reads the current view again (soon: changes that arrive together are read once). */
 function reload() {
   clearTimeout(reloadTimer);
-  reloadTimer = setTimeout(() => (state.view === 'inbox' ? loadInbox() : loadUpcoming()), 30);
+  const load = { inbox: loadInbox, upcoming: loadUpcoming, board: loadBoard }[state.view];
+  reloadTimer = setTimeout(load, 30);
 }
 
 async function loadInbox() {
@@ -476,6 +478,7 @@ async function loadUpcoming() {
 function renderList() {
   const list = $('#list');
   if (!list) return;
+  if (state.view === 'board') { renderBoard(list); return; }
   if (!state.items.length) {
     list.replaceChildren(h('p', { class: 'empty' }, state.view === 'inbox'
       ? 'No tasks here. Add one above, or ask the assistant.'
@@ -566,6 +569,93 @@ async function remove(t) {
   } catch (e) {
     failed(e);
   }
+}
+
+// ---------------------------------------------------------------- the board
+
+state.boardBy = 'priority';
+
+function boardControls() {
+  return h('section', { class: 'filters', 'aria-label': 'Board' },
+    h('label', {}, 'Columns by ', h('select', {
+      name: 'columns',
+      onchange: (ev) => { state.boardBy = ev.target.value; renderList(); },
+    }, [['priority', 'priority'], ['tag', 'tag']].map(([v, t]) => h('option', { value: v, selected: state.boardBy === v }, t)))));
+}
+
+async function loadBoard() {
+  try {
+    const page = await api.get('/api/tasks?status=pending&sort=due&limit=200');
+    state.items = page.items;
+    state.cursor = null;
+    renderList();
+  } catch (e) {
+    failed(e);
+  }
+}
+
+/** The board's columns: [key, heading, tasks]; a task with several tags stands in each. */
+function columns() {
+  if (state.boardBy === 'priority') {
+    return PRIORITIES.map((p) => [p, p[0].toUpperCase() + p.slice(1), state.items.filter((t) => t.priority === p)]);
+  }
+  const tags = [...new Set(state.items.flatMap((t) => t.tags || []))].sort();
+  return [['', 'No tag', state.items.filter((t) => !t.tags?.length)],
+    ...tags.map((g) => [g, `#${g}`, state.items.filter((t) => t.tags?.includes(g))])];
+}
+
+/** Moves `t` from column `from` to column `to`: its priority, or one tag for another. */
+async function move(t, from, to) {
+  if (from === to) return;
+  let body;
+  if (state.boardBy === 'priority') body = { priority: to };
+  else {
+    const tags = (t.tags || []).filter((g) => g !== from);
+    if (to && !tags.includes(to)) tags.push(to);
+    body = { tags };
+  }
+  try {
+    await api.patch(`/api/tasks/${t.id}`, body);
+    reload();
+  } catch (e) {
+    failed(e);
+  }
+}
+
+function renderBoard(list) {
+  const cols = columns();
+  list.replaceChildren(h('div', { class: 'board' }, cols.map(([key, heading, items]) => {
+    const col = h('section', {
+      class: 'column', 'aria-label': heading, 'data-column': key,
+      ondragover: (ev) => { ev.preventDefault(); col.classList.add('over'); },
+      ondragleave: () => col.classList.remove('over'),
+      ondrop: (ev) => {
+        ev.preventDefault();
+        col.classList.remove('over');
+        const [id, from] = ev.dataTransfer.getData('text/plain').split('\n');
+        const t = state.items.find((x) => x.id === id);
+        if (t) move(t, from, key);
+      },
+    }, h('h2', { class: 'day' }, `${heading} (${items.length})`),
+    h('ul', { class: 'cards' }, items.map((t) => {
+      const due = dueWords(t);
+      return h('li', {
+        class: 'card-task', draggable: 'true', 'data-id': t.id,
+        ondragstart: (ev) => { ev.dataTransfer.setData('text/plain', `${t.id}\n${key}`); ev.dataTransfer.effectAllowed = 'move'; },
+      },
+      h('button', { type: 'button', class: 'open', 'aria-label': `Edit #${t.number} ${t.title}`, onclick: () => openEditor(t.id) },
+        h('span', { class: 'num' }, `#${t.number}`), t.title),
+      h('div', { class: 'meta' },
+        due ? h('span', { class: due.overdue ? 'overdue' : '' }, due.text) : null,
+        t.recurrence ? h('span', {}, `↻ ${repeatWords(t.recurrence)}`) : null),
+      // Moving without a mouse: the same as a drag.
+      h('select', {
+        class: 'move', 'aria-label': `Move #${t.number} to`,
+        onchange: (ev) => move(t, key, ev.target.value),
+      }, cols.map(([k, text]) => h('option', { value: k, selected: k === key }, text))));
+    })));
+    return col;
+  })));
 }
 
 // ---------------------------------------------------------------- keyboard
