@@ -36,6 +36,8 @@ fn main() {
     let web = Path::new("web");
     println!("cargo::rerun-if-changed=web");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("web");
+    // Only the current versions: a changed file leaves no stale hashed copy behind.
+    let _ = fs::remove_dir_all(&out);
     fs::create_dir_all(&out).expect("create OUT_DIR/web");
     let mut index = fs::read_to_string(web.join("index.html")).expect("web/index.html");
     let mut code = String::from("pub(crate) static ASSETS: &[Asset] = &[\n");

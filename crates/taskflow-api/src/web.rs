@@ -116,6 +116,13 @@ mod tests {
         assert!(!INDEX.contains("{{"));
     }
 
+    /// The first load (the page and every asset, compressed) stays under 150 KB.
+    #[test]
+    fn the_first_load_is_under_its_budget() {
+        let first_load: usize = INDEX.len() + ASSETS.iter().map(|a| a.gz.len()).sum::<usize>();
+        assert!(first_load < 150 * 1000, "{first_load} bytes");
+    }
+
     #[test]
     fn gzip_is_sent_only_where_it_is_accepted() {
         let with = |v: &'static str| {

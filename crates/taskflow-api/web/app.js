@@ -100,9 +100,13 @@ const api = {
 
 // ---------------------------------------------------------------- state
 
+const VIEWS = ['inbox', 'upcoming', 'board'];
+/** The view the address names (`/#board`), else the inbox. */
+const viewOfAddress = () => (VIEWS.includes(location.hash.slice(1)) ? location.hash.slice(1) : 'inbox');
+
 const state = {
   user: null,
-  view: 'inbox',
+  view: viewOfAddress(),
   filters: { q: '', status: 'pending', priority: '', due: '', tag: '', sort: 'due', order: 'asc' },
   items: [],
   cursor: null,
@@ -248,14 +252,12 @@ function renderAuth(mode, message) {
 
 // ---------------------------------------------------------------- the shell
 
+const VIEW_NAMES = { inbox: 'Inbox', upcoming: 'Upcoming', board: 'Board' };
+
+/** The whole signed-in page: header, the current view, the chat; opens the live stream. */
 function renderApp() {
-  const views = [['inbox', 'Inbox'], ['upcoming', 'Upcoming'], ['board', 'Board']];
-  const nav = h('nav', { class: 'views', 'aria-label': 'Views' }, views.map(([v, label]) =>
-    h('button', {
-      type: 'button',
-      'aria-current': state.view === v ? 'page' : undefined,
-      onclick: () => { state.view = v; renderApp(); },
-    }, label)));
+  const nav = h('nav', { class: 'views', 'aria-label': 'Views' }, VIEWS.map((v) =>
+    h('button', { type: 'button', 'data-view': v, onclick: () => { location.hash = v; } }, VIEW_NAMES[v])));
   const bell = h('button', {
     type: 'button', class: 'icon bell', id: 'bell', 'aria-label': 'Notifications', 'aria-haspopup': 'true',
     onclick: () => toggleNotifications(),
@@ -266,21 +268,34 @@ function renderApp() {
       h('span', { class: 'brand' }, h('img', { src: $('link[rel=icon]').href, alt: '' }), 'taskflow'),
       nav, bell, account,
       h('button', { type: 'button', class: 'icon', 'aria-label': 'Keyboard shortcuts', onclick: openHelp }, '?')),
-    h('main', { id: 'main', tabindex: '-1' },
-      h('h1', { class: 'visually-hidden' }, views.find(([v]) => v === state.view)[1]),
-      quickAdd(),
-      state.view === 'inbox' ? filters() : null,
-      state.view === 'board' ? boardControls() : null,
-      h('div', { id: 'list', 'aria-live': 'polite' }),
-      h('div', { id: 'more', 'aria-hidden': 'true' })),
+    h('main', { id: 'main', tabindex: '-1' }),
     chatPanel()));
-  const more = new IntersectionObserver((entries) => {
-    if (entries.some((e) => e.isIntersecting) && state.cursor && !state.loading) loadMore();
-  });
-  more.observe($('#more'));
-  reload();
+  renderView();
   listen();
   loadNotifications();
+}
+
+/** The current view in `main`; the chat and the live stream stay as they are. */
+function renderView() {
+  for (const b of document.querySelectorAll('nav.views button')) {
+    if (b.dataset.view === state.view) b.setAttribute('aria-current', 'page');
+    else b.removeAttribute('aria-current');
+  }
+  $('#main').replaceChildren(
+    h('h1', { class: 'visually-hidden' }, VIEW_NAMES[state.view]),
+    quickAdd(),
+    state.view === 'inbox' ? filters() : null,
+    state.view === 'board' ? boardControls() : null,
+    h('div', { id: 'list', 'aria-live': 'polite' }),
+    h('div', { id: 'more', 'aria-hidden': 'true' }));
+  state.items = [];
+  state.cursor = null;
+  // The board's columns stand before their cards arrive, so nothing below them moves.
+  if (state.view === 'board') renderList();
+  new IntersectionObserver((entries) => {
+    if (entries.some((e) => e.isIntersecting) && state.cursor && !state.loading) loadMore();
+  }).observe($('#more'));
+  reload();
 }
 
 // ---------------------------------------------------------------- quick add
@@ -721,6 +736,14 @@ function listen() {
     if (es.readyState === EventSource.CLOSED) api.get('/api/me').then(() => setTimeout(listen, 3000), () => {});
   };
 }
+
+window.addEventListener('hashchange', () => {
+  if (state.user && viewOfAddress() !== state.view) {
+    state.view = viewOfAddress();
+    state.current = -1;
+    renderView();
+  }
+});
 
 window.addEventListener('online', () => { $('#offline').hidden = true; reload(); });
 window.addEventListener('offline', () => { $('#offline').hidden = false; });
