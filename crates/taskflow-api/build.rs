@@ -1,7 +1,6 @@
-//! Embeds the web app (`web/`): each asset gets a name with a hash of its content (so it can
-//! be cached for good) and a gzip-compressed copy; `index.html` is rewritten to the hashed
-//! names. The result is generated Rust that `src/web.rs` includes.
-
+//! Embeds the web app (the workspace's `web/`): each asset gets a name with a hash of its
+//! content (so it can be cached for good) and a gzip-compressed copy; `index.html` is
+//! rewritten to the hashed names. The result is generated Rust that `src/web.rs` includes.
 use std::{
     env,
     fmt::Write as _,
@@ -33,8 +32,8 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 fn main() {
-    let web = Path::new("web");
-    println!("cargo::rerun-if-changed=web");
+    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
+    println!("cargo::rerun-if-changed={}", web.display());
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("web");
     // Only the current versions: a changed file leaves no stale hashed copy behind.
     let _ = fs::remove_dir_all(&out);
@@ -42,7 +41,7 @@ fn main() {
     let mut index = fs::read_to_string(web.join("index.html")).expect("web/index.html");
     let mut code = String::from("pub(crate) static ASSETS: &[Asset] = &[\n");
     for (name, mime) in ASSETS {
-        println!("cargo::rerun-if-changed=web/{name}");
+        println!("cargo::rerun-if-changed={}", web.join(name).display());
         let bytes = fs::read(web.join(name)).unwrap_or_else(|e| panic!("web/{name}: {e}"));
         let (stem, ext) = name.rsplit_once('.').expect("a name with an extension");
         let hashed = format!("{stem}.{:012x}.{ext}", fingerprint(&bytes) >> 16);

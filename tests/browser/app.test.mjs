@@ -165,6 +165,7 @@ test('a reminder due in a few seconds shows a toast and a notification in the be
   await page.getByRole('button', { name: 'Notifications, 1 unread' }).waitFor({ timeout: 3000 });
   await page.getByRole('button', { name: 'Notifications, 1 unread' }).click();
   await page.locator('#notifications li', { hasText: 'take the cake out' }).waitFor();
+  assert.doesNotMatch(await page.locator('#notifications').innerText(), /\b(null|undefined)\b/);
   await page.getByRole('button', { name: 'Mark read' }).click();
   await page.getByRole('button', { name: 'Notifications', exact: true }).waitFor();
   await context.close();
@@ -271,6 +272,9 @@ test('screenshots of each view, light and dark, desktop and phone', async () => 
     ['call mom', { priority: 'urgent', due_date: new Date().toISOString().slice(0, 10) }], ['buy milk', { tags: ['errands'] }]]) {
     await rest.post('/api/tasks', { title, ...extra });
   }
+  await page.getByLabel('Message to the assistant').fill('remind me to call the plumber friday at 5pm, high priority');
+  await page.getByLabel('Message to the assistant').press('Enter');
+  await page.locator('.card', { hasText: 'call the plumber' }).waitFor();
   const dir = screenshotsDir();
   for (const scheme of ['light', 'dark']) {
     for (const [device, size] of [['desktop', { width: 1280, height: 800 }], ['phone', { width: 360, height: 780 }]]) {
@@ -279,6 +283,7 @@ test('screenshots of each view, light and dark, desktop and phone', async () => 
       for (const view of ['Inbox', 'Upcoming', 'Board']) {
         await page.getByRole('button', { name: view, exact: true }).click();
         await page.locator('ul.tasks li, .card-task').first().waitFor();
+        assert.doesNotMatch(await page.locator('body').innerText(), /\b(null|undefined|NaN)\b/, `${view} shows no placeholder`);
         await page.screenshot({ path: path.join(dir, `${view.toLowerCase()}-${scheme}-${device}.png`), fullPage: true });
       }
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);

@@ -79,8 +79,12 @@ test(`Lighthouse scores the board at least ${MINIMUM} for performance, accessibi
     }
     await browser.close().catch(() => {});
   } finally {
-    chrome.kill('SIGKILL');
+    if (chrome.exitCode === null) {
+      const exited = new Promise((r) => chrome.once('exit', r));
+      chrome.kill('SIGKILL');
+      await exited;
+    }
     await server.stop();
-    rmSync(profile, { recursive: true, force: true });
+    rmSync(profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
   }
 });

@@ -27,6 +27,11 @@ function h(tag, props = {}, ...children) {
 
 const $ = (sel) => document.querySelector(sel);
 
+/** Replaces the children of `el` with `children`, leaving out the absent ones. */
+function fill(el, ...children) {
+  el.replaceChildren(...children.flat(Infinity).filter((c) => c != null && c !== false));
+}
+
 const ICONS = {
   bell: 'M6 16V11a6 6 0 0 1 12 0v5l2 2H4zM10 20a2 2 0 0 0 4 0',
   trash: 'M4 7h16M9 7V4h6v3M6 7l1 13h10l1-13M10 11v6M14 11v6',
@@ -281,7 +286,7 @@ function renderView() {
     if (b.dataset.view === state.view) b.setAttribute('aria-current', 'page');
     else b.removeAttribute('aria-current');
   }
-  $('#main').replaceChildren(
+  fill($('#main'),
     h('h1', { class: 'visually-hidden' }, VIEW_NAMES[state.view]),
     quickAdd(),
     state.view === 'inbox' ? filters() : null,
@@ -773,7 +778,7 @@ function renderNotifications() {
   const enable = 'Notification' in window && Notification.permission === 'default'
     ? h('button', { type: 'button', class: 'link', onclick: () => Notification.requestPermission().then(renderNotifications) }, 'Show reminders as browser notifications')
     : null;
-  box.replaceChildren(h('h2', { class: 'day' }, 'Notifications'), enable,
+  fill(box, h('h2', { class: 'day' }, 'Notifications'), enable,
     items.length ? h('ul', {}, items.map((n) => h('li', { class: n.read_at ? '' : 'unread' },
       h('div', {}, n.title), h('div', { class: 'meta' }, n.body),
       n.read_at ? null : h('button', {
