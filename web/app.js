@@ -830,7 +830,12 @@ function message(role, text, calls = []) {
     const what = c.result?.error ? `failed: ${c.result.error}`
       : task?.number ? `#${task.number} ${task.title}`
         : Array.isArray(c.result?.items) ? `${c.result.items.length} found` : '';
-    return h('div', { class: 'card' }, `${c.tool.replace('_', ' ')} → ${what}`);
+    const label = `${c.tool.replace('_', ' ')} → ${what}`;
+    // A task the call touched (and did not delete) opens in the side panel.
+    if (task?.id && c.tool !== 'delete_task' && !c.result?.error) {
+      return h('button', { type: 'button', class: 'card', onclick: () => openEditor(task.id) }, label);
+    }
+    return h('div', { class: 'card' }, label);
   }));
 }
 

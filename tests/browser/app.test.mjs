@@ -26,6 +26,7 @@ async function signUp(name = 'Ada') {
   const context = await browser.newContext({ timezoneId: 'America/New_York', locale: 'en-US' });
   const page = await watchedPage(context, problems);
   await page.goto(server.url);
+  if (people === 0) await accessibility(page, 'sign up');
   people += 1;
   await page.getByLabel('Name').fill(name);
   await page.getByLabel('Email').fill(`person${people}-${Date.now()}@example.com`);
@@ -122,13 +123,21 @@ test('a change made elsewhere shows on every open page of the user within a seco
   noProblems();
 });
 
-test('the chat adds a task and the list shows it; completing a recurring task shows the next', async () => {
+test('the chat adds a task and the board shows it; completing a recurring task shows the next', async () => {
   const { context, page, rest } = await signUp();
+  await page.getByRole('button', { name: 'Board', exact: true }).click();
   await page.getByLabel('Message to the assistant').fill('add water the plants every monday at 8am');
   await page.getByLabel('Message to the assistant').press('Enter');
   await page.locator('.msg.assistant', { hasText: 'Added #1' }).waitFor();
-  await page.locator('.card', { hasText: '#1 water the plants' }).waitFor();
-  await row(page, 'water the plants').waitFor({ timeout: 1000 });
+  await page.getByRole('region', { name: 'Medium', exact: true }).locator('.card-task', { hasText: 'water the plants' })
+    .waitFor({ timeout: 1000 });
+  // The tool call's card opens the task it touched.
+  await page.getByRole('button', { name: 'add task → #1 water the plants' }).click();
+  await page.getByRole('dialog', { name: 'Edit #1' }).getByLabel('Repeats').waitFor();
+  assert.equal(await page.getByRole('dialog', { name: 'Edit #1' }).getByLabel('Repeats').inputValue(), 'weekly');
+  await page.getByRole('dialog', { name: 'Edit #1' }).getByRole('button', { name: 'Close' }).click();
+  await page.getByRole('button', { name: 'Inbox', exact: true }).click();
+  await row(page, 'water the plants').waitFor();
   await page.getByRole('checkbox', { name: 'Complete #1 water the plants' }).check();
   // The next occurrence arrives through the recurring service and the live stream.
   await page.getByRole('checkbox', { name: 'Complete #2 water the plants' }).waitFor({ timeout: 3000 });
@@ -251,6 +260,30 @@ test('the board moves a task between columns by drag and by its move menu', asyn
   noProblems();
 });
 
+test('a deleted task comes back with undo, the list scrolls on, and going offline shows a banner', async () => {
+  const { context, page, rest } = await signUp();
+  for (let i = 1; i <= 60; i += 1) await rest.post('/api/tasks', { title: `errand ${String(i).padStart(2, '0')}`, tags: ['chores'] });
+  await page.reload();
+  await row(page, 'errand 01').waitFor();
+  assert.equal(await page.locator('ul.tasks li').count(), 50, 'a page of 50');
+  await page.locator('#more').scrollIntoViewIfNeeded();
+  await row(page, 'errand 60').waitFor();
+  assert.equal(await page.locator('ul.tasks li').count(), 60, 'the next page follows as it scrolls');
+
+  await page.getByRole('button', { name: 'Delete #7 errand 07' }).click();
+  await page.locator('.toast', { hasText: 'Deleted #7 “errand 07”' }).getByRole('button', { name: 'Undo' }).click();
+  await page.locator('.toast', { hasText: 'Restored as #61' }).waitFor();
+  const back = (await rest.get('/api/tasks?q=errand%2007')).items;
+  assert.deepEqual(back.map((t) => [t.number, t.tags]), [[61, ['chores']]]);
+
+  await context.setOffline(true);
+  await page.locator('#offline').waitFor({ state: 'visible' });
+  await context.setOffline(false);
+  await page.locator('#offline').waitFor({ state: 'hidden', timeout: 10_000 });
+  await context.close();
+  noProblems([/net::ERR_INTERNET_DISCONNECTED/]);
+});
+
 test('a person never sees another person\'s tasks', async () => {
   const ada = await signUp('Ada');
   const bob = await signUp('Bob');
@@ -267,6 +300,27 @@ test('a person never sees another person\'s tasks', async () => {
 });
 
 test('screenshots of each view, light and dark, desktop and phone', async () => {
+  const dir = screenshotsDir();
+  const visitor = await browser.newContext();
+  const welcome = await watchedPage(visitor, problems);
+  await welcome.goto(server.url);
+  await welcome.getByRole('button', { name: 'Create account' }).waitFor();
+  const sizes = [['desktop', { width: 1280, height: 800 }], ['phone', { width: 360, height: 780 }]];
+  const shoot = async (p, view) => {
+    for (const scheme of ['light', 'dark']) {
+      for (const [device, size] of sizes) {
+        await p.emulateMedia({ colorScheme: scheme });
+        await p.setViewportSize(size);
+        await p.screenshot({ path: path.join(dir, `${view}-${scheme}-${device}.png`), fullPage: true });
+      }
+    }
+  };
+  await shoot(welcome, 'signup');
+  await welcome.getByRole('button', { name: 'Sign in' }).click();
+  await welcome.getByRole('button', { name: 'Sign in' }).waitFor();
+  await accessibility(welcome, 'sign in');
+  await shoot(welcome, 'signin');
+  await visitor.close();
   const { context, page, rest } = await signUp();
   for (const [title, extra] of [['pay rent', { recurrence: 'FREQ=MONTHLY;BYMONTHDAY=1', priority: 'high', tags: ['home'] }],
     ['call mom', { priority: 'urgent', due_date: new Date().toISOString().slice(0, 10) }], ['buy milk', { tags: ['errands'] }]]) {
@@ -275,7 +329,6 @@ test('screenshots of each view, light and dark, desktop and phone', async () => 
   await page.getByLabel('Message to the assistant').fill('remind me to call the plumber friday at 5pm, high priority');
   await page.getByLabel('Message to the assistant').press('Enter');
   await page.locator('.card', { hasText: 'call the plumber' }).waitFor();
-  const dir = screenshotsDir();
   for (const scheme of ['light', 'dark']) {
     for (const [device, size] of [['desktop', { width: 1280, height: 800 }], ['phone', { width: 360, height: 780 }]]) {
       await page.emulateMedia({ colorScheme: scheme });
