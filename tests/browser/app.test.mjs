@@ -284,6 +284,36 @@ test('a deleted task comes back with undo, the list scrolls on, and going offlin
   noProblems([/net::ERR_INTERNET_DISCONNECTED/]);
 });
 
+test('refusals and an unreachable server are said in words, and a reminder becomes a browser notification', async () => {
+  const { context, page, rest } = await signUp();
+  // A title over 500 characters: the server's problem detail, in a toast; nothing added.
+  await page.getByLabel('Quick add').fill('x'.repeat(600));
+  await page.getByLabel('Quick add').press('Enter');
+  await page.locator('.toast', { hasText: 'title' }).waitFor();
+  assert.deepEqual((await rest.get('/api/tasks')).items, []);
+  // The server out of reach: said so, not a stack trace.
+  await page.route('**/api/tasks**', (r) => r.abort('connectionrefused'));
+  await page.getByRole('button', { name: 'Upcoming', exact: true }).click();
+  await page.locator('.toast', { hasText: 'The server cannot be reached' }).waitFor();
+  await page.unroute('**/api/tasks**');
+  // With permission, a reminder is also a notification of the browser.
+  await context.grantPermissions(['notifications'], { origin: server.url });
+  await page.evaluate(() => {
+    window.shown = [];
+    const Real = window.Notification;
+    window.Notification = class extends Real {
+      constructor(title, options) { super(title, options); window.shown.push([title, options.body]); }
+    };
+    Object.defineProperty(window.Notification, 'permission', { get: () => Real.permission });
+  });
+  await page.waitForFunction(() => document.querySelector('#offline').hidden);
+  await rest.post('/api/tasks', { title: 'stretch', due_at: new Date(Date.now() + 2500).toISOString(), reminders: [{ before_minutes: 0 }] });
+  await page.waitForFunction(() => window.shown.length > 0, null, { timeout: 8000 });
+  assert.deepEqual(await page.evaluate(() => window.shown), [['taskflow reminder', 'stretch']]);
+  await context.close();
+  noProblems([/status of 422/, /ERR_CONNECTION_REFUSED|net::ERR_FAILED/]);
+});
+
 test('a person never sees another person\'s tasks', async () => {
   const ada = await signUp('Ada');
   const bob = await signUp('Bob');
