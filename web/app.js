@@ -449,11 +449,14 @@ function reload() {
   reloadTimer = setTimeout(load, 30);
 }
 
-async function loadInbox() {
+/** A page of the inbox: the first, or (`more`) the next one after the cursor. */
+async function loadPage(more) {
   state.loading = true;
   try {
-    const page = await api.get(`/api/tasks?${inboxQuery()}`);
-    state.items = page.items;
+    const p = inboxQuery();
+    if (more) p.set('cursor', state.cursor);
+    const page = await api.get(`/api/tasks?${p}`);
+    state.items = more ? [...state.items, ...page.items] : page.items;
     state.cursor = page.next_cursor;
     renderList();
   } catch (e) {
@@ -463,21 +466,8 @@ async function loadInbox() {
   }
 }
 
-async function loadMore() {
-  state.loading = true;
-  try {
-    const p = inboxQuery();
-    p.set('cursor', state.cursor);
-    const page = await api.get(`/api/tasks?${p}`);
-    state.items.push(...page.items);
-    state.cursor = page.next_cursor;
-    renderList();
-  } catch (e) {
-    failed(e);
-  } finally {
-    state.loading = false;
-  }
-}
+const loadInbox = () => loadPage(false);
+const loadMore = () => loadPage(true);
 
 async function loadUpcoming() {
   const today = dayOf(new Date());
