@@ -73,8 +73,8 @@ function problemText(p, status) {
 
 const api = {
   token: localStorage.getItem(TOKEN_KEY),
-  async call(method, path, body) {
-    const headers = {};
+  async call(method, path, body, extra = {}) {
+    const headers = { ...extra };
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     let res;
@@ -1074,23 +1074,18 @@ async function openEditor(id) {
     const absolute = (task.reminders || []).filter((r) => r.before_minutes == null && r.status === 'pending').map((r) => ({ at: r.fire_at }));
     body.reminders = dueDay.value ? [...chosen, ...absolute] : absolute;
     try {
-      const res = await fetch(`/api/tasks/${task.id}`, {
-        method: 'PATCH',
-        headers: { authorization: `Bearer ${api.token}`, 'content-type': 'application/json', 'if-match': `"${task.version}"` },
-        body: JSON.stringify(body),
-      });
-      const data = await res.json().catch(() => null);
-      if (res.status === 412) {
+      // Saved only over the version this panel shows.
+      const saved = await api.call('PATCH', `/api/tasks/${task.id}`, body, { 'if-match': `"${task.version}"` });
+      dialog.close();
+      toast(`Saved #${saved.number} “${saved.title}”`);
+      reload();
+    } catch (e) {
+      if (e.status === 412) {
         error.replaceChildren('This task was changed elsewhere since you opened it; your edit was not saved. ',
           h('button', { type: 'button', class: 'link', onclick: () => openEditor(task.id) }, 'Show the current version'));
-        return;
+      } else {
+        error.textContent = `${e.message} Your edit was not saved.`;
       }
-      if (!res.ok) { error.textContent = problemText(data, res.status); return; }
-      dialog.close();
-      toast(`Saved #${data.number} “${data.title}”`);
-      reload();
-    } catch {
-      error.textContent = 'The server cannot be reached; your edit was not saved.';
     }
   };
   const done = task.status === 'completed';
