@@ -385,6 +385,12 @@ pub struct ListParams {
     due_before: Option<String>,
     /// Inclusive; an RFC 3339 instant or a date (that whole day in your timezone).
     due_after: Option<String>,
+    /// Inclusive: tasks completed at or after this RFC 3339 instant or date (that whole day
+    /// in your timezone).
+    completed_after: Option<String>,
+    /// Inclusive: tasks completed at or before this RFC 3339 instant or date (that whole day
+    /// in your timezone).
+    completed_before: Option<String>,
     /// `true`: pending tasks whose due time has passed.
     overdue: Option<bool>,
     /// `due` (default), `priority`, `created`, `title`.
@@ -487,6 +493,18 @@ pub(crate) fn parse_list_query(
             }
             "due_before" => {
                 q.due_before = e.check("due_before", bound("due_before", v, user.timezone, true))
+            }
+            "completed_after" => {
+                q.completed_after = e.check(
+                    "completed_after",
+                    bound("completed_after", v, user.timezone, false),
+                )
+            }
+            "completed_before" => {
+                q.completed_before = e.check(
+                    "completed_before",
+                    bound("completed_before", v, user.timezone, true),
+                )
             }
             "overdue" => match v {
                 "true" | "1" => q.overdue = Some((now, true)),

@@ -238,3 +238,35 @@ async fn a_cursor_the_server_did_not_issue_is_422_on_every_backend() {
     assert_eq!(next.status, 200, "{}", next.body);
     assert_eq!(next.body["items"][0]["number"], 2);
 }
+
+/// `completed_after` / `completed_before` bound when a task was completed, not when it is due;
+/// dates are whole days in the user's timezone, as for the due bounds.
+#[tokio::test]
+async fn completion_bounds_select_by_the_moment_of_completion() {
+    let Some(app) = seeded().await else { return };
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::America::New_York)
+        .date_naive();
+    let yesterday = today.pred_opt().unwrap();
+    let get = |q: String| {
+        let app = &app;
+        async move { app.get(&format!("/api/tasks?{q}")).await }
+    };
+    let done_today = get(format!("completed_after={today}&completed_before={today}")).await;
+    assert_eq!(
+        titles(&done_today.body),
+        ["old chore"],
+        "{}",
+        done_today.body
+    );
+    assert!(titles(&get(format!("completed_before={yesterday}")).await.body).is_empty());
+    let later = (chrono::Utc::now() + chrono::TimeDelta::hours(1)).to_rfc3339();
+    let none_yet = get(format!("completed_after={}", later.replace('+', "%2B"))).await;
+    assert!(titles(&none_yet.body).is_empty(), "{}", none_yet.body);
+    let bad = get("completed_after=last%20tuesday".into()).await;
+    let problem = bad.problem(422);
+    assert_eq!(
+        problem["errors"][0]["field"], "completed_after",
+        "{problem}"
+    );
+}
