@@ -122,6 +122,7 @@ const state = {
   conversation: null,
   notifications: [],
   events: null,
+  lastEventId: null,
 };
 
 // ---------------------------------------------------------------- dates in the user's words
@@ -711,25 +712,58 @@ document.addEventListener('keydown', (ev) => {
 
 // ---------------------------------------------------------------- live updates
 
+/**
+ * Opens the live stream. The browser resumes a dropped stream by itself (sending
+ * `Last-Event-ID`); a stream it gave up on (the server answered with an error) is opened
+ * again here, after the last event seen, once the server answers again.
+ */
 function listen() {
   state.events?.close();
-  const es = new EventSource(`/api/events?token=${encodeURIComponent(api.token)}`);
+  const after = state.lastEventId ? `&last_event_id=${encodeURIComponent(state.lastEventId)}` : '';
+  const es = new EventSource(`/api/events?token=${encodeURIComponent(api.token)}${after}`);
   state.events = es;
-  for (const type of TASK_EVENTS) es.addEventListener(type, () => reload());
-  es.addEventListener(REMINDER, (ev) => {
+  let dropped = false;
+  const on = (type, handle) => es.addEventListener(type, (ev) => {
+    if (ev.lastEventId) state.lastEventId = ev.lastEventId;
+    handle(ev);
+  });
+  for (const type of TASK_EVENTS) on(type, () => reload());
+  on(REMINDER, (ev) => {
     const data = JSON.parse(ev.data).data;
     toast(`Reminder: #${data.task_number} “${data.title}”`);
     if ('Notification' in window && Notification.permission === 'granted') {
       new Notification('taskflow reminder', { body: data.title, tag: data.reminder_id });
     }
   });
-  es.addEventListener(NOTIFICATION, () => loadNotifications());
-  es.onopen = () => { $('#offline').hidden = true; };
-  es.onerror = () => {
-    $('#offline').hidden = false;
-    // A refused token ends the stream for good: check whether the session is still valid.
-    if (es.readyState === EventSource.CLOSED) api.get('/api/me').then(() => setTimeout(listen, 3000), () => {});
+  on(NOTIFICATION, () => loadNotifications());
+  es.onopen = () => {
+    $('#offline').hidden = true;
+    retryDelay = 1000;
+    // Back after a gap: read the view again, in case the replay could not cover it.
+    if (dropped) { reload(); loadNotifications(); }
   };
+  es.onerror = () => {
+    dropped = true;
+    $('#offline').hidden = false;
+    if (es.readyState === EventSource.CLOSED && state.events === es) listenLater();
+  };
+}
+
+let retryDelay = 1000;
+/** Opens the stream again once the server answers (a refused session signs out instead). */
+function listenLater() {
+  setTimeout(async () => {
+    if (!state.user) return;
+    try {
+      await api.get('/api/me');
+      listen();
+    } catch (e) {
+      if (e.status !== 401) {
+        retryDelay = Math.min(retryDelay * 2, 30_000);
+        listenLater();
+      }
+    }
+  }, retryDelay);
 }
 
 window.addEventListener('hashchange', () => {

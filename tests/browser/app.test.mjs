@@ -24,6 +24,14 @@ let people = 0;
 /** A new person: their own browser context, signed up through the page. */
 async function signUp(name = 'Ada') {
   const context = await browser.newContext({ timezoneId: 'America/New_York', locale: 'en-US' });
+  // The page's live streams, for a test to end one as the browser would.
+  await context.addInitScript(() => {
+    const Native = window.EventSource;
+    window.__streams = [];
+    window.EventSource = class extends Native {
+      constructor(...args) { super(...args); window.__streams.push(this); }
+    };
+  });
   const page = await watchedPage(context, problems);
   await page.goto(server.url);
   if (people === 0) await accessibility(page, 'sign up');
@@ -284,6 +292,28 @@ test('a deleted task comes back with undo, the list scrolls on, and going offlin
   noProblems([/net::ERR_INTERNET_DISCONNECTED/]);
 });
 
+test('when the server goes away the page says so, and the live stream resumes where it left off', async () => {
+  const { context, page, rest } = await signUp();
+  await rest.post('/api/tasks', { title: 'before the restart' });
+  await row(page, 'before the restart').waitFor();
+  const resumed = [];
+  page.on('request', async (r) => {
+    const u = new URL(r.url());
+    if (u.pathname !== '/api/events') return;
+    resumed.push((await r.allHeaders())['last-event-id'] ?? u.searchParams.get('last_event_id'));
+  });
+  await server.stop({ keep: true });
+  await page.locator('#offline').waitFor({ state: 'visible', timeout: 10_000 });
+  server = await startServer(server);
+  await page.locator('#offline').waitFor({ state: 'hidden', timeout: 15_000 });
+  // The browser asked for what came after the last event it had.
+  assert.ok(resumed.length > 0 && resumed.every(Boolean), `reconnects carry Last-Event-ID: ${JSON.stringify(resumed)}`);
+  await rest.post('/api/tasks', { title: 'after the restart' });
+  await row(page, 'after the restart').waitFor({ timeout: 2000 });
+  await context.close();
+  noProblems([/ERR_CONNECTION_REFUSED|net::ERR_/]);
+});
+
 test('refusals and an unreachable server are said in words, and a reminder becomes a browser notification', async () => {
   const { context, page, rest } = await signUp();
   // A title over 500 characters: the server's problem detail, in a toast; nothing added.
@@ -312,6 +342,37 @@ test('refusals and an unreachable server are said in words, and a reminder becom
   assert.deepEqual(await page.evaluate(() => window.shown), [['taskflow reminder', 'stretch']]);
   await context.close();
   noProblems([/status of 422/, /ERR_CONNECTION_REFUSED|net::ERR_FAILED/]);
+});
+
+test('a stream the browser gave up on is opened again after the last event, once the server answers', async () => {
+  const { context, page, rest } = await signUp();
+  await rest.post('/api/tasks', { title: 'seen live' });
+  await row(page, 'seen live').waitFor();
+  // The server refuses for a while (every API request answered 503), and the browser gives
+  // the stream up, as it does when a reconnect is answered with an error.
+  const refuse = (r) => r.fulfill({ status: 503, contentType: 'application/problem+json', body: '{"title":"Service Unavailable","status":503}' });
+  await page.route('**/api/**', refuse);
+  const reopened = [];
+  page.on('request', (r) => {
+    const u = new URL(r.url());
+    if (u.pathname === '/api/events') reopened.push(u.searchParams.get('last_event_id'));
+  });
+  await page.evaluate(() => {
+    const es = window.__streams.at(-1);
+    if (!es) throw new Error('no live stream was opened');
+    es.close();
+    es.dispatchEvent(new Event('error'));
+  });
+  await page.locator('#offline').waitFor({ state: 'visible' });
+  await page.waitForTimeout(2500);
+  assert.deepEqual(reopened, [], 'not reopened while the server refuses');
+  await page.unroute('**/api/**', refuse);
+  await page.locator('#offline').waitFor({ state: 'hidden', timeout: 15_000 });
+  assert.ok(reopened.length > 0 && reopened.every(Boolean), `reopened after the last event: ${JSON.stringify(reopened)}`);
+  await rest.post('/api/tasks', { title: 'seen after the refusals' });
+  await row(page, 'seen after the refusals').waitFor({ timeout: 2000 });
+  await context.close();
+  noProblems([/status of 503/]);
 });
 
 test('a person never sees another person\'s tasks', async () => {

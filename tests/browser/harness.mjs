@@ -11,13 +11,17 @@ import { chromium } from 'playwright-core';
 const ROOT = path.resolve(import.meta.dirname, '../..');
 export const ARTIFACTS = path.join(ROOT, 'target', 'browser-artifacts');
 
-/** Starts `taskflow serve`; resolves once it logs where it listens. */
-export async function startServer() {
+/**
+ * Starts `taskflow serve`; resolves once it logs where it listens. `again`: the server to
+ * start anew on its own address and database (after `stop({ keep: true })`).
+ */
+export async function startServer(again) {
   const bin = process.env.TASKFLOW_BIN ?? path.join(ROOT, 'target', 'debug', 'taskflow');
-  const dir = mkdtempSync(path.join(tmpdir(), 'taskflow-browser-'));
+  const dir = again?.dir ?? mkdtempSync(path.join(tmpdir(), 'taskflow-browser-'));
+  const bind = again ? again.url.replace('http://', '') : '127.0.0.1:0';
   const off = ['--rate-limit-per-ip', '--rate-limit-per-user', '--rate-limit-chat-per-user',
     '--rate-limit-auth-per-ip', '--rate-limit-auth-per-account'].flatMap((f) => [f, '0']);
-  const child = spawn(bin, ['--log-format', 'json', 'serve', '--bind', '127.0.0.1:0',
+  const child = spawn(bin, ['--log-format', 'json', 'serve', '--bind', bind,
     '--database-url', `sqlite:${dir}/taskflow.db`, ...off], { stdio: ['ignore', 'ignore', 'pipe'] });
   const log = [];
   const lines = readline.createInterface({ input: child.stderr });
@@ -32,14 +36,16 @@ export async function startServer() {
   });
   return {
     url: `http://${addr}`,
+    dir,
     log,
-    async stop() {
+    /** Stops the server; `keep`: its database stays, to start it again. */
+    async stop({ keep = false } = {}) {
       if (child.exitCode === null) {
         const exited = new Promise((r) => child.once('exit', r));
         child.kill('SIGTERM');
         await exited;
       }
-      rmSync(dir, { recursive: true, force: true });
+      if (!keep) rmSync(dir, { recursive: true, force: true });
     },
   };
 }
