@@ -868,7 +868,7 @@ function chatPanel() {
     message('assistant', 'Hi! Tell me what to do, like “remind me to pay rent every 1st at 9am, high priority”.'));
   const input = h('input', { type: 'text', id: 'chat-input', autocomplete: 'off', maxLength: 2000, 'aria-label': 'Message to the assistant', placeholder: 'Ask or tell…' });
   const past = h('select', {
-    'aria-label': 'Conversation',
+    'aria-label': 'Past conversations',
     onchange: async (ev) => {
       state.conversation = ev.target.value || null;
       log.replaceChildren();

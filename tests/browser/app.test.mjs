@@ -375,6 +375,34 @@ test('a stream the browser gave up on is opened again after the last event, once
   noProblems([/status of 503/]);
 });
 
+test('the timezone can be changed, past conversations reopen, and signing out forgets the session', async () => {
+  const { context, page, rest } = await signUp('Grace');
+  const say = page.getByLabel('Message to the assistant');
+  await say.fill('add feed the cat tomorrow at 7am');
+  await say.press('Enter');
+  await page.locator('.msg.assistant', { hasText: 'Added #1' }).waitFor();
+  await page.reload();
+  await page.getByLabel('Past conversations').selectOption({ label: 'add feed the cat tomorrow at 7am' });
+  await page.locator('.msg.user', { hasText: 'add feed the cat tomorrow at 7am' }).waitFor();
+  await page.locator('.msg.assistant', { hasText: 'Added #1 “feed the cat”' }).waitFor();
+
+  await page.getByRole('button', { name: 'Grace' }).click();
+  const account = page.getByRole('dialog', { name: 'Account' });
+  await account.getByLabel('Timezone').fill('Europe/Lisbon');
+  await account.getByRole('button', { name: 'Save' }).click();
+  await account.waitFor({ state: 'detached' });
+  assert.equal((await rest.get('/api/me')).timezone, 'Europe/Lisbon');
+  await page.getByRole('button', { name: 'Grace' }).click();
+  await account.getByLabel('Timezone').fill('Mars/Olympus');
+  await account.getByRole('button', { name: 'Save' }).click();
+  await account.getByRole('alert').filter({ hasText: 'timezone' }).waitFor();
+  await account.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('button', { name: 'Sign in' }).waitFor();
+  assert.equal(await page.evaluate(() => localStorage.getItem('taskflow.token')), null);
+  await context.close();
+  noProblems([/status of 422/]);
+});
+
 test('a person never sees another person\'s tasks', async () => {
   const ada = await signUp('Ada');
   const bob = await signUp('Bob');
