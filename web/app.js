@@ -213,6 +213,10 @@ function signOut(message) {
   state.user = null;
   state.events?.close();
   state.events = null;
+  // Nothing of this session carries over to the next person who signs in here.
+  state.lastEventId = null;
+  state.conversation = null;
+  state.items = [];
   renderAuth('login', message);
 }
 

@@ -399,6 +399,14 @@ test('the timezone can be changed, past conversations reopen, and signing out fo
   await account.getByRole('button', { name: 'Sign out' }).click();
   await page.getByRole('button', { name: 'Sign in' }).waitFor();
   assert.equal(await page.evaluate(() => localStorage.getItem('taskflow.token')), null);
+  // The next person on this page starts afresh: their own conversation, not Grace's.
+  await page.getByRole('button', { name: 'Create an account' }).click();
+  await page.getByLabel('Email').fill(`after-grace-${Date.now()}@example.com`);
+  await page.getByLabel('Password').fill('correct horse battery');
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await say.fill('add water the garden');
+  await say.press('Enter');
+  await page.locator('.msg.assistant', { hasText: 'Added #1 “water the garden”' }).waitFor();
   await context.close();
   noProblems([/status of 422/]);
 });
