@@ -128,11 +128,26 @@ const state = {
 // ---------------------------------------------------------------- dates in the user's words
 
 const browserZone = () => Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+
+const formats = new Map();
+/**
+ * The date format for `locale` and `options`, made once: a list shows many dates, and making
+ * a format costs far more than using one.
+ */
+function format(locale, options) {
+  const key = `${locale}|${JSON.stringify(options)}`;
+  let f = formats.get(key);
+  if (!f) {
+    f = new Intl.DateTimeFormat(locale, options);
+    formats.set(key, f);
+  }
+  return f;
+}
 const zone = () => state.user?.timezone || browserZone();
 
 /** `YYYY-MM-DD` of instant `d` in the user's timezone. */
 function dayOf(d) {
-  return new Intl.DateTimeFormat('en-CA', {
+  return format('en-CA', {
     timeZone: zone(), year: 'numeric', month: '2-digit', day: '2-digit',
   }).format(d);
 }
@@ -155,14 +170,14 @@ function dayWords(day) {
   if (n === 1) return 'tomorrow';
   if (n === -1) return 'yesterday';
   const date = new Date(`${day}T12:00:00Z`);
-  if (n > 1 && n < 7) return new Intl.DateTimeFormat(undefined, { weekday: 'long', timeZone: 'UTC' }).format(date);
+  if (n > 1 && n < 7) return format(undefined, { weekday: 'long', timeZone: 'UTC' }).format(date);
   const sameYear = day.slice(0, 4) === today.slice(0, 4);
-  return new Intl.DateTimeFormat(undefined, {
+  return format(undefined, {
     month: 'short', day: 'numeric', year: sameYear ? undefined : 'numeric', timeZone: 'UTC',
   }).format(date);
 }
 
-const timeWords = (d) => new Intl.DateTimeFormat(undefined, {
+const timeWords = (d) => format(undefined, {
   timeZone: zone(), hour: 'numeric', minute: '2-digit',
 }).format(d);
 
@@ -973,18 +988,18 @@ function nthWeekday(day) {
 /** Local `YYYY-MM-DD` and `HH:MM` of an instant, and back. */
 function localParts(iso) {
   const d = new Date(iso);
-  const time = new Intl.DateTimeFormat('en-GB', { timeZone: zone(), hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }).format(d);
+  const time = format('en-GB', { timeZone: zone(), hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }).format(d);
   return { day: dayOf(d), time };
 }
 
-/** The instant of local `day` `time` in the user's timezone, as RFC 3339 with its offset. */
+/** The instant of local `day` `time` in the user's timezone, as an RFC 3339 instant in UTC. */
 function instantOf(day, time) {
   const [y, m, d] = day.split('-').map(Number);
   const [hh, mm] = time.split(':').map(Number);
   // The offset at that wall time: guess with UTC, correct by what the zone says of the guess.
   let t = Date.UTC(y, m - 1, d, hh, mm);
   for (let i = 0; i < 2; i += 1) {
-    const p = new Intl.DateTimeFormat('en-GB', {
+    const p = format('en-GB', {
       timeZone: zone(), year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23',
     }).formatToParts(new Date(t)).reduce((o, x) => ({ ...o, [x.type]: +x.value }), {});
     const shown = Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute);

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import AxeBuilder from '@axe-core/playwright';
-import { launch, restAs, screenshotsDir, startServer, watchedPage } from './harness.mjs';
+import { launch, restAs, screenshotsDir, signUpOn, startServer, watchedPage } from './harness.mjs';
 
 let server;
 let browser;
@@ -36,11 +36,7 @@ async function signUp(name = 'Ada') {
   await page.goto(server.url);
   if (people === 0) await accessibility(page, 'sign up');
   people += 1;
-  await page.getByLabel('Name').fill(name);
-  await page.getByLabel('Email').fill(`person${people}-${Date.now()}@example.com`);
-  await page.getByLabel('Password').fill('correct horse battery');
-  await page.getByRole('button', { name: 'Create account' }).click();
-  await page.getByLabel('Quick add').waitFor();
+  await signUpOn(page, `person${people}-${Date.now()}@example.com`, name);
   return { context, page, rest: await restAs(page, server.url) };
 }
 
@@ -401,9 +397,7 @@ test('the timezone can be changed, past conversations reopen, and signing out fo
   assert.equal(await page.evaluate(() => localStorage.getItem('taskflow.token')), null);
   // The next person on this page starts afresh: their own conversation, not Grace's.
   await page.getByRole('button', { name: 'Create an account' }).click();
-  await page.getByLabel('Email').fill(`after-grace-${Date.now()}@example.com`);
-  await page.getByLabel('Password').fill('correct horse battery');
-  await page.getByRole('button', { name: 'Create account' }).click();
+  await signUpOn(page, `after-grace-${Date.now()}@example.com`);
   await say.fill('add water the garden');
   await say.press('Enter');
   await page.locator('.msg.assistant', { hasText: 'Added #1 “water the garden”' }).waitFor();

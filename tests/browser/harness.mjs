@@ -72,6 +72,15 @@ export async function watchedPage(context, problems) {
   return page;
 }
 
+/** Signs up through the page's form (`name` optional) and waits for the app to show. */
+export async function signUpOn(page, email, name) {
+  if (name) await page.getByLabel('Name').fill(name);
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill('correct horse battery');
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await page.getByLabel('Quick add').waitFor();
+}
+
 /** The REST API as the page's signed-in user. */
 export async function restAs(page, base) {
   const token = await page.evaluate(() => localStorage.getItem('taskflow.token'));

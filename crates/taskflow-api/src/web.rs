@@ -1,7 +1,8 @@
-//! `/`: the web app. Its files (the workspace's `web/`) are embedded in the binary by the build script under
-//! names that carry a hash of their content, so they are served with a year's cache and
-//! gzip-compressed where the client accepts it; the page itself is never cached and carries a
-//! strict Content-Security-Policy: no inline script or style, nothing from another origin.
+//! `/`: the web app. Its files (the workspace's `web/`) are embedded in the binary by the
+//! build script under names that carry a hash of their content, so they are served with a
+//! year's cache and gzip-compressed where the client accepts it; the page itself is never
+//! cached and carries a strict Content-Security-Policy: no inline script or style, nothing
+//! from another origin.
 
 use axum::{
     Router,
