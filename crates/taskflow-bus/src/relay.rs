@@ -97,6 +97,9 @@ impl Relay {
         mut stop: watch::Receiver<bool>,
     ) {
         let report = |state: RoleState| readiness.set(Role::Relay, PART, state);
+        // Exported from the start at zero, so that a rate over it (the relay-errors alert)
+        // has a series before the first error.
+        metrics::counter!("taskflow_relay_errors_total").increment(0);
         let store = &self.store;
         let holder = self.instance.as_str();
         let mut standby_logged = false;
