@@ -255,8 +255,11 @@ try:
     ports = {}
     for roles in ("api,sync", "relay", "recurring", "reminders", "notifier", "audit"):
         ports[roles] = api_port if roles == "api,sync" else free_port()
+        # The api's model server answers nothing (a closed port): each chat message tries it,
+        # counts the error and falls back to the rule-based agent.
+        llm = ["--llm-base-url", f"http://127.0.0.1:{free_port()}/v1"] if roles == "api,sync" else []
         procs.append(subprocess.Popen(in_image("/usr/local/bin/taskflow", "run", "--roles", roles, "--bind",
-                                               f"127.0.0.1:{ports[roles]}"),
+                                               f"127.0.0.1:{ports[roles]}", *llm),
                                       env=env, stdout=subprocess.DEVNULL, stderr=open(work / f"{roles}.log", "w")))
 
     def get(port, path, token=None, body=None):
@@ -284,6 +287,7 @@ try:
     get(api_port, "/api/tasks", token, {"title": "check the dashboards", "reminders": [{"at": fire}]})
     task = json.loads(get(api_port, "/api/tasks", token, {"title": "water the plants", "recurrence": "FREQ=DAILY"}))
     get(api_port, f"/api/tasks/{task['id']}/complete", token, {})
+    get(api_port, "/api/chat", token, {"message": "add renew the passport next monday"})
     deadline = time.time() + 60
     while time.time() < deadline and "check the dashboards" not in get(api_port, "/api/notifications", token):
         time.sleep(1)
@@ -301,7 +305,7 @@ try:
     dashboard = json.loads((CHART / "files/dashboard.json").read_text())
     exprs += [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
     promql = {"sum", "rate", "max", "by", "clamp_min", "histogram_quantile", "le", "and", "deriv", "route", "status",
-              "consumer", "topic", "m", "s", "h"}
+              "consumer", "topic", "tool", "outcome", "kind", "m", "s", "h"}
     for e in exprs:
         e = re.sub(r'"[^"]*"|\{[^}]*\}|\[[^\]]*\]', " ", e)
         used |= {w for w in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", e) if w not in promql}

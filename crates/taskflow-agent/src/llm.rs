@@ -90,7 +90,29 @@ impl Llm {
         Ok(Self { config, http })
     }
 
+    /// One call to the model server, timed in `taskflow_llm_request_duration_seconds` and
+    /// counted in `taskflow_llm_errors_total` by kind when it fails.
     async fn complete(&self, messages: &[Value]) -> Result<Value, LlmError> {
+        let start = std::time::Instant::now();
+        let result = self.complete_uncounted(messages).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err((kind, _)) => {
+                metrics::counter!("taskflow_llm_errors_total", "kind" => *kind).increment(1);
+                "error"
+            }
+        };
+        metrics::histogram!("taskflow_llm_request_duration_seconds", "outcome" => outcome)
+            .record(start.elapsed().as_secs_f64());
+        result.map_err(|(_, e)| e)
+    }
+
+    /// The call; an error comes with its kind: `unreachable` (no answer, or none in time),
+    /// `status` (an error status) or `malformed` (an answer that is not a completion).
+    async fn complete_uncounted(
+        &self,
+        messages: &[Value],
+    ) -> Result<Value, (&'static str, LlmError)> {
         let tools: Vec<Value> = Tools::definitions()
             .into_iter()
             .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.input_schema}}))
@@ -104,23 +126,40 @@ impl Llm {
         if let Some(key) = &self.config.api_key {
             req = req.bearer_auth(key);
         }
-        let res = req
-            .send()
-            .await
-            .map_err(|e| LlmError(format!("the model server did not answer: {e}")))?;
+        let res = req.send().await.map_err(|e| {
+            (
+                "unreachable",
+                LlmError(format!("the model server did not answer: {e}")),
+            )
+        })?;
         let status = res.status();
         if !status.is_success() {
-            return Err(LlmError(format!("the model server answered {status}")));
+            return Err((
+                "status",
+                LlmError(format!("the model server answered {status}")),
+            ));
         }
-        let v: Value = res
-            .json()
-            .await
-            .map_err(|e| LlmError(format!("the model's answer is not JSON: {e}")))?;
+        let v: Value = res.json().await.map_err(|e| {
+            let kind = if e.is_timeout() {
+                "unreachable"
+            } else {
+                "malformed"
+            };
+            (
+                kind,
+                LlmError(format!("the model's answer is not JSON: {e}")),
+            )
+        })?;
         v["choices"][0]
             .get("message")
             .cloned()
             .map(|m| json!({"message": m, "finish_reason": v["choices"][0]["finish_reason"]}))
-            .ok_or_else(|| LlmError("the model's answer has no choices[0].message".into()))
+            .ok_or_else(|| {
+                (
+                    "malformed",
+                    LlmError("the model's answer has no choices[0].message".into()),
+                )
+            })
     }
 
     /// Answers `message`, with `history` (oldest first) as context.

@@ -21,6 +21,10 @@ pub struct ToolDef {
     pub input_schema: Value,
 }
 
+/// The tools' definitions, made once.
+static DEFINITIONS: std::sync::LazyLock<Vec<ToolDef>> =
+    std::sync::LazyLock::new(Tools::definitions);
+
 /// One call: what was asked and what came back.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ToolCall {
@@ -209,8 +213,27 @@ impl Tools {
         done
     }
 
-    /// Runs `tool` for `user`.
+    /// Runs `tool` for `user`, counted in `taskflow_tool_calls_total` by tool and outcome.
     pub async fn call(&self, user: &User, tool: &str, args: &Value) -> Result<Value, ToolError> {
+        let result = self.call_uncounted(user, tool, args).await;
+        // A name the model made up is counted as `unknown`: labels stay a closed set.
+        let label = DEFINITIONS
+            .iter()
+            .map(|d| d.name)
+            .find(|n| *n == tool)
+            .unwrap_or("unknown");
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!("taskflow_tool_calls_total", "tool" => label, "outcome" => outcome)
+            .increment(1);
+        result
+    }
+
+    async fn call_uncounted(
+        &self,
+        user: &User,
+        tool: &str,
+        args: &Value,
+    ) -> Result<Value, ToolError> {
         if let Some(field) = taskflow_core::error::nul_field(args) {
             return Err(ToolError::Invalid(format!(
                 "{field} must not contain the NUL character"
@@ -219,8 +242,6 @@ impl Tools {
         let args = args.as_object().cloned().unwrap_or_default();
         // The schemas say `additionalProperties: false`: an argument they do not declare is
         // an error, not silently ignored (`list_tasks {"tag": "x"}` would list everything).
-        static DEFINITIONS: std::sync::LazyLock<Vec<ToolDef>> =
-            std::sync::LazyLock::new(Tools::definitions);
         if let Some(def) = DEFINITIONS.iter().find(|d| d.name == tool) {
             let declared = def.input_schema["properties"].as_object();
             if let Some(declared) = declared

@@ -42,6 +42,12 @@ pub fn prometheus() -> PrometheusHandle {
                         &[0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 60.0, 3600.0],
                     )
                 })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("taskflow_llm_request_duration_seconds".into()),
+                        &[0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0],
+                    )
+                })
                 .map(PrometheusBuilder::build_recorder)
                 .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
             let handle = recorder.handle();

@@ -9,7 +9,7 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 use taskflow_testkit::{TestDb, TestServer};
 
-use crate::{BIN, faults::add_task, services::Sse};
+use crate::{BIN, faults::add_task, sample, services::Sse};
 
 /// Starts one process per entry of `roles` on `db`, all at once; each is ready when this
 /// returns (its groups have their partitions).
@@ -293,18 +293,6 @@ async fn relayed_events_leave_the_outbox_after_their_retention_and_the_audit_log
         audit,
         "the same history after the rebuild"
     );
-}
-
-/// The value of the metric `name` whose labels include every one of `labels`.
-fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    text.lines().find_map(|l| {
-        let rest = l.strip_prefix(name)?;
-        let (series, value) = rest.rsplit_once(' ')?;
-        let bare = series.is_empty() || series.starts_with('{');
-        (bare && labels.iter().all(|want| series.contains(want)))
-            .then(|| value.parse().ok())
-            .flatten()
-    })
 }
 
 #[tokio::test]

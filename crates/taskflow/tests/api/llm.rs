@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use axum::{Json, Router, extract::State, http::StatusCode, routing::post};
 use serde_json::{Value, json};
 
-use crate::App;
+use crate::{App, sample};
 
 #[derive(Clone, Default)]
 struct Fake {
@@ -116,6 +116,29 @@ async fn chat_goes_through_the_model_with_the_tools_and_runs_its_tool_calls() {
     assert_eq!(task.body["due_date"], "2030-05-01");
     assert_eq!(task.body["priority"], "high");
 
+    let metrics = app.server.metrics().await;
+    let tool = r#"tool="add_task""#;
+    let (ok, error) = (r#"outcome="ok""#, r#"outcome="error""#);
+    assert_eq!(
+        sample(&metrics, "taskflow_tool_calls_total", &[tool, ok]),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "taskflow_tool_calls_total", &[tool, error]),
+        None
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "taskflow_llm_request_duration_seconds_count",
+            &[ok]
+        ),
+        Some(2.0),
+        "both model calls timed: {metrics}"
+    );
+    assert_eq!(sample(&metrics, "taskflow_llm_errors_total", &[]), None);
+
     let requests = fake.requests.lock().unwrap().clone();
     assert_eq!(requests.len(), 2, "one tool round, then the answer");
     let first = &requests[0];
@@ -184,6 +207,29 @@ async fn a_provider_error_falls_back_to_the_rule_based_agent_for_that_message() 
     let logged = std::iter::from_fn(|| app.server.stderr.try_recv().ok())
         .any(|l| l.contains("rule-based agent"));
     assert!(logged, "the fallback is logged");
+    let metrics = app.server.metrics().await;
+    assert_eq!(
+        sample(&metrics, "taskflow_llm_errors_total", &[r#"kind="status""#]),
+        Some(1.0),
+        "the provider's error is counted by kind: {metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "taskflow_llm_request_duration_seconds_count",
+            &[r#"outcome="error""#]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "taskflow_tool_calls_total",
+            &[r#"tool="add_task""#, r#"outcome="ok""#]
+        ),
+        Some(1.0),
+        "the rule-based agent's tool call is counted too"
+    );
 }
 
 #[tokio::test]

@@ -177,3 +177,15 @@ impl App {
         self.user["id"].as_str().unwrap()
     }
 }
+
+/// The value of the metric `name` whose labels include every one of `labels`.
+pub fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?;
+        let (series, value) = rest.rsplit_once(' ')?;
+        let bare = series.is_empty() || series.starts_with('{');
+        (bare && labels.iter().all(|want| series.contains(want)))
+            .then(|| value.parse().ok())
+            .flatten()
+    })
+}
