@@ -244,10 +244,6 @@ pub struct ServeOpts {
     /// database is still swept at start and every 30 s for jobs lost or missed).
     #[arg(long, env = "TASKFLOW_TIMERS", value_enum, default_value_t = Timers::Db)]
     pub timers: Timers,
-    #[command(flatten)]
-    pub kafka: KafkaOpts,
-    #[command(flatten)]
-    pub dapr: DaprOpts,
     /// Live connections (SSE and WebSocket together) one user may have open at once.
     #[arg(long, env = "TASKFLOW_MAX_STREAMS_PER_USER", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_streams_per_user: u32,
@@ -285,6 +281,12 @@ pub struct ServeOpts {
     /// Seconds to wait for in-flight requests at shutdown.
     #[arg(long, env = "TASKFLOW_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
+    // The groups with a heading of their own come last: clap gives every option after one
+    // that heading.
+    #[command(flatten)]
+    pub kafka: KafkaOpts,
+    #[command(flatten)]
+    pub dapr: DaprOpts,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
