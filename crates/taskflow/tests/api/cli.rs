@@ -44,10 +44,19 @@ fn every_command_has_help() {
     // The general options stand under "Options", not under the heading of the Kafka or Dapr
     // group listed before them.
     let (_, out, _) = run(&["run", "--help"], &[]);
-    let first_group = out.find("\nKafka (with --bus kafka):").expect("a Kafka heading");
-    for flag in ["--max-streams-per-user", "--llm-base-url", "--shutdown-grace-secs"] {
+    let first_group = out
+        .find("\nKafka (with --bus kafka):")
+        .expect("a Kafka heading");
+    for flag in [
+        "--max-streams-per-user",
+        "--llm-base-url",
+        "--shutdown-grace-secs",
+    ] {
         let at = out.find(flag).unwrap_or(usize::MAX);
-        assert!(at < first_group, "{flag} is listed with the general options: {out}");
+        assert!(
+            at < first_group,
+            "{flag} is listed with the general options: {out}"
+        );
     }
 }
 
