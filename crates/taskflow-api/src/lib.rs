@@ -29,6 +29,7 @@ use axum::{
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 use taskflow_app::App;
+use taskflow_core::trace::Traceparent;
 use tower_http::{
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -143,10 +144,26 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            let trace = req.extensions().get::<Traceparent>().map_or("", Traceparent::trace_id);
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id, trace_id = %trace)
         }))
+        .layer(middleware::from_fn(trace_context))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
+}
+
+/// Middleware: the request's W3C trace context. The server's span is a child of the caller's
+/// `traceparent`, or the root of a new trace where there is none (or it is malformed: it is
+/// ignored, not refused); the events the request writes carry it and its log lines name it.
+async fn trace_context(mut req: Request, next: middleware::Next) -> axum::response::Response {
+    let caller = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(Traceparent::parse);
+    let server = caller.map_or_else(Traceparent::root, |t| t.child());
+    req.extensions_mut().insert(server.clone());
+    taskflow_app::trace::scope(server, next.run(req)).await
 }
 
 /// The routes a Dapr sidecar calls: deliveries where the transport is Dapr, job triggers

@@ -6,6 +6,7 @@ mod auth;
 mod error;
 mod housekeeping;
 mod tasks;
+pub mod trace;
 mod unit;
 mod users;
 

@@ -30,8 +30,18 @@ impl App {
     pub async fn create_task(&self, user: &User, draft: TaskDraft) -> Result<Task, AppError> {
         let now = self.clock.now();
         let task = Task::create(user.id, draft, user.timezone, now)?;
-        let event =
-            |t: &Task| CloudEvent::for_task(EventKind::TaskCreated, t, &[], API_SOURCE, None, now);
+        // The request's trace, read here: the store may run the closure elsewhere.
+        let trace = crate::trace::current();
+        let event = |t: &Task| {
+            CloudEvent::for_task(
+                EventKind::TaskCreated,
+                t,
+                &[],
+                API_SOURCE,
+                trace.clone(),
+                now,
+            )
+        };
         let (task, position) = self
             .tasks
             .insert_task(&task, user.timezone, &event, None)
@@ -125,8 +135,14 @@ impl App {
             let task = self.task(user, r).await?;
             check_version(&task, if_match)?;
             let now = self.clock.now();
-            let event =
-                CloudEvent::for_task(EventKind::TaskDeleted, &task, &[], API_SOURCE, None, now);
+            let event = CloudEvent::for_task(
+                EventKind::TaskDeleted,
+                &task,
+                &[],
+                API_SOURCE,
+                crate::trace::current(),
+                now,
+            );
             match self
                 .tasks
                 .delete_task(user.id, task.id, task.version, &event)
@@ -171,7 +187,14 @@ impl App {
             if changed.is_empty() {
                 return Ok(task);
             }
-            let mut event = CloudEvent::for_task(kind, &task, &changed, API_SOURCE, None, now);
+            let mut event = CloudEvent::for_task(
+                kind,
+                &task,
+                &changed,
+                API_SOURCE,
+                crate::trace::current(),
+                now,
+            );
             if kind == EventKind::TaskCompleted && recur::series_ended(&task, user.timezone, now) {
                 // Consumers and clients learn that no next occurrence will come.
                 event.data["series_ended"] = serde_json::Value::Bool(true);

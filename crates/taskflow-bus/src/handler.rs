@@ -5,6 +5,7 @@ use std::{sync::Arc, time::Duration};
 use async_trait::async_trait;
 use taskflow_core::{Role, Topic};
 use taskflow_store::Store;
+use tracing::Instrument as _;
 
 use crate::Envelope;
 
@@ -16,6 +17,14 @@ impl<E: std::fmt::Display> From<E> for HandlerError {
     fn from(e: E) -> Self {
         Self(e.to_string())
     }
+}
+
+/// The span one event is handled in: the consumer's log lines about it name the event and
+/// its trace (the `traceparent` the request that caused it sent, or began).
+pub fn event_span(consumer: &str, event: &Envelope) -> tracing::Span {
+    let e = &event.event;
+    tracing::info_span!("event", consumer, event_id = %e.id, event_type = %e.ty,
+        trace_id = %taskflow_core::trace::trace_id_of(e.traceparent.as_deref()))
 }
 
 /// What a consumer group does with events.
@@ -109,7 +118,9 @@ impl Delivery {
             return;
         }
         for event in &wanted {
-            self.deliver_one(event).await;
+            self.deliver_one(event)
+                .instrument(event_span(name, event))
+                .await;
         }
     }
 

@@ -24,7 +24,7 @@ use taskflow_store::StoredEvent;
 use tokio::sync::watch;
 
 pub use embedded::EmbeddedBus;
-pub use handler::{ConsumerConfig, Handler, HandlerError};
+pub use handler::{ConsumerConfig, Handler, HandlerError, event_span};
 
 /// An event in flight, as every transport hands it to a consumer: the CloudEvent, its topic,
 /// and its position in the outbox. The position is the one the outbox gave it, whatever the

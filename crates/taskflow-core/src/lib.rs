@@ -9,6 +9,7 @@ pub mod recur;
 pub mod role;
 pub mod task;
 pub mod time;
+pub mod trace;
 pub mod user;
 
 pub use clock::{Clock, ManualClock, SystemClock};

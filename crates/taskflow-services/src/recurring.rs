@@ -2,8 +2,9 @@
 
 use async_trait::async_trait;
 use taskflow_app::App;
-use taskflow_bus::{Envelope, Handler, HandlerError};
+use taskflow_bus::{Envelope, Handler, HandlerError, event_span};
 use taskflow_core::{EventKind, Role, Topic};
+use tracing::Instrument as _;
 
 /// The role this service is.
 pub const ROLE: Role = Role::Recurring;
@@ -40,13 +41,17 @@ impl Handler for Recurring {
 
     async fn handle(&self, events: &[Envelope]) -> Result<(), HandlerError> {
         for e in events {
-            if let Some(task) = self
+            let span = event_span(NAME, e);
+            let created = self
                 .app
                 .create_next_occurrence(&e.event, NAME, SOURCE)
-                .await?
-            {
-                tracing::info!(user_id = %task.user_id, task_id = %task.id, number = task.number,
-                    occurrence = task.occurrence, "created the next occurrence");
+                .instrument(span.clone())
+                .await?;
+            if let Some(task) = created {
+                span.in_scope(|| {
+                    tracing::info!(user_id = %task.user_id, task_id = %task.id, number = task.number,
+                        occurrence = task.occurrence, "created the next occurrence");
+                });
             }
         }
         Ok(())

@@ -21,6 +21,7 @@ mod ops;
 mod readme;
 mod services;
 mod tasks;
+mod trace;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
