@@ -361,7 +361,7 @@ check(len(workflows) >= 3, f"workflows: {', '.join(w.name for w in workflows)}")
 for w in workflows:
     doc = yaml.safe_load(w.read_text())
     steps = [s for job in doc.get("jobs", {}).values() for s in job.get("steps", [])]
-    unpinned = [s["uses"] for s in steps if "uses" in s and not re.search(r"@v\d+(\.\d+)*$", s["uses"])]
+    unpinned = [s["uses"] for s in steps if "uses" in s and not re.search(r"@v?\d+(\.\d+)*$", s["uses"])]
     scripts = set()
     for s in steps:
         scripts |= set(re.findall(r"(?:^|\s)((?:scripts|deploy|bench|\.ci)/[\w./-]+)", s.get("run", "")))
