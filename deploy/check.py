@@ -52,6 +52,19 @@ def helm_template(*args):
                           capture_output=True, text=True)
 
 
+def checkov(file, framework, skips=()):
+    """checkov on `file` alone (offline): its summary and the failed checks, named."""
+    folder = Path(tempfile.mkdtemp(dir=work))
+    shutil.copy(file, folder / Path(file).name)
+    args = [VENV / "checkov", "-d", folder, "--framework", framework, "--skip-download", "--quiet", "-o", "json"]
+    if skips:
+        args += ["--skip-check", ",".join(sorted(skips))]
+    p = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "BC_SKIP_MAPPING": "TRUE"})
+    report = json.loads(p.stdout) if p.stdout.strip().startswith("{") else {}
+    failed = [f"{r['check_id']} {r['resource']}" for r in report.get("results", {}).get("failed_checks", [])]
+    return report.get("summary", {}), failed
+
+
 def accepted_env(command):
     """The environment variables `taskflow COMMAND --help` names."""
     text = run(BIN, command, "--help").stdout
@@ -64,11 +77,10 @@ run("helm", "lint", str(CHART), "-f", str(CHART / "values-minikube.yaml"))
 check(True, "helm lint with values-minikube.yaml")
 p = helm_template()
 check(p.returncode != 0 and "needs a database" in p.stderr, "no database configured: install refused, naming it")
-for bad, why in ((["--set", "bsu=kafka"], "bsu"), (["--set", "bus=rabbitmq"], "bus"),
-                 (["--set", "roles.api.roles=api\\,sink"], "roles"), (["--set", "kafka.partitions=0"], "partitions")):
-    p = helm_template("--set", "database.url=postgres://x@db/t", *bad)
-    check(p.returncode != 0 and "values don't meet the specifications" in p.stderr + p.stdout
-          or p.returncode != 0 and why in p.stderr, f"values.schema.json refuses {' '.join(bad[1:])}")
+for bad in ("bsu=kafka", "bus=rabbitmq", "roles.api.roles=api\\,sink", "kafka.partitions=0"):
+    p = helm_template("--set", "database.url=postgres://x@db/t", "--set", bad)
+    check(p.returncode != 0 and "values don't meet the specifications" in p.stderr,
+          f"values.schema.json refuses {bad}")
 
 run_env = accepted_env("run")
 migrate_env = accepted_env("migrate")
@@ -158,16 +170,7 @@ for name, (text, dapr) in renders.items():
         check("TASKFLOW_DAPR_CRON_BINDING" in relay_env, "the relay takes housekeeping from the cron binding")
     else:
         check(not components and config.get("TASKFLOW_BUS") == "kafka", "no Dapr components; the bus is kafka")
-    ck = work / "checkov"
-    shutil.rmtree(ck, ignore_errors=True)
-    ck.mkdir()
-    shutil.copy(out, ck / "manifests.yaml")
-    p = subprocess.run([VENV / "checkov", "-d", ck, "--framework", "kubernetes", "--skip-download", "--compact",
-                        "--quiet", "-o", "json", "--skip-check", ",".join(sorted(CHECKOV_SKIPS))],
-                       capture_output=True, text=True, env={**os.environ, "BC_SKIP_MAPPING": "TRUE"})
-    summary = json.loads(p.stdout or "{}").get("summary", {}) if p.stdout.strip().startswith("{") else {}
-    failed = [f"{r['check_id']} {r['resource']}" for r in (json.loads(p.stdout).get("results", {}).get("failed_checks", [])
-                                                            if summary else [])]
+    summary, failed = checkov(out, "kubernetes", CHECKOV_SKIPS)
     check(summary.get("failed") == 0 and summary.get("passed", 0) > 0,
           f"checkov: {summary.get('passed')} passed, {summary.get('failed')} failed (skips: {', '.join(sorted(CHECKOV_SKIPS))})"
           + ("" if not failed else ": " + "; ".join(failed[:10])))
@@ -175,14 +178,10 @@ for name, (text, dapr) in renders.items():
 # ---------------------------------------------------------------------------------------------
 print("\n== the Dockerfile")
 dockerfile = (ROOT / "deploy/Dockerfile").read_text()
-ck = work / "checkov-docker"
-ck.mkdir()
-shutil.copy(ROOT / "deploy/Dockerfile", ck / "Dockerfile")
-p = subprocess.run([VENV / "checkov", "-d", ck, "--framework", "dockerfile", "--skip-download", "--quiet", "-o", "json"],
-                   capture_output=True, text=True, env={**os.environ, "BC_SKIP_MAPPING": "TRUE"})
-summary = json.loads(p.stdout).get("summary", {})
+summary, failed = checkov(ROOT / "deploy/Dockerfile", "dockerfile")
 check(summary.get("failed") == 0 and summary.get("passed", 0) > 0,
-      f"checkov on the Dockerfile: {summary.get('passed')} passed, {summary.get('failed')} failed")
+      f"checkov on the Dockerfile: {summary.get('passed')} passed, {summary.get('failed')} failed"
+      + ("" if not failed else ": " + "; ".join(failed[:10])))
 manifests = sorted(str(m.relative_to(ROOT)) for m in [*ROOT.glob("crates/*/Cargo.toml"), ROOT / "bench/Cargo.toml"])
 missing = [m for m in manifests if f"COPY {m} " not in dockerfile]
 check(not missing, "the dependency layer copies every crate's manifest" + (f": missing {missing}" if missing else ""))
