@@ -77,7 +77,8 @@ run("helm", "lint", str(CHART), "-f", str(CHART / "values-minikube.yaml"))
 check(True, "helm lint with values-minikube.yaml")
 p = helm_template()
 check(p.returncode != 0 and "needs a database" in p.stderr, "no database configured: install refused, naming it")
-for bad in ("bsu=kafka", "bus=rabbitmq", "roles.api.roles=api\\,sink", "kafka.partitions=0"):
+for bad in ("bsu=kafka", "bus=rabbitmq", "roles.api.roles=api\\,sink", "kafka.partitions=0",
+            "tracing.otlpEndpoint=collector:4318"):
     p = helm_template("--set", "database.url=postgres://x@db/t", "--set", bad)
     check(p.returncode != 0 and "values don't meet the specifications" in p.stderr,
           f"values.schema.json refuses {bad}")
@@ -92,6 +93,8 @@ for values in ("values.yaml", "values-minikube.yaml", "values-cloud.yaml"):
             args += ["--set", "database.url=postgres://taskflow@db:5432/taskflow"]
         if dapr:
             args += ["--set", "dapr.enabled=true", "--set", "bus=dapr"]
+        if values == "values-cloud.yaml":
+            args += ["--set", "tracing.otlpEndpoint=http://otel-collector.observability:4318"]
         p = helm_template(*args)
         name = f"{values}, Dapr {'on' if dapr else 'off'}"
         if check(p.returncode == 0, f"renders: {name}"):
@@ -119,6 +122,9 @@ for name, (text, dapr) in renders.items():
     config = next(c for c in kinds["ConfigMap"] if c["metadata"]["name"].endswith("-config"))["data"]
     check(set(config) <= run_env, "every ConfigMap setting is one `taskflow run --help` accepts"
           + ("" if set(config) <= run_env else f": {sorted(set(config) - run_env)}"))
+    if "values-cloud" in name:
+        check(config.get("TASKFLOW_OTLP_ENDPOINT") == "http://otel-collector.observability:4318",
+              "trace export set from tracing.otlpEndpoint")
     for component, d in sorted(deployments.items()):
         pod = d["spec"]["template"]
         c = pod["spec"]["containers"][0]

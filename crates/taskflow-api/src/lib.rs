@@ -22,7 +22,7 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, Request},
+    extract::{DefaultBodyLimit, MatchedPath, Request},
     http::HeaderName,
     middleware,
     response::IntoResponse,
@@ -33,7 +33,7 @@ use taskflow_core::trace::Traceparent;
 use tower_http::{
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    trace::TraceLayer,
+    trace::{DefaultOnResponse, OnResponse as _, TraceLayer},
 };
 use utoipa::{
     Modify, OpenApi,
@@ -129,28 +129,70 @@ pub fn router(state: AppState) -> Router {
             "/openapi.json",
             axum::routing::get(move || {
                 let body = doc_json.clone();
-                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], body) }
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        body,
+                    )
+                }
             }),
         )
         .merge(docs::router())
         .merge(web::router())
-        .fallback(|| async { ApiError::NotFound("there is no such endpoint; see /docs").into_response() })
+        .fallback(|| async {
+            ApiError::NotFound("there is no such endpoint; see /docs").into_response()
+        })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(middleware::from_fn(extract::check_url))
-        .layer(middleware::from_fn_with_state(state.clone(), limits::per_ip))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::per_ip,
+        ))
         .merge(sidecar_routes(&state))
         .layer(middleware::from_fn(problem::render_problems))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-            let trace = req.extensions().get::<Traceparent>().map_or("", Traceparent::trace_id);
-            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id, trace_id = %trace)
-        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(http_span)
+                .on_response(
+                    |res: &axum::response::Response, latency, span: &tracing::Span| {
+                        span.record("status", res.status().as_u16());
+                        DefaultOnResponse::new().on_response(res, latency, span);
+                    },
+                ),
+        )
         .layer(middleware::from_fn(trace_context))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
 }
+
+/// The span a request is served in: its log lines name the request and its trace, and with
+/// trace export on it is the server span of the trace.
+fn http_span(req: &Request) -> tracing::Span {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let server = req.extensions().get::<Traceparent>();
+    let caller = req
+        .extensions()
+        .get::<CallerSpan>()
+        .map_or("", |c| c.0.as_str());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("", MatchedPath::as_str);
+    tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), route,
+        request_id = %id, trace_id = server.map_or("", Traceparent::trace_id),
+        span_id = server.map_or("", Traceparent::span_id), parent_id = caller,
+        sampled = server.is_some_and(Traceparent::sampled), status = tracing::field::Empty)
+}
+
+/// The span id of the caller's `traceparent`: the parent of the server's span.
+#[derive(Debug, Clone)]
+struct CallerSpan(String);
 
 /// Middleware: the request's W3C trace context. The server's span is a child of the caller's
 /// `traceparent`, or the root of a new trace where there is none (or it is malformed: it is
@@ -161,7 +203,13 @@ async fn trace_context(mut req: Request, next: middleware::Next) -> axum::respon
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .and_then(Traceparent::parse);
-    let server = caller.map_or_else(Traceparent::root, |t| t.child());
+    let server = caller
+        .as_ref()
+        .map_or_else(Traceparent::root, Traceparent::child);
+    if let Some(caller) = caller {
+        req.extensions_mut()
+            .insert(CallerSpan(caller.span_id().to_owned()));
+    }
     req.extensions_mut().insert(server.clone());
     taskflow_app::trace::scope(server, next.run(req)).await
 }

@@ -3,7 +3,7 @@
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use taskflow_core::{Role, Topic};
+use taskflow_core::{Role, Topic, trace::Traceparent};
 use taskflow_store::Store;
 use tracing::Instrument as _;
 
@@ -20,11 +20,20 @@ impl<E: std::fmt::Display> From<E> for HandlerError {
 }
 
 /// The span one event is handled in: the consumer's log lines about it name the event and
-/// its trace (the `traceparent` the request that caused it sent, or began).
+/// its trace (the `traceparent` the request that caused it sent, or began). The span is a
+/// child of the event's `traceparent`, so an exported trace shows every consumer's handling
+/// under the request that caused it.
 pub fn event_span(consumer: &str, event: &Envelope) -> tracing::Span {
     let e = &event.event;
+    let parent = e.traceparent.as_deref().and_then(Traceparent::parse);
+    let this = parent.as_ref().map(Traceparent::child);
+    let id = |t: Option<&Traceparent>, f: fn(&Traceparent) -> &str| t.map_or("", f).to_owned();
     tracing::info_span!("event", consumer, event_id = %e.id, event_type = %e.ty,
-        trace_id = %taskflow_core::trace::trace_id_of(e.traceparent.as_deref()))
+        trace_id = id(this.as_ref(), Traceparent::trace_id),
+        span_id = id(this.as_ref(), Traceparent::span_id),
+        parent_id = id(parent.as_ref(), Traceparent::span_id),
+        sampled = this.as_ref().is_some_and(Traceparent::sampled),
+        error = tracing::field::Empty)
 }
 
 /// What a consumer group does with events.
@@ -112,11 +121,21 @@ impl Delivery {
             return;
         }
         let name = self.handler.group();
-        if self.handler.handle(&wanted).await.is_ok() {
-            metrics::counter!("taskflow_events_handled_total", "consumer" => name)
-                .increment(wanted.len() as u64);
-            return;
+        // A span per event for the batch's one call (not entered: a call serves them all).
+        let spans: Vec<tracing::Span> = wanted.iter().map(|e| event_span(name, e)).collect();
+        match self.handler.handle(&wanted).await {
+            Ok(()) => {
+                metrics::counter!("taskflow_events_handled_total", "consumer" => name)
+                    .increment(wanted.len() as u64);
+                return;
+            }
+            Err(e) => {
+                for span in &spans {
+                    span.record("error", format!("the batch failed: {}", e.0));
+                }
+            }
         }
+        drop(spans);
         for event in &wanted {
             self.deliver_one(event)
                 .instrument(event_span(name, event))
@@ -158,6 +177,7 @@ impl Delivery {
                     return;
                 }
                 Err(e) if attempt >= self.config.max_attempts => {
+                    tracing::Span::current().record("error", e.0.as_str());
                     self.park(event, &e.0, attempt).await;
                     return;
                 }

@@ -61,6 +61,17 @@ impl Traceparent {
         &self.trace_id
     }
 
+    /// This span's id.
+    pub fn span_id(&self) -> &str {
+        &self.span_id
+    }
+
+    /// Whether the trace is recorded (the `sampled` flag): spans of a trace the caller does
+    /// not record are not exported either.
+    pub fn sampled(&self) -> bool {
+        self.flags & 1 == 1
+    }
+
     /// The header value.
     pub fn header(&self) -> String {
         format!("00-{}-{}-{:02x}", self.trace_id, self.span_id, self.flags)
@@ -98,7 +109,12 @@ mod tests {
         let h = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let t = Traceparent::parse(h).unwrap();
         assert_eq!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(t.span_id(), "00f067aa0ba902b7");
+        assert!(t.sampled());
         assert_eq!(t.header(), h);
+        let unsampled = Traceparent::parse(&h.replace("-01", "-00")).unwrap();
+        assert!(!unsampled.sampled());
+        assert!(!unsampled.child().sampled(), "a child keeps the flags");
     }
 
     #[test]
@@ -127,6 +143,7 @@ mod tests {
         let t = Traceparent::root();
         let c = t.child();
         assert_eq!(c.trace_id(), t.trace_id());
+        assert_ne!(c.span_id(), t.span_id());
         assert_ne!(c.header(), t.header());
         assert_eq!(Traceparent::parse(&c.header()), Some(c));
         assert_ne!(Traceparent::root().trace_id(), t.trace_id());

@@ -2,9 +2,8 @@
 
 use async_trait::async_trait;
 use taskflow_app::App;
-use taskflow_bus::{Envelope, Handler, HandlerError, event_span};
-use taskflow_core::{EventKind, Role, Topic};
-use tracing::Instrument as _;
+use taskflow_bus::{Envelope, Handler, HandlerError};
+use taskflow_core::{EventKind, Role, Topic, trace::trace_id_of};
 
 /// The role this service is.
 pub const ROLE: Role = Role::Recurring;
@@ -41,17 +40,17 @@ impl Handler for Recurring {
 
     async fn handle(&self, events: &[Envelope]) -> Result<(), HandlerError> {
         for e in events {
-            let span = event_span(NAME, e);
             let created = self
                 .app
                 .create_next_occurrence(&e.event, NAME, SOURCE)
-                .instrument(span.clone())
                 .await?;
             if let Some(task) = created {
-                span.in_scope(|| {
-                    tracing::info!(user_id = %task.user_id, task_id = %task.id, number = task.number,
-                        occurrence = task.occurrence, "created the next occurrence");
-                });
+                // The delivery's span for this event is not entered (it spans the batch's
+                // call), so the line names the event and its trace itself.
+                tracing::info!(consumer = NAME, event_id = %e.event.id,
+                    trace_id = %trace_id_of(e.event.traceparent.as_deref()),
+                    user_id = %task.user_id, task_id = %task.id, number = task.number,
+                    occurrence = task.occurrence, "created the next occurrence");
             }
         }
         Ok(())

@@ -7,6 +7,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 use taskflow_core::Role;
 
+use crate::otlp;
+
 /// taskflow: an event-driven todo assistant.
 ///
 /// `taskflow serve` runs every part in one process on an SQLite file; the same binary runs
@@ -28,6 +30,16 @@ pub struct LogOpts {
     /// Log filter, e.g. `info`, `debug`, `taskflow_api=debug,info`.
     #[arg(long, env = "TASKFLOW_LOG", default_value = "info", global = true)]
     pub log_level: String,
+    /// Export traces to this OpenTelemetry collector (OTLP over HTTP, JSON), e.g.
+    /// `http://otel-collector:4318`; spans go to its `/v1/traces`. Off when unset. The service
+    /// name is `OTEL_SERVICE_NAME`, else `taskflow` (`taskflow-ROLE-…` for `run --roles`).
+    #[arg(
+        long,
+        env = "TASKFLOW_OTLP_ENDPOINT",
+        value_name = "URL",
+        global = true
+    )]
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -669,22 +681,50 @@ pub fn exit_for_clap(e: clap::Error) -> ExitCode {
     }
 }
 
-pub fn init_logging(opts: &LogOpts) {
-    use tracing_subscriber::{EnvFilter, fmt};
+/// Starts logging, and trace export where `--otlp-endpoint` is set (then the exporter is
+/// returned, to be flushed before the process ends). `service` is the service name traces
+/// are exported under. Err: a message naming the bad setting.
+pub fn init_logging(opts: &LogOpts, service: &str) -> Result<Option<otlp::Exporter>, String> {
+    use tracing_subscriber::{EnvFilter, Layer as _, filter, fmt, prelude::*};
     let filter = EnvFilter::try_new(&opts.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     let json = match opts.log_format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json {
-        builder
-            .json()
+    let url = opts
+        .otlp_endpoint
+        .as_deref()
+        .filter(|e| !e.trim().is_empty())
+        .map(otlp::traces_url)
+        .transpose()
+        .map_err(|e| format!("--otlp-endpoint: {e}"))?;
+    let logs = fmt::layer().with_writer(std::io::stderr);
+    let logs = if json {
+        logs.json()
             .with_current_span(false)
             .flatten_event(true)
-            .init();
+            .boxed()
     } else {
-        builder.with_ansi(std::io::stderr().is_terminal()).init();
-    }
+        logs.with_ansi(std::io::stderr().is_terminal()).boxed()
+    };
+    let (traces, exporter) = match url {
+        Some(url) => {
+            let service = std::env::var("OTEL_SERVICE_NAME")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| service.to_owned());
+            let (layer, exporter) = otlp::start(url, service);
+            // Only the traced spans reach it, whatever the log filter lets through.
+            let spans = filter::filter_fn(|m| m.is_span() && matches!(m.name(), "http" | "event"))
+                .with_max_level_hint(tracing::Level::INFO);
+            (Some(layer.with_filter(spans)), Some(exporter))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(traces)
+        .init();
+    Ok(exporter)
 }

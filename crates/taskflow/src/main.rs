@@ -6,7 +6,9 @@ use clap::Parser;
 
 mod chat;
 mod cli;
+mod memory;
 mod nlu;
+mod otlp;
 mod secrets;
 mod serve;
 
@@ -25,6 +27,7 @@ fn main() -> ExitCode {
     {
         without_huge_pages();
     }
+    memory::note_start();
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -62,7 +65,28 @@ fn without_huge_pages() {
 }
 
 async fn run(cli: cli::Cli) -> ExitCode {
-    cli::init_logging(&cli.log);
+    let service = match &cli.command {
+        cli::Command::Run(run) => {
+            let roles: Vec<&str> = run.roles.iter().map(|r| r.name()).collect();
+            format!("taskflow-{}", roles.join("-"))
+        }
+        _ => "taskflow".to_owned(),
+    };
+    let exporter = match cli::init_logging(&cli.log, &service) {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            eprintln!("taskflow: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = command(cli).await;
+    if let Some(exporter) = exporter {
+        exporter.flush(std::time::Duration::from_secs(5)).await;
+    }
+    code
+}
+
+async fn command(cli: cli::Cli) -> ExitCode {
     match cli.command {
         cli::Command::Serve(opts) => serve::run(opts, taskflow_core::Role::ALL.to_vec()).await,
         cli::Command::Run(run) => serve::run(run.serve, run.roles).await,

@@ -534,6 +534,7 @@ pub async fn run(mut opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
         .unwrap_or_default();
     let role_names: Vec<&str> = roles.iter().map(|r| r.name()).collect();
     tracing::info!(addr = %addr, roles = %role_names.join(","), "listening");
+    let releasing = tokio::spawn(release_after_start(readiness.clone()));
 
     let grace = Duration::from_secs(opts.shutdown_grace_secs);
     let mut server_stop = stop_rx.clone();
@@ -561,6 +562,7 @@ pub async fn run(mut opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
         hub.close();
     }
     housekeeping.abort();
+    releasing.abort();
     let drained = tokio::time::timeout(grace, async {
         while workers.join_next().await.is_some() {}
     })
@@ -584,6 +586,28 @@ pub async fn run(mut opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
     // checkpointed into it).
     closing_store.close().await;
     code
+}
+
+/// Once every role is ready and has run a while, the pages of code and read-only data that
+/// only starting used leave the resident set (see `crate::memory`).
+async fn release_after_start(readiness: Readiness) {
+    const SETTLE: Duration = Duration::from_secs(5);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while !readiness.all_ready() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(SETTLE).await;
+    match tokio::task::spawn_blocking(crate::memory::release_startup_pages).await {
+        Ok(Ok(released)) => tracing::info!(
+            mappings = released.mappings,
+            kib = released.kib,
+            "start-up pages given back: code and read-only data that only starting ran"
+        ),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "cannot read this process's mappings; start-up pages stay resident")
+        }
+        Err(_) => {}
+    }
 }
 
 async fn shutdown_signal() {
