@@ -293,6 +293,11 @@ pub struct ServeOpts {
     /// Seconds to wait for in-flight requests at shutdown.
     #[arg(long, env = "TASKFLOW_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
+    /// Once the roles are ready, give back the resident pages of code and read-only data that
+    /// only starting ran (Linux; they stay in the page cache and come back when run again).
+    /// `false` keeps them, e.g. to compare memory figures.
+    #[arg(long, env = "TASKFLOW_RELEASE_STARTUP_PAGES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub release_startup_pages: bool,
     // The groups with a heading of their own come last: clap gives every option after one
     // that heading.
     #[command(flatten)]

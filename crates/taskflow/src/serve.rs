@@ -534,7 +534,9 @@ pub async fn run(mut opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
         .unwrap_or_default();
     let role_names: Vec<&str> = roles.iter().map(|r| r.name()).collect();
     tracing::info!(addr = %addr, roles = %role_names.join(","), "listening");
-    let releasing = tokio::spawn(release_after_start(readiness.clone()));
+    let releasing = opts
+        .release_startup_pages
+        .then(|| tokio::spawn(release_after_start(readiness.clone())));
 
     let grace = Duration::from_secs(opts.shutdown_grace_secs);
     let mut server_stop = stop_rx.clone();
@@ -562,7 +564,9 @@ pub async fn run(mut opts: ServeOpts, roles: Vec<Role>) -> ExitCode {
         hub.close();
     }
     housekeeping.abort();
-    releasing.abort();
+    if let Some(releasing) = releasing {
+        releasing.abort();
+    }
     let drained = tokio::time::timeout(grace, async {
         while workers.join_next().await.is_some() {}
     })

@@ -1,4 +1,4 @@
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::{App, BIN};
 
@@ -221,6 +221,93 @@ async fn a_worker_process_runs_without_huge_pages_and_the_api_with_them() {
     )
     .await;
     assert_eq!(ready["roles"], json!({"audit": "ready"}), "{ready}");
+}
+
+/// Once its roles are ready, a process gives back the resident pages of code and read-only
+/// data that only starting ran (they stay in the kernel's page cache), and goes on serving.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_process_gives_back_its_start_up_pages_and_goes_on_serving() {
+    use std::time::{Duration, Instant};
+    let Some(app) = crate::App::new().await else {
+        return;
+    };
+    let pid = app.server.pid();
+    // The binary's code resident in the process, KiB.
+    let code = || {
+        let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+        let (mut kib, mut counting) = (0u64, false);
+        for line in smaps.lines() {
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some(range), Some(perms)) if range.contains('-') && !range.ends_with(':') => {
+                    counting = perms == "r-xp" && line.contains("/taskflow");
+                }
+                (Some("Rss:"), Some(v)) if counting => kib += v.parse::<u64>().unwrap_or(0),
+                _ => {}
+            }
+        }
+        kib
+    };
+    let before = code();
+    assert!(
+        before > 0,
+        "the binary's code is resident as the process starts"
+    );
+    let line = std::iter::from_fn(|| app.server.stderr.recv_timeout(Duration::from_secs(40)).ok())
+        .take(2000)
+        .find(|l| l.contains("start-up pages given back"))
+        .expect("the process says it gave back its start-up pages");
+    let said: Value = serde_json::from_str(&line).unwrap();
+    assert!(said["kib"].as_u64().unwrap_or(0) > 1024, "{line}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut after = code();
+    // What still runs comes back (in an unoptimised build, with its code spread out, much of
+    // it): at least a quarter of the code has left.
+    while after * 4 > before * 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        after = code();
+    }
+    assert!(
+        after * 4 <= before * 3,
+        "resident code KiB: {before} before, {after} after"
+    );
+    // It goes on serving, end to end: the request, the event, the stream.
+    let mut sse = crate::services::Sse::open(&app.server, &app.token, None).await;
+    app.task(json!({"title": "after the pages went"})).await;
+    sse.next_of("com.taskflow.task.created.v1", Duration::from_secs(10))
+        .await
+        .expect("task.created on the stream");
+}
+
+/// `link-order.txt` names the functions to lay out first by their mangled names, whose hashes
+/// change with the dependencies of every workspace crate (cargo's `-C metadata`) and with the
+/// compiler: after such a change the file names functions the binary no longer has, and the
+/// worker roles' code is spread out again (idle RSS up by 6 MiB, bench/RESULTS.md). The file
+/// records what it was made for; `bench/layout` makes it again. This catches the common case,
+/// a dependency change; a compiler update needs the same (the release workflow pins one).
+#[test]
+fn the_code_layout_was_made_for_these_dependencies() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let order = std::fs::read_to_string(format!("{dir}/link-order.txt")).unwrap();
+    let made_for = order
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("# made for: "))
+        .expect("link-order.txt starts with what it was made for");
+    let lock = std::fs::read(format!("{dir}/../../Cargo.lock")).unwrap();
+    // FNV-1a, 64 bits: what bench/layout computes.
+    let hash = lock.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    // The compiler it was made with is recorded beside, not compared: CI may build with
+    // another, and only the release image's build (pinned) must match.
+    let lock_part = made_for.split(',').next().unwrap_or_default();
+    assert_eq!(
+        lock_part,
+        format!("Cargo.lock {hash:016x}"),
+        "crates/taskflow/link-order.txt is stale: run bench/layout (about 6 minutes)"
+    );
 }
 
 /// The binary's relative relocations are packed (DT_RELR): unpacked, the loader read 1.7 MB of
