@@ -19,6 +19,7 @@ use std::{
 use serde_json::{Value, json};
 use taskflow_core::Topic;
 use taskflow_store::Store;
+use tracing::Instrument as _;
 
 use super::DaprSettings;
 use crate::{ConsumerConfig, Envelope, Handler, handler::Delivery, wire};
@@ -226,7 +227,18 @@ async fn deliver_to(g: &Group, envelope: &Envelope) -> Delivered {
     if g.closed.load(Ordering::SeqCst) {
         return Delivered::Retry;
     }
-    let error = match handler.handle(std::slice::from_ref(envelope)).await {
+    // The event's span, as on every transport: the handler's log lines and the exported
+    // trace name it (the delivery's HTTP span is the sidecar's request, not the event's).
+    let span = crate::event_span(name, envelope);
+    let handled = handler
+        .handle(std::slice::from_ref(envelope))
+        .instrument(span.clone())
+        .await;
+    if let Err(e) = &handled {
+        span.record("error", e.0.as_str());
+    }
+    drop(span);
+    let error = match handled {
         Ok(()) => {
             tries.remove(&envelope.event.id);
             metrics::counter!("taskflow_events_handled_total", "consumer" => name).increment(1);

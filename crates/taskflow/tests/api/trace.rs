@@ -21,26 +21,55 @@ fn trace_id(event: &Value) -> &str {
     parts[1]
 }
 
+/// POSTs `path` (with `body`) sending `traceparent`, asserts the `status`, and returns the
+/// response's body and the next event of type `ty` on `sse`.
+async fn traced(
+    app: &App,
+    sse: &mut Sse,
+    (path, body, status): (&str, Option<Value>, u16),
+    traceparent: &str,
+    ty: &str,
+) -> (Value, Value) {
+    let res = app
+        .call_as(
+            &app.token,
+            Method::POST,
+            path,
+            body,
+            &[("traceparent", traceparent)],
+        )
+        .await;
+    assert_eq!(res.status, status, "{}", res.body);
+    let ((_, _, event), _) = sse
+        .next_of(ty, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|| panic!("{ty} on the stream"));
+    (res.body, event)
+}
+
+/// A task due daily: completing it makes the next occurrence.
+fn daily() -> Option<Value> {
+    Some(
+        json!({"title": "water the plants", "due_at": "2030-03-09T14:00:00Z", "recurrence": "FREQ=DAILY"}),
+    )
+}
+
+const CREATED: &str = "com.taskflow.task.created.v1";
+const COMPLETED: &str = "com.taskflow.task.completed.v1";
+
 #[tokio::test]
 async fn a_requests_traceparent_reaches_its_events_and_the_next_occurrence() {
     let Some(app) = App::new().await else { return };
     let mut sse = Sse::open(&app.server, &app.token, None).await;
     let incoming = format!("00-{TRACE_A}-00f067aa0ba902b7-01");
-    let res = app
-        .call_as(
-            &app.token,
-            Method::POST,
-            "/api/tasks",
-            Some(json!({"title": "water the plants", "due_at": "2030-03-09T14:00:00Z", "recurrence": "FREQ=DAILY"})),
-            &[("traceparent", &incoming)],
-        )
-        .await;
-    assert_eq!(res.status, 201, "{}", res.body);
-    let id = res.body["id"].as_str().unwrap().to_owned();
-    let ((_, _, created), _) = sse
-        .next_of("com.taskflow.task.created.v1", Duration::from_secs(10))
-        .await
-        .expect("task.created on the stream");
+    let (task, created) = traced(
+        &app,
+        &mut sse,
+        ("/api/tasks", daily(), 201),
+        &incoming,
+        CREATED,
+    )
+    .await;
     assert_eq!(trace_id(&created), TRACE_A, "{created}");
     assert_ne!(
         created["traceparent"], incoming,
@@ -48,23 +77,11 @@ async fn a_requests_traceparent_reaches_its_events_and_the_next_occurrence() {
     );
 
     let completing = format!("00-{TRACE_B}-b7ad6b7169203331-01");
-    let res = app
-        .call_as(
-            &app.token,
-            Method::POST,
-            &format!("/api/tasks/{id}/complete"),
-            None,
-            &[("traceparent", &completing)],
-        )
-        .await;
-    assert_eq!(res.status, 200, "{}", res.body);
-    let ((_, _, completed), _) = sse
-        .next_of("com.taskflow.task.completed.v1", Duration::from_secs(10))
-        .await
-        .expect("task.completed on the stream");
+    let path = format!("/api/tasks/{}/complete", task["id"].as_str().unwrap());
+    let (_, completed) = traced(&app, &mut sse, (&path, None, 200), &completing, COMPLETED).await;
     assert_eq!(trace_id(&completed), TRACE_B);
     let ((_, _, next), _) = sse
-        .next_of("com.taskflow.task.created.v1", Duration::from_secs(10))
+        .next_of(CREATED, Duration::from_secs(10))
         .await
         .expect("the next occurrence's task.created");
     assert_eq!(
@@ -119,7 +136,7 @@ async fn without_a_valid_traceparent_each_request_starts_a_trace_of_its_own() {
     let mut traces = Vec::new();
     for _ in 0..3 {
         let ((_, _, e), _) = sse
-            .next_of("com.taskflow.task.created.v1", Duration::from_secs(10))
+            .next_of(CREATED, Duration::from_secs(10))
             .await
             .expect("task.created");
         let t = trace_id(&e).to_owned();
@@ -220,38 +237,26 @@ async fn traces_are_exported_to_an_otlp_collector() {
     };
     let mut sse = Sse::open(&app.server, &app.token, None).await;
     const UNSAMPLED: &str = "11111111111111111111111111111111";
-    let res = app
-        .call_as(
-            &app.token,
-            Method::POST,
-            "/api/tasks",
-            Some(json!({"title": "not recorded"})),
-            &[(
-                "traceparent",
-                &format!("00-{UNSAMPLED}-00f067aa0ba902b7-00"),
-            )],
-        )
-        .await;
-    assert_eq!(res.status, 201, "{}", res.body);
-    sse.next_of("com.taskflow.task.created.v1", Duration::from_secs(10))
-        .await
-        .expect("the unrecorded task's task.created");
+    let unsampled = format!("00-{UNSAMPLED}-00f067aa0ba902b7-00");
+    let not_recorded = Some(json!({"title": "not recorded"}));
+    traced(
+        &app,
+        &mut sse,
+        ("/api/tasks", not_recorded, 201),
+        &unsampled,
+        CREATED,
+    )
+    .await;
 
-    let res = app
-        .call_as(
-            &app.token,
-            Method::POST,
-            "/api/tasks",
-            Some(json!({"title": "water the plants", "due_at": "2030-03-09T14:00:00Z", "recurrence": "FREQ=DAILY"})),
-            &[("traceparent", &format!("00-{TRACE_A}-00f067aa0ba902b7-01"))],
-        )
-        .await;
-    assert_eq!(res.status, 201, "{}", res.body);
-    let id = res.body["id"].as_str().unwrap().to_owned();
-    let ((_, _, created), _) = sse
-        .next_of("com.taskflow.task.created.v1", Duration::from_secs(10))
-        .await
-        .expect("task.created");
+    let sampled = format!("00-{TRACE_A}-00f067aa0ba902b7-01");
+    let (task, created) = traced(
+        &app,
+        &mut sse,
+        ("/api/tasks", daily(), 201),
+        &sampled,
+        CREATED,
+    )
+    .await;
     assert_eq!(trace_id(&created), TRACE_A, "{created}");
 
     // The request: a server span, child of the caller's span, parent of the event.
@@ -283,20 +288,9 @@ async fn traces_are_exported_to_an_otlp_collector() {
     assert!(start > 0 && start <= end, "{server}");
 
     // Completing it: the recurring consumer's span is a child of the completion's event.
-    let res = app
-        .call_as(
-            &app.token,
-            Method::POST,
-            &format!("/api/tasks/{id}/complete"),
-            None,
-            &[("traceparent", &format!("00-{TRACE_B}-b7ad6b7169203331-01"))],
-        )
-        .await;
-    assert_eq!(res.status, 200, "{}", res.body);
-    let ((_, _, completed), _) = sse
-        .next_of("com.taskflow.task.completed.v1", Duration::from_secs(10))
-        .await
-        .expect("task.completed");
+    let completing = format!("00-{TRACE_B}-b7ad6b7169203331-01");
+    let path = format!("/api/tasks/{}/complete", task["id"].as_str().unwrap());
+    let (_, completed) = traced(&app, &mut sse, (&path, None, 200), &completing, COMPLETED).await;
     let (service, consumer) = collector
         .span(|s| s["traceId"] == TRACE_B && s["name"] == "recurring process")
         .await;
