@@ -24,6 +24,10 @@ use taskflow_store::StoredEvent;
 use tokio::sync::watch;
 
 pub use embedded::EmbeddedBus;
+/// The readiness part a consumer group reports as (on every transport).
+pub const CONSUMER_PART: &str = "consumer";
+/// The readiness part the outbox relay reports as.
+pub const RELAY_PART: &str = "relay";
 pub use handler::{ConsumerConfig, Handler, HandlerError, event_span};
 
 /// An event in flight, as every transport hands it to a consumer: the CloudEvent, its topic,

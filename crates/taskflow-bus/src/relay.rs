@@ -23,7 +23,7 @@ const BATCH: i64 = 1000;
 /// How often the outbox is read when no commit in this process wakes the relay (an
 /// indexed read of the head; this bounds the added latency where the API runs apart).
 const POLL: Duration = Duration::from_millis(25);
-const PART: &str = "relay";
+const PART: &str = crate::RELAY_PART;
 /// How often relayed events past their retention are removed from the outbox (or more often,
 /// when the retention is shorter).
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);

@@ -282,6 +282,16 @@ fn start_services(
         let (bus, readiness, stop) = (bus.clone(), readiness.clone(), stop.clone());
         async move { bus.consume(handler, config, readiness, stop).await }
     };
+    // Each role counts as starting until a task of its own reports: the tasks below report
+    // only once they run, and until then an empty map would read as ready.
+    for &role in roles {
+        match role {
+            Role::Api => {}
+            Role::Sync if hub.is_none() => {}
+            Role::Relay => readiness.set(role, taskflow_bus::RELAY_PART, RoleState::Starting),
+            _ => readiness.set(role, taskflow_bus::CONSUMER_PART, RoleState::Starting),
+        }
+    }
     for role in roles {
         match role {
             Role::Api => {}

@@ -292,14 +292,14 @@ impl Transport for DaprBus {
                 }
                 was_ready = Some(ready);
             }
-            readiness.set(role, "consumer", state);
+            readiness.set(role, crate::CONSUMER_PART, state);
             tokio::select! {
                 _ = health.changed() => {}
                 _ = stop.changed() => {}
             }
         }
         self.inbox.close(group).await;
-        readiness.set(role, "consumer", RoleState::Starting);
+        readiness.set(role, crate::CONSUMER_PART, RoleState::Starting);
     }
 
     async fn relay(&self, readiness: Readiness, stop: watch::Receiver<bool>) {

@@ -15,7 +15,7 @@ use super::EmbeddedBus;
 use crate::{ConsumerConfig, Envelope, Handler, handler::Delivery, outbox::OutboxReader, wait};
 
 /// The part of a role that a consumer is, in its readiness.
-pub(crate) const PART: &str = "consumer";
+pub(crate) const PART: &str = crate::CONSUMER_PART;
 
 /// One consumer group's reader of the outbox.
 pub(crate) struct Consumer {

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use super::KafkaBus;
 use crate::{ConsumerConfig, Handler, handler::Delivery, wait, wire};
 
-const PART: &str = "consumer";
+const PART: &str = crate::CONSUMER_PART;
 /// The pause after an error from the client, before the next read.
 const ERROR_PAUSE: Duration = Duration::from_millis(10);
 /// How often a failing group warns in the log (the other errors are logged at debug level).

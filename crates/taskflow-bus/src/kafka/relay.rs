@@ -22,14 +22,14 @@ use crate::{
 };
 
 pub(super) async fn run(bus: &KafkaBus, readiness: Readiness, stop: watch::Receiver<bool>) {
-    readiness.set(Role::Relay, "relay", RoleState::Starting);
+    readiness.set(Role::Relay, crate::RELAY_PART, RoleState::Starting);
     let producer = match producer(&bus.settings) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "cannot create the Kafka producer; the relay does not run");
             readiness.set(
                 Role::Relay,
-                "relay",
+                crate::RELAY_PART,
                 RoleState::Failing(format!("cannot create the producer: {e}")),
             );
             return;

@@ -223,6 +223,32 @@ async fn a_worker_process_runs_without_huge_pages_and_the_api_with_them() {
     assert_eq!(ready["roles"], json!({"audit": "ready"}), "{ready}");
 }
 
+/// A process is not ready before its roles have said so: from the moment it listens, its
+/// readiness names every role it runs (an empty list once read as ready).
+#[tokio::test]
+async fn readiness_names_every_role_from_the_first_answer() {
+    let Some(db) = taskflow_testkit::TestDb::new(taskflow_testkit::Backend::from_env()).await
+    else {
+        return;
+    };
+    let worker = taskflow_testkit::TestServer::start_with(
+        BIN,
+        "run",
+        &db.url,
+        &["--roles", "audit,notifier"],
+    );
+    let res = worker
+        .client
+        .get(worker.url("/healthz/ready"))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = res.json().await.unwrap();
+    for role in ["audit", "notifier"] {
+        assert!(body["roles"][role].is_string(), "{role} is named: {body}");
+    }
+}
+
 /// Once its roles are ready, a process gives back the resident pages of code and read-only
 /// data that only starting ran (they stay in the kernel's page cache), and goes on serving.
 #[cfg(target_os = "linux")]
