@@ -277,25 +277,23 @@ fn start_services(
     let bus = app.bus().clone();
     // Registered at once, before the server takes requests (a Dapr sidecar asks for the
     // subscriptions as soon as the port is open).
+    // Each part counts as starting from the moment its task is spawned: the task reports
+    // only once it runs, and until then an empty map would read as ready.
     let consumer = |handler: Arc<dyn Handler>, config: ConsumerConfig| {
         bus.register(&handler, &config);
+        readiness.set(
+            handler.role(),
+            taskflow_bus::CONSUMER_PART,
+            RoleState::Starting,
+        );
         let (bus, readiness, stop) = (bus.clone(), readiness.clone(), stop.clone());
         async move { bus.consume(handler, config, readiness, stop).await }
     };
-    // Each role counts as starting until a task of its own reports: the tasks below report
-    // only once they run, and until then an empty map would read as ready.
-    for &role in roles {
-        match role {
-            Role::Api => {}
-            Role::Sync if hub.is_none() => {}
-            Role::Relay => readiness.set(role, taskflow_bus::RELAY_PART, RoleState::Starting),
-            _ => readiness.set(role, taskflow_bus::CONSUMER_PART, RoleState::Starting),
-        }
-    }
     for role in roles {
         match role {
             Role::Api => {}
             Role::Relay => {
+                readiness.set(Role::Relay, taskflow_bus::RELAY_PART, RoleState::Starting);
                 let (bus, readiness, stop) = (bus.clone(), readiness.clone(), stop.clone());
                 workers.spawn(async move { bus.relay(readiness, stop).await });
             }
