@@ -13,9 +13,8 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use taskflow_app::{AppError, TaskRef};
+use taskflow_app::{App, AppError, Conversation, Message, TaskRef};
 use taskflow_core::User;
-use taskflow_store::{Conversation, ConversationStore, Message};
 use uuid::Uuid;
 
 use crate::{
@@ -67,7 +66,7 @@ impl Exchange {
     /// Writes the conversation with `state` (unchanged when `None`) and the answer so far.
     async fn save(
         &self,
-        store: &dyn ConversationStore,
+        app: &App,
         state: Option<&State>,
         answer: &str,
         calls: &[ToolCall],
@@ -93,7 +92,7 @@ impl Exchange {
                 created_at: self.now,
             },
         ];
-        Ok(store.save_exchange(&conversation, &messages).await?)
+        app.record_exchange(&conversation, &messages).await
     }
 }
 
@@ -135,7 +134,7 @@ impl Rounds for ModelRounds<'_> {
             .await;
         let so_far: Vec<ToolCall> = before.iter().chain(&done).cloned().collect();
         self.exchange
-            .save(unit.store(), None, &llm::unfinished(&so_far), &so_far)
+            .save(unit.app(), None, &llm::unfinished(&so_far), &so_far)
             .await
             .map_err(failed)?;
         unit.commit().await.map_err(failed)?;
@@ -182,15 +181,12 @@ impl Chat {
             && !rules::is_undo(text)
             && let Some(llm) = &self.llm
         {
-            let store = app.store();
             let exchange = Exchange::new(
-                open(&**store, user, conversation, message, now).await?,
+                open(app, user, conversation, message, now).await?,
                 message,
                 now,
             );
-            let history = store
-                .messages(user.id, &exchange.conversation.id, 1000)
-                .await?;
+            let history = app.history_of(user, &exchange.conversation.id).await?;
             let rounds = ModelRounds {
                 tools: &self.tools,
                 user,
@@ -210,7 +206,7 @@ impl Chat {
                         state.remember(undo);
                     }
                     exchange
-                        .save(&**store, Some(&state), &turn.text, &turn.calls)
+                        .save(app, Some(&state), &turn.text, &turn.calls)
                         .await?;
                     return Ok(ChatReply {
                         conversation_id: exchange.conversation.id,
@@ -225,7 +221,7 @@ impl Chat {
         }
         let unit = app.begin().await?;
         let exchange = Exchange::new(
-            open(unit.store(), user, conversation, message, now).await?,
+            open(unit.app(), user, conversation, message, now).await?,
             message,
             now,
         );
@@ -244,7 +240,7 @@ impl Chat {
             }
         };
         exchange
-            .save(unit.store(), Some(&turn.state), &turn.text, &turn.calls)
+            .save(unit.app(), Some(&turn.state), &turn.text, &turn.calls)
             .await?;
         unit.commit().await?;
         Ok(ChatReply {
@@ -255,7 +251,7 @@ impl Chat {
     }
 
     pub async fn conversations(&self, user: &User) -> Result<Vec<Conversation>, AppError> {
-        Ok(self.tools.app().store().conversations(user.id, 100).await?)
+        self.tools.app().conversations(user).await
     }
 
     pub async fn messages(
@@ -263,28 +259,20 @@ impl Chat {
         user: &User,
         conversation: &str,
     ) -> Result<Vec<Message>, AppError> {
-        let store = self.tools.app().store();
-        store
-            .conversation(user.id, conversation)
-            .await?
-            .ok_or(AppError::NotFound)?;
-        Ok(store.messages(user.id, conversation, 1000).await?)
+        self.tools.app().messages(user, conversation).await
     }
 }
 
 /// The conversation `id` of `user`, or a new one titled after `message`.
 async fn open(
-    store: &dyn ConversationStore,
+    app: &App,
     user: &User,
     id: Option<&str>,
     message: &str,
     now: DateTime<Utc>,
 ) -> Result<Conversation, AppError> {
     match id {
-        Some(id) => store
-            .conversation(user.id, id)
-            .await?
-            .ok_or(AppError::NotFound),
+        Some(id) => app.conversation(user, id).await,
         None => Ok(Conversation {
             id: Uuid::now_v7().to_string(),
             user_id: user.id.to_string(),

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
+use taskflow_app::Message;
 use taskflow_core::User;
-use taskflow_store::Message;
 
 use crate::tools::{ToolCall, Tools};
 

@@ -3,15 +3,13 @@
 //! the task(s) as JSON out. The user always comes from the session; a `user_id` argument
 //! must name that same user.
 
-use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
-use taskflow_app::{App, AppError, TaskRef};
-use taskflow_core::{
-    Description, Due, Priority, Recurrence, RecurrenceAnchor, ReminderSpec, Tag, Tags, Task,
-    TaskDraft, TaskPatch, TaskStatus, TaskTitle, User, ValidationErrors, task::local_instant,
+use taskflow_app::{
+    App, AppError, DraftInput, ListInput, PatchInput, ReminderInput, TaskQuery, TaskRef,
+    input::{self, MAX_PAGE},
 };
-use taskflow_store::TaskQuery;
+use taskflow_core::{ReminderSpec, Tag, Task, TaskDraft, TaskPatch, User, ValidationErrors};
 
 /// A tool's description for a model (MCP `tools/list`, function definitions).
 #[derive(Debug, Clone, Serialize)]
@@ -141,12 +139,12 @@ impl Tools {
                         "priority": {"type": "string", "pattern": "^(low|medium|high|urgent)(,(low|medium|high|urgent))*$", "description": "One level, or several as a comma list (any may match): \"urgent,high\"."},
                         "tags": {"type": "array", "items": {"type": "string"}, "description": "All must match."},
                         "query": {"type": "string", "description": "Words that must all appear in title or description."},
-                        "due_from": {"type": "string", "format": "date"},
-                        "due_to": {"type": "string", "format": "date"},
+                        "due_from": {"type": "string", "description": "Due on or after this day (YYYY-MM-DD, from its start) or RFC 3339 instant."},
+                        "due_to": {"type": "string", "description": "Due on or before this day (YYYY-MM-DD, through its end) or RFC 3339 instant."},
                         "overdue": {"type": "boolean"},
                         "completed_from": {"type": "string", "format": "date", "description": "Completed on or after this day (implies status completed)."},
                         "completed_to": {"type": "string", "format": "date", "description": "Completed on or before this day (implies status completed)."},
-                        "limit": {"type": "integer", "minimum": 1, "maximum": 100},
+                        "limit": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
                         "user_id": {"type": "string"}
                     }),
                     &[],
@@ -269,7 +267,7 @@ impl Tools {
                 Ok(task.to_json())
             }
             "list_tasks" | "search_tasks" => {
-                let query = query(&args, user, tool == "search_tasks", self.app.clock().now())?;
+                let query = query(&self.app, &args, user, tool == "search_tasks")?;
                 let page = self.app.list_tasks(user, &query).await?;
                 Ok(json!({"items": page.items, "next_cursor": page.next_cursor}))
             }
@@ -311,7 +309,7 @@ impl Tools {
                     args.get("at").and_then(Value::as_str),
                 ) {
                     (Some(m), _) => ReminderSpec::before(m)?,
-                    (None, Some(at)) => ReminderSpec::At(instant("at", at)?),
+                    (None, Some(at)) => ReminderSpec::At(input::instant("at", at)?),
                     _ => return Err(ToolError::Invalid("give before_minutes or at".into())),
                 };
                 let mut specs: Vec<ReminderSpec> = current
@@ -374,10 +372,6 @@ pub(crate) fn task_number(args: &serde_json::Map<String, Value>) -> Result<i64, 
     })
 }
 
-fn string<'a>(args: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a str> {
-    args.get(key).and_then(Value::as_str)
-}
-
 fn strings(args: &serde_json::Map<String, Value>, key: &str) -> Vec<String> {
     args.get(key)
         .and_then(Value::as_array)
@@ -390,69 +384,71 @@ fn strings(args: &serde_json::Map<String, Value>, key: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn instant(field: &str, s: &str) -> Result<DateTime<Utc>, ToolError> {
-    taskflow_core::time::parse_instant(s).ok_or_else(|| {
-        ToolError::Invalid(format!(
-            "{field} must be an RFC 3339 time with offset in the years 0001-9999, got `{s}`"
-        ))
-    })
-}
-
-fn date(field: &str, s: &str) -> Result<NaiveDate, ToolError> {
-    taskflow_core::time::parse_date(s).ok_or_else(|| {
-        ToolError::Invalid(format!(
-            "{field} must be a date YYYY-MM-DD (years 0001-9999), got `{s}`"
-        ))
-    })
-}
-
-fn due(args: &serde_json::Map<String, Value>) -> Result<Option<Option<Due>>, ToolError> {
-    match (args.get("due_at"), args.get("due_date")) {
-        (Some(Value::String(_)), Some(Value::String(_))) => Err(ToolError::Invalid(
-            "give due_at or due_date, not both".into(),
-        )),
-        (Some(Value::String(s)), _) => Ok(Some(Some(Due::At(instant("due_at", s)?)))),
-        (_, Some(Value::String(s))) => Ok(Some(Some(Due::Date(date("due_date", s)?)))),
-        (Some(Value::Null), _) | (_, Some(Value::Null)) => Ok(Some(None)),
-        _ => Ok(None),
+/// A text argument: absent (`None`), `null` (`Some(None)`) or a string; anything else is an
+/// error naming the argument.
+fn text(
+    args: &serde_json::Map<String, Value>,
+    key: &str,
+) -> Result<Option<Option<String>>, ToolError> {
+    match args.get(key) {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(s)) => Ok(Some(Some(s.clone()))),
+        Some(other) => Err(ToolError::Invalid(format!(
+            "{key} must be a string, got {other}"
+        ))),
     }
 }
 
-fn reminder_specs(
+/// A text argument where `null` means the same as leaving it out.
+fn given(args: &serde_json::Map<String, Value>, key: &str) -> Result<Option<String>, ToolError> {
+    Ok(text(args, key)?.flatten())
+}
+
+/// `reminders_before_minutes`: absent, `null` (none) or a list of whole minutes.
+fn reminder_inputs(
     args: &serde_json::Map<String, Value>,
-) -> Result<Option<Vec<ReminderSpec>>, ToolError> {
-    let Some(list) = args
-        .get("reminders_before_minutes")
-        .and_then(Value::as_array)
-    else {
-        return Ok(None);
+) -> Result<Option<Option<Vec<ReminderInput>>>, ToolError> {
+    const KEY: &str = "reminders_before_minutes";
+    let list = match args.get(KEY) {
+        None => return Ok(None),
+        Some(Value::Null) => return Ok(Some(None)),
+        Some(Value::Array(list)) => list,
+        Some(other) => {
+            return Err(ToolError::Invalid(format!(
+                "{KEY} must be a list of whole minutes, got {other}"
+            )));
+        }
     };
     list.iter()
-        .map(|m| ReminderSpec::before(m.as_i64().unwrap_or(-1)).map_err(ToolError::from))
+        .map(|m| {
+            m.as_i64()
+                .map(|m| ReminderInput {
+                    before_minutes: Some(m),
+                    at: None,
+                })
+                .ok_or_else(|| {
+                    ToolError::Invalid(format!("{KEY} must be a list of whole minutes, got {m}"))
+                })
+        })
         .collect::<Result<Vec<_>, _>>()
-        .map(Some)
+        .map(|r| Some(Some(r)))
 }
 
 fn draft(args: &serde_json::Map<String, Value>) -> Result<TaskDraft, ToolError> {
-    let title = TaskTitle::parse(string(args, "title").unwrap_or_default())?;
-    Ok(TaskDraft {
-        title: Some(title),
-        description: Description::parse(string(args, "description").unwrap_or_default())?,
-        priority: string(args, "priority")
-            .map(Priority::parse)
-            .transpose()?
-            .unwrap_or_default(),
-        tags: Tags::parse(&strings(args, "tags"))?,
-        due: due(args)?.flatten(),
-        recurrence: string(args, "recurrence")
-            .map(Recurrence::parse)
-            .transpose()?,
-        recurrence_anchor: string(args, "recurrence_anchor")
-            .map(RecurrenceAnchor::parse)
-            .transpose()?
-            .unwrap_or_default(),
-        reminders: reminder_specs(args)?.unwrap_or_default(),
-    })
+    let tags = args.contains_key("tags").then(|| strings(args, "tags"));
+    Ok(DraftInput {
+        title: given(args, "title")?,
+        description: given(args, "description")?,
+        priority: given(args, "priority")?,
+        tags,
+        due_at: given(args, "due_at")?,
+        due_date: given(args, "due_date")?,
+        recurrence: given(args, "recurrence")?,
+        recurrence_anchor: given(args, "recurrence_anchor")?,
+        reminders: reminder_inputs(args)?.flatten(),
+    }
+    .parse()?)
 }
 
 fn patch(args: &serde_json::Map<String, Value>, current: &Task) -> Result<TaskPatch, ToolError> {
@@ -470,95 +466,87 @@ fn patch(args: &serde_json::Map<String, Value>, current: &Task) -> Result<TaskPa
         t.extend(add);
         tags = Some(t);
     }
-    Ok(TaskPatch {
-        title: string(args, "title").map(TaskTitle::parse).transpose()?,
-        description: string(args, "description")
-            .map(Description::parse)
-            .transpose()?,
-        priority: string(args, "priority").map(Priority::parse).transpose()?,
-        tags: tags.map(|t| Tags::parse(&t)).transpose()?,
-        due: due(args)?,
-        recurrence: match args.get("recurrence") {
-            Some(Value::Null) => Some(None),
-            Some(Value::String(s)) => Some(Some(Recurrence::parse(s)?)),
-            _ => None,
-        },
-        recurrence_anchor: string(args, "recurrence_anchor")
-            .map(RecurrenceAnchor::parse)
-            .transpose()?,
-        reminders: reminder_specs(args)?,
+    Ok(PatchInput {
+        title: text(args, "title")?,
+        description: text(args, "description")?,
+        priority: text(args, "priority")?,
+        tags: tags.map(Some),
+        due_at: text(args, "due_at")?,
+        due_date: text(args, "due_date")?,
+        recurrence: text(args, "recurrence")?,
+        recurrence_anchor: text(args, "recurrence_anchor")?,
+        reminders: reminder_inputs(args)?,
         status: None,
-    })
+    }
+    .parse()?)
 }
 
+/// The list tool's argument names for the fields of the app's list input.
+const LIST_ARGS: [(&str, &str); 5] = [
+    ("due_after", "due_from"),
+    ("due_before", "due_to"),
+    ("completed_after", "completed_from"),
+    ("completed_before", "completed_to"),
+    ("q", "query"),
+];
+
 fn query(
+    app: &App,
     args: &serde_json::Map<String, Value>,
     user: &User,
     search: bool,
-    now: DateTime<Utc>,
 ) -> Result<TaskQuery, ToolError> {
-    let mut q = TaskQuery {
-        limit: 50,
-        ..TaskQuery::default()
+    let mut input = ListInput {
+        status: given(args, "status")?,
+        priorities: given(args, "priority")?.into_iter().collect(),
+        tags: strings(args, "tags"),
+        search: given(args, "query")?,
+        due_after: given(args, "due_from")?,
+        due_before: given(args, "due_to")?,
+        completed_after: given(args, "completed_from")?,
+        completed_before: given(args, "completed_to")?,
+        ..ListInput::default()
     };
-    q.status = match string(args, "status") {
-        Some("all") => None,
-        Some("completed") => Some(TaskStatus::Completed),
-        Some("pending") => Some(TaskStatus::Pending),
+    if input.status.is_none() && !search {
         // A list shows what is still to do; a search looks everywhere.
-        None if search => None,
-        None => Some(TaskStatus::Pending),
+        input.status = Some("pending".into());
+    }
+    if input.completed_after.is_some() || input.completed_before.is_some() {
+        input.status = Some("completed".into());
+    }
+    match args.get("overdue") {
+        None | Some(Value::Null) => {}
+        Some(Value::Bool(o)) => {
+            input.overdue = Some(*o);
+            if *o {
+                input.status = Some("pending".into());
+            }
+        }
         Some(other) => {
             return Err(ToolError::Invalid(format!(
-                "status must be all, pending or completed, got `{other}`"
+                "overdue must be true or false, got {other}"
             )));
         }
-    };
-    if let Some(p) = string(args, "priority") {
-        q.priorities = p
-            .split(',')
-            .map(|level| Priority::parse(level.trim()))
-            .collect::<Result<_, _>>()?;
     }
-    q.tags = strings(args, "tags")
-        .iter()
-        .map(|t| Tag::parse(t))
-        .collect::<Result<_, _>>()?;
-    if let Some(text) = string(args, "query") {
-        q.words = text
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-            .map(str::to_lowercase)
-            .take(10)
-            .collect();
+    match args.get("limit") {
+        None | Some(Value::Null) => {}
+        Some(v) => {
+            input.limit = Some(v.as_i64().ok_or_else(|| {
+                ToolError::Invalid(format!(
+                    "limit must be a whole number from 1 to {MAX_PAGE}, got {v}"
+                ))
+            })?)
+        }
     }
-    let tz = user.timezone;
-    if let Some(from) = string(args, "due_from") {
-        q.due_after = Some(local_instant(date("due_from", from)?, NaiveTime::MIN, tz));
-    }
-    if let Some(to) = string(args, "due_to") {
-        let day = date("due_to", to)?;
-        q.due_before = Some(Due::Date(day).overdue_after(tz) - TimeDelta::microseconds(1));
-    }
-    if let Some(from) = string(args, "completed_from") {
-        q.completed_after = Some(local_instant(
-            date("completed_from", from)?,
-            NaiveTime::MIN,
-            tz,
-        ));
-        q.status = Some(TaskStatus::Completed);
-    }
-    if let Some(to) = string(args, "completed_to") {
-        let day = date("completed_to", to)?;
-        q.completed_before = Some(Due::Date(day).overdue_after(tz) - TimeDelta::microseconds(1));
-        q.status = Some(TaskStatus::Completed);
-    }
-    if args.get("overdue").and_then(Value::as_bool) == Some(true) {
-        q.overdue = Some((now, true));
-        q.status = Some(TaskStatus::Pending);
-    }
-    if let Some(limit) = args.get("limit").and_then(Value::as_u64) {
-        q.limit = limit.clamp(1, 100) as u32;
-    }
-    Ok(q)
+    app.task_query(user.timezone, input).map_err(|e| match e {
+        AppError::Validation(mut v) => {
+            for f in &mut v.0 {
+                if let Some((_, arg)) = LIST_ARGS.iter().find(|(field, _)| *field == f.field) {
+                    f.field = (*arg).to_owned();
+                }
+            }
+            ToolError::from(v)
+        }
+        other => other.into(),
+    })
 }

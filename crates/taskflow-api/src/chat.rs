@@ -10,8 +10,8 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use taskflow_agent::{Chat, ChatReply, Tools};
 use taskflow_app::AppError;
+use taskflow_app::{Conversation, Message};
 use taskflow_core::ValidationErrors;
-use taskflow_store::{Conversation, Message};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 

@@ -14,10 +14,10 @@ use axum::{
 };
 use futures_util::stream::{self, Stream, StreamExt as _};
 use serde::{Deserialize, Serialize};
+use taskflow_app::{AuditEntry, Notification};
 use taskflow_bus::Envelope;
 use taskflow_core::{TaskId, User};
 use taskflow_services::Hub;
-use taskflow_store::{AuditEntry, AuditQuery, Notification};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -69,9 +69,6 @@ struct AuditParams {
 
 fn page_params(p: &AuditParams) -> Result<(i64, i64), ApiError> {
     let limit = p.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 500"));
-    }
     let after = match p.after.as_deref() {
         None | Some("") => 0,
         Some(raw) => raw
@@ -83,14 +80,15 @@ fn page_params(p: &AuditParams) -> Result<(i64, i64), ApiError> {
     Ok((after, limit))
 }
 
-async fn audit_page(s: &AppState, query: AuditQuery) -> Result<Response, ApiError> {
-    let items = s
-        .app
-        .store()
-        .audit(query)
-        .await
-        .map_err(taskflow_app::AppError::from)?;
-    let next_cursor = (items.len() as i64 == query.limit)
+async fn history_page(
+    s: &AppState,
+    user: &User,
+    task: Option<TaskId>,
+    p: &AuditParams,
+) -> Result<Response, ApiError> {
+    let (after, limit) = page_params(p)?;
+    let items = s.app.history(user, task, after, limit).await?;
+    let next_cursor = (items.len() as i64 == limit)
         .then(|| items.last().map(|e| e.id.to_string()))
         .flatten();
     Ok(axum::Json(AuditPage { items, next_cursor }).into_response())
@@ -106,31 +104,7 @@ async fn task_history(
     Query(p): Query<AuditParams>,
 ) -> Result<Response, ApiError> {
     let id: Uuid = id.parse().map_err(|_| ApiError::NotFound("no such task"))?;
-    let (after, limit) = page_params(&p)?;
-    let query = AuditQuery {
-        user: user.id,
-        task: Some(TaskId(id)),
-        after,
-        limit,
-    };
-    let exists = s
-        .app
-        .store()
-        .task(user.id, TaskId(id))
-        .await
-        .map_err(taskflow_app::AppError::from)?;
-    if exists.is_none() && after == 0 {
-        let any = s
-            .app
-            .store()
-            .audit(AuditQuery { limit: 1, ..query })
-            .await
-            .map_err(taskflow_app::AppError::from)?;
-        if any.is_empty() {
-            return Err(ApiError::NotFound("no such task"));
-        }
-    }
-    audit_page(&s, query).await
+    history_page(&s, &user, Some(TaskId(id)), &p).await
 }
 
 /// Everything that happened to the signed-in user's tasks, oldest first.
@@ -141,17 +115,7 @@ async fn audit(
     CurrentUser(user): CurrentUser,
     Query(p): Query<AuditParams>,
 ) -> Result<Response, ApiError> {
-    let (after, limit) = page_params(&p)?;
-    audit_page(
-        &s,
-        AuditQuery {
-            user: user.id,
-            task: None,
-            after,
-            limit,
-        },
-    )
-    .await
+    history_page(&s, &user, None, &p).await
 }
 
 #[derive(Serialize, ToSchema)]
@@ -188,16 +152,10 @@ async fn notifications(
     CurrentUser(user): CurrentUser,
     Query(p): Query<NotificationParams>,
 ) -> Result<Response, ApiError> {
-    let limit = p.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 500"));
-    }
     let items = s
         .app
-        .store()
-        .notifications(user.id, p.unread.unwrap_or(false), limit)
-        .await
-        .map_err(taskflow_app::AppError::from)?;
+        .notifications(&user, p.unread.unwrap_or(false), p.limit.unwrap_or(100))
+        .await?;
     Ok(axum::Json(NotificationPage { items }).into_response())
 }
 
@@ -209,17 +167,10 @@ async fn read_notification(
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let now = s.app.clock().now();
-    let found = s
-        .app
-        .store()
-        .mark_notification_read(user.id, &id, now)
-        .await
-        .map_err(taskflow_app::AppError::from)?;
-    if found {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(ApiError::NotFound("no such notification"))
+    match s.app.read_notification(&user, &id).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(taskflow_app::AppError::NotFound) => Err(ApiError::NotFound("no such notification")),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -346,13 +297,7 @@ async fn user_events(
                 return Some((Arc::new(e), f));
             }
             if let Some(after) = f.replay {
-                match f
-                    .s
-                    .app
-                    .store()
-                    .user_events_after(f.user.id, after, REPLAY_PAGE)
-                    .await
-                {
+                match f.s.app.events_since(&f.user, after, REPLAY_PAGE).await {
                     Ok(page) => {
                         f.replay = page.last().map(|e| e.position);
                         f.buffered = page

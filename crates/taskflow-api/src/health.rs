@@ -67,7 +67,7 @@ async fn live() -> impl IntoResponse {
 async fn ready(State(s): State<AppState>) -> Response {
     let mut checks = serde_json::Map::new();
     let mut ok = true;
-    match s.app.store().ping().await {
+    match s.app.ping().await {
         Ok(()) => {
             checks.insert("database".into(), json!("ok"));
         }
@@ -117,7 +117,7 @@ async fn ready(State(s): State<AppState>) -> Response {
 }
 
 async fn metrics_text(State(s): State<AppState>) -> Response {
-    if let Ok(n) = s.app.store().count_events().await {
+    if let Ok(n) = s.app.outbox_len().await {
         metrics::gauge!("taskflow_outbox_events").set(n as f64);
     }
     metrics::gauge!("taskflow_outbox_head_position").set(s.app.bus().head() as f64);

@@ -11,15 +11,10 @@ use axum::{
 };
 use std::collections::HashMap;
 
-use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
-use taskflow_app::TaskRef;
-use taskflow_core::{
-    Description, Due, Priority, Recurrence, RecurrenceAnchor, ReminderSpec, Tag, Tags, Task,
-    TaskDraft, TaskId, TaskPatch, TaskStatus, TaskTitle, Timezone, User, ValidationErrors,
-    task::local_instant,
-};
-use taskflow_store::{Order, SortBy, TaskQuery};
+use taskflow_app::{DraftInput, ListInput, PatchInput, ReminderInput, TaskRef, input::MAX_PAGE};
+use taskflow_core::{Task, TaskId, User, ValidationErrors};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -198,173 +193,49 @@ pub struct TaskPage {
     next_cursor: Option<String>,
 }
 
-/// Parses an RFC 3339 instant that carries an offset.
-pub(crate) fn instant(field: &str, raw: &str) -> Result<DateTime<Utc>, ValidationErrors> {
-    taskflow_core::time::parse_instant(raw.trim()).ok_or_else(|| {
-        ValidationErrors::one(
-            field,
-            format!(
-                "`{raw}` is not an RFC 3339 time with an offset in the years 0001-9999, e.g. 2026-12-01T09:00:00-05:00"
-            ),
-        )
-    })
-}
-
-fn date(field: &str, raw: &str) -> Result<NaiveDate, ValidationErrors> {
-    taskflow_core::time::parse_date(raw.trim()).ok_or_else(|| {
-        ValidationErrors::one(
-            field,
-            format!("`{raw}` is not a date YYYY-MM-DD (years 0001-9999) like 2026-12-01"),
-        )
-    })
-}
-
-fn due(errors: &mut ValidationErrors, due_at: Option<&str>, due_date: Option<&str>) -> Option<Due> {
-    match (due_at, due_date) {
-        (Some(_), Some(_)) => {
-            errors.push(
-                "due_at",
-                "send either due_at (a time) or due_date (an all-day date), not both",
-            );
-            None
+impl From<ReminderBody> for ReminderInput {
+    fn from(r: ReminderBody) -> Self {
+        ReminderInput {
+            before_minutes: r.before_minutes,
+            at: r.at,
         }
-        (Some(at), None) => errors.check("due_at", instant("due_at", at)).map(Due::At),
-        (None, Some(d)) => errors.check("due_date", date("due_date", d)).map(Due::Date),
-        (None, None) => None,
     }
 }
 
-fn reminders(errors: &mut ValidationErrors, raw: &[ReminderBody]) -> Vec<ReminderSpec> {
-    let mut out = Vec::new();
-    for (i, r) in raw.iter().enumerate() {
-        let field = format!("reminders[{i}]");
-        let spec = match (r.before_minutes, r.at.as_deref()) {
-            (Some(m), None) => errors.check(&field, ReminderSpec::before(m)),
-            (None, Some(at)) => errors.check(&field, instant("at", at).map(ReminderSpec::At)),
-            _ => {
-                errors.push(field, "give either before_minutes or at");
-                None
-            }
-        };
-        out.extend(spec);
-    }
-    out
+fn reminder_inputs(raw: Vec<ReminderBody>) -> Vec<ReminderInput> {
+    raw.into_iter().map(ReminderInput::from).collect()
 }
 
-impl TryFrom<CreateTask> for TaskDraft {
-    type Error = ValidationErrors;
-
-    fn try_from(b: CreateTask) -> Result<Self, Self::Error> {
-        let mut e = ValidationErrors::default();
-        let title = match b.title.as_deref() {
-            Some(t) => e.check("title", TaskTitle::parse(t)),
-            None => {
-                e.push("title", "is required");
-                None
-            }
-        };
-        let description = e
-            .check(
-                "description",
-                Description::parse(b.description.as_deref().unwrap_or("")),
-            )
-            .unwrap_or_default();
-        let priority = b
-            .priority
-            .as_deref()
-            .map(|p| e.check("priority", Priority::parse(p)))
-            .unwrap_or_default()
-            .unwrap_or_default();
-        let tags = e
-            .check("tags", Tags::parse(b.tags.as_deref().unwrap_or(&[])))
-            .unwrap_or_default();
-        let due = due(&mut e, b.due_at.as_deref(), b.due_date.as_deref());
-        let recurrence = b
-            .recurrence
-            .as_deref()
-            .and_then(|r| e.check("recurrence", Recurrence::parse(r)));
-        let recurrence_anchor = b
-            .recurrence_anchor
-            .as_deref()
-            .map(|a| e.check("recurrence_anchor", RecurrenceAnchor::parse(a)))
-            .unwrap_or_default()
-            .unwrap_or_default();
-        let reminders = reminders(&mut e, b.reminders.as_deref().unwrap_or(&[]));
-        e.into_result(|| TaskDraft {
-            title,
-            description,
-            priority,
-            tags,
-            due,
-            recurrence,
-            recurrence_anchor,
-            reminders,
-        })
+impl From<CreateTask> for DraftInput {
+    fn from(b: CreateTask) -> Self {
+        DraftInput {
+            title: b.title,
+            description: b.description,
+            priority: b.priority,
+            tags: b.tags,
+            due_at: b.due_at,
+            due_date: b.due_date,
+            recurrence: b.recurrence,
+            recurrence_anchor: b.recurrence_anchor,
+            reminders: b.reminders.map(reminder_inputs),
+        }
     }
 }
 
-impl TryFrom<PatchTask> for TaskPatch {
-    type Error = ValidationErrors;
-
-    fn try_from(b: PatchTask) -> Result<Self, Self::Error> {
-        let mut e = ValidationErrors::default();
-        let title = match b.title {
-            Some(Some(t)) => e.check("title", TaskTitle::parse(&t)),
-            Some(None) => {
-                e.push("title", "a task needs a title; it cannot be cleared");
-                None
-            }
-            None => None,
-        };
-        let description = b.description.map(|d| {
-            e.check(
-                "description",
-                Description::parse(d.as_deref().unwrap_or("")),
-            )
-            .unwrap_or_default()
-        });
-        let priority = b.priority.and_then(|p| match p {
-            Some(p) => e.check("priority", Priority::parse(&p)),
-            None => Some(Priority::default()),
-        });
-        let tags = b
-            .tags
-            .and_then(|t| e.check("tags", Tags::parse(t.as_deref().unwrap_or(&[]))));
-        let due = match (b.due_at, b.due_date) {
-            (None, None) => None,
-            (at, date) => {
-                let (at, date) = (at.flatten(), date.flatten());
-                Some(due(&mut e, at.as_deref(), date.as_deref()))
-            }
-        };
-        let recurrence = b
-            .recurrence
-            .map(|r| r.and_then(|r| e.check("recurrence", Recurrence::parse(&r))));
-        let recurrence_anchor = b.recurrence_anchor.and_then(|a| match a {
-            Some(a) => e.check("recurrence_anchor", RecurrenceAnchor::parse(&a)),
-            None => Some(RecurrenceAnchor::default()),
-        });
-        let reminders = b
-            .reminders
-            .map(|r| reminders(&mut e, r.as_deref().unwrap_or(&[])));
-        let status = b.status.and_then(|s| match s {
-            Some(s) => e.check("status", TaskStatus::parse(&s)),
-            None => {
-                e.push("status", "must be pending or completed");
-                None
-            }
-        });
-        e.into_result(|| TaskPatch {
-            title,
-            description,
-            priority,
-            tags,
-            due,
-            recurrence,
-            recurrence_anchor,
-            reminders,
-            status,
-        })
+impl From<PatchTask> for PatchInput {
+    fn from(b: PatchTask) -> Self {
+        PatchInput {
+            title: b.title,
+            description: b.description,
+            priority: b.priority,
+            tags: b.tags,
+            due_at: b.due_at,
+            due_date: b.due_date,
+            recurrence: b.recurrence,
+            recurrence_anchor: b.recurrence_anchor,
+            reminders: b.reminders.map(|r| r.map(reminder_inputs)),
+            status: b.status,
+        }
     }
 }
 
@@ -403,142 +274,41 @@ pub struct ListParams {
     cursor: Option<String>,
 }
 
-pub const MAX_LIMIT: u32 = 200;
-
-/// A date bound in the user's timezone: the start of the day, or its last instant.
-fn bound(
-    field: &str,
-    raw: &str,
-    tz: Timezone,
-    end_of_day: bool,
-) -> Result<DateTime<Utc>, ValidationErrors> {
-    if let Some(d) = taskflow_core::time::parse_date(raw.trim()) {
-        return Ok(if end_of_day {
-            local_instant(d.succ_opt().unwrap_or(d), NaiveTime::MIN, tz)
-                - TimeDelta::microseconds(1)
-        } else {
-            local_instant(d, NaiveTime::MIN, tz)
-        });
-    }
-    instant(field, raw).map_err(|_| {
-        ValidationErrors::one(
-            field,
-            format!(
-                "`{raw}` is neither a date like 2026-12-01 nor an RFC 3339 time with an offset"
-            ),
-        )
-    })
-}
-
-/// Parses the list query string; unknown parameters are ignored.
-pub(crate) fn parse_list_query(
-    raw: Option<&str>,
-    user: &User,
-    now: DateTime<Utc>,
-    tokens: &taskflow_app::Tokens,
-) -> Result<TaskQuery, ValidationErrors> {
-    let mut q = TaskQuery::default();
+/// Reads the list query string into the app's list input; unknown parameters are ignored,
+/// `tag` and `priority` may repeat.
+pub(crate) fn list_input(raw: Option<&str>) -> Result<ListInput, ValidationErrors> {
+    let mut input = ListInput::default();
     let mut e = ValidationErrors::default();
-    let mut cursor = None;
     for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        let v = v.trim();
+        let v = v.trim().to_owned();
         match &*k {
-            "status" => match v {
-                "" | "all" => q.status = None,
-                s => {
-                    q.status = e.check(
-                        "status",
-                        TaskStatus::parse(s).map_err(|_| {
-                            ValidationErrors::one("status", "must be all, pending or completed")
-                        }),
-                    )
-                }
-            },
-            "priority" => {
-                for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                    q.priorities.extend(e.check("priority", Priority::parse(p)));
-                }
-            }
-            "tag" | "tags" => {
-                for t in v.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-                    q.tags.extend(e.check(
-                        "tag",
-                        Tag::parse(t).map_err(|err| {
-                            ValidationErrors(
-                                err.0
-                                    .into_iter()
-                                    .map(|f| taskflow_core::FieldError {
-                                        field: "tag".into(),
-                                        ..f
-                                    })
-                                    .collect(),
-                            )
-                        }),
-                    ));
-                }
-            }
-            "q" => {
-                if v.chars().count() > 200 {
-                    e.push("q", "must be at most 200 characters");
-                }
-                q.words = v
-                    .split(|c: char| !c.is_alphanumeric())
-                    .filter(|w| !w.is_empty())
-                    .map(str::to_lowercase)
-                    .take(20)
-                    .collect();
-            }
-            "due_after" => {
-                q.due_after = e.check("due_after", bound("due_after", v, user.timezone, false))
-            }
-            "due_before" => {
-                q.due_before = e.check("due_before", bound("due_before", v, user.timezone, true))
-            }
-            "completed_after" => {
-                q.completed_after = e.check(
-                    "completed_after",
-                    bound("completed_after", v, user.timezone, false),
-                )
-            }
-            "completed_before" => {
-                q.completed_before = e.check(
-                    "completed_before",
-                    bound("completed_before", v, user.timezone, true),
-                )
-            }
-            "overdue" => match v {
-                "true" | "1" => q.overdue = Some((now, true)),
-                "false" | "0" => q.overdue = Some((now, false)),
+            "status" => input.status = Some(v),
+            "priority" => input.priorities.push(v),
+            "tag" | "tags" => input.tags.push(v),
+            "q" => input.search = Some(v),
+            "due_after" => input.due_after = Some(v),
+            "due_before" => input.due_before = Some(v),
+            "completed_after" => input.completed_after = Some(v),
+            "completed_before" => input.completed_before = Some(v),
+            "overdue" => match v.as_str() {
+                "true" | "1" => input.overdue = Some(true),
+                "false" | "0" => input.overdue = Some(false),
                 _ => e.push("overdue", "must be true or false"),
             },
-            "sort" => match v {
-                "due" => q.sort = SortBy::Due,
-                "priority" => q.sort = SortBy::Priority,
-                "created" => q.sort = SortBy::Created,
-                "title" => q.sort = SortBy::Title,
-                _ => e.push("sort", "must be one of: due, priority, created, title"),
+            "sort" => input.sort = Some(v),
+            "order" => input.order = Some(v),
+            "limit" => match v.parse::<i64>() {
+                Ok(n) => input.limit = Some(n),
+                Err(_) => e.push(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_PAGE}"),
+                ),
             },
-            "order" => match v {
-                "asc" => q.order = Order::Asc,
-                "desc" => q.order = Order::Desc,
-                _ => e.push("order", "must be asc or desc"),
-            },
-            "limit" => match v.parse::<u32>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => q.limit = n,
-                _ => e.push("limit", "must be a whole number from 1 to 200"),
-            },
-            "cursor" if !v.is_empty() => cursor = Some(v.to_owned()),
+            "cursor" => input.cursor = Some(v),
             _ => {}
         }
     }
-    if let Some(raw) = cursor {
-        match tokens.open_cursor(&raw, q.sort, q.order) {
-            Ok(c) => q.cursor = Some(c),
-            Err(taskflow_app::AppError::InvalidCursor(m)) => e.push("cursor", m),
-            Err(err) => e.push("cursor", err.to_string()),
-        }
-    }
-    e.into_result(|| q)
+    e.into_result(|| input)
 }
 
 fn with_etag(status: StatusCode, task: Task) -> Response {
@@ -626,7 +396,9 @@ async fn list_tasks(
     Owner(user): Owner,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let query = parse_list_query(raw.as_deref(), &user, s.app.clock().now(), s.app.tokens())?;
+    let query = s
+        .app
+        .task_query(user.timezone, list_input(raw.as_deref())?)?;
     let page = s.app.list_tasks(&user, &query).await?;
     Ok(axum::Json(TaskPage {
         items: page.items,
@@ -643,7 +415,8 @@ async fn create_task(
     Owner(user): Owner,
     Json(body): Json<CreateTask>,
 ) -> Result<Response, ApiError> {
-    let task = s.app.create_task(&user, TaskDraft::try_from(body)?).await?;
+    let draft = DraftInput::from(body).parse()?;
+    let task = s.app.create_task(&user, draft).await?;
     Ok(with_etag(StatusCode::CREATED, task))
 }
 
@@ -667,7 +440,7 @@ async fn patch_task(
     IfMatch(version): IfMatch,
     Json(body): Json<PatchTask>,
 ) -> Result<Response, ApiError> {
-    let patch = TaskPatch::try_from(body)?;
+    let patch = PatchInput::from(body).parse()?;
     Ok(with_etag(
         StatusCode::OK,
         s.app.update_task(&user, r, patch, version).await?,

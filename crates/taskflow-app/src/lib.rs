@@ -3,8 +3,11 @@
 //! bus.
 
 mod auth;
+mod conversations;
 mod error;
 mod housekeeping;
+pub mod input;
+mod records;
 mod tasks;
 pub mod trace;
 mod unit;
@@ -14,12 +17,20 @@ use std::sync::Arc;
 
 use taskflow_bus::Transport;
 use taskflow_core::Clock;
-use taskflow_store::{Store, TaskStore};
+use taskflow_store::{ConversationStore, Store, TaskStore};
 
 pub use auth::{Claims, TokenConfig, Tokens};
+pub use conversations::MAX_MESSAGES;
 pub use error::AppError;
 pub use housekeeping::{KEEP_HANDLED, Tidied};
-pub use tasks::{TaskPage, TaskRef};
+pub use input::{DraftInput, ListInput, PatchInput, ReminderInput};
+pub use records::{MAX_HISTORY, MAX_NOTIFICATIONS, Notified, Rebuilt, rebuild_history};
+/// The records the use cases read and take, as the store keeps them.
+pub use taskflow_store::{
+    AuditEntry, Conversation, DueReminder, Handled, Message, Notification, Order, SortBy,
+    StoredEvent, TaskQuery, TaskRef,
+};
+pub use tasks::TaskPage;
 pub use unit::UnitOfWork;
 pub use users::{ProfilePatch, Signup};
 
@@ -32,6 +43,8 @@ pub struct App {
     store: Arc<dyn Store>,
     /// Where task use cases read and write: the store, or the open unit of work.
     tasks: Arc<dyn TaskStore>,
+    /// Where conversations are read and written: the store, or the open unit of work.
+    chats: Arc<dyn ConversationStore>,
     /// The unit of work this `App` runs in, if any.
     unit: Option<Arc<unit::Pending>>,
     bus: Arc<dyn Transport>,
@@ -48,16 +61,13 @@ impl App {
     ) -> Self {
         Self {
             tasks: store.clone(),
+            chats: store.clone(),
             unit: None,
             store,
             bus,
             clock,
             tokens,
         }
-    }
-
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
     }
 
     pub fn bus(&self) -> &Arc<dyn Transport> {

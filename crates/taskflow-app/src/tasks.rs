@@ -1,10 +1,8 @@
 //! Task use cases: create, read, list, update, complete, reopen, delete. Every change writes
 //! the task and its event in one transaction.
 
-use taskflow_core::{
-    CloudEvent, EventKind, Task, TaskDraft, TaskId, TaskPatch, TaskStatus, User, recur,
-};
-use taskflow_store::{Handled, StoreError, TaskQuery};
+use taskflow_core::{CloudEvent, EventKind, Task, TaskDraft, TaskPatch, TaskStatus, User, recur};
+use taskflow_store::{Decision, Handled, Refusal, StoreError, TaskQuery, TaskRef};
 
 use crate::{API_SOURCE, App, AppError};
 
@@ -15,14 +13,8 @@ pub struct TaskPage {
     pub next_cursor: Option<String>,
 }
 
-/// How a request names a task: by id, or by the per-user number people use in chat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskRef {
-    Id(TaskId),
-    Number(i64),
-}
-
-/// How often a change without `If-Match` is retried when another change lands first.
+/// How often a change is tried again when another one landed between its read and its
+/// write (only where the database cannot lock the row it read).
 const RETRIES: usize = 8;
 
 impl App {
@@ -131,40 +123,27 @@ impl App {
         r: TaskRef,
         if_match: Option<i64>,
     ) -> Result<(), AppError> {
-        for _ in 0..RETRIES {
-            let task = self.task(user, r).await?;
-            check_version(&task, if_match)?;
-            let now = self.clock.now();
-            let event = CloudEvent::for_task(
+        // The request's trace, read here: the store may run the decision elsewhere.
+        let trace = crate::trace::current();
+        let decide = |task: &mut Task| -> Result<Decision, Refusal> {
+            check_version(task, if_match)?;
+            Ok(Decision::Delete(CloudEvent::for_task(
                 EventKind::TaskDeleted,
-                &task,
+                task,
                 &[],
                 API_SOURCE,
-                crate::trace::current(),
-                now,
-            );
-            match self
-                .tasks
-                .delete_task(user.id, task.id, task.version, &event)
-                .await
-            {
-                Ok(position) => {
-                    self.committed(EventKind::TaskDeleted.short(), position);
-                    return Ok(());
-                }
-                Err(StoreError::VersionConflict) if if_match.is_none() => continue,
-                Err(StoreError::VersionConflict) => {
-                    return Err(self.stale(user, r, if_match).await);
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(AppError::Contended)
+                trace.clone(),
+                self.clock.now(),
+            )))
+        };
+        self.decided(user, r, &decide, || EventKind::TaskDeleted)
+            .await
+            .map(|_| ())
     }
 
-    /// Reads, changes and writes back one task, retrying on a concurrent change when the
-    /// caller did not pin a version. `apply` returns the event kind and the changed fields;
-    /// no changed field means no write and no event.
+    /// Reads, changes and writes back one task as one store call. `apply` returns the event
+    /// kind and the changed fields; no changed field means no write and no event. With
+    /// `if_match`, only a task still at that version is changed.
     async fn change<F>(
         &self,
         user: &User,
@@ -174,43 +153,63 @@ impl App {
     ) -> Result<Task, AppError>
     where
         F: Fn(
-            &mut Task,
-            chrono::DateTime<chrono::Utc>,
-        ) -> Result<(EventKind, Vec<&'static str>), AppError>,
+                &mut Task,
+                chrono::DateTime<chrono::Utc>,
+            ) -> Result<(EventKind, Vec<&'static str>), AppError>
+            + Send
+            + Sync,
     {
-        for _ in 0..RETRIES {
-            let mut task = self.task(user, r).await?;
-            check_version(&task, if_match)?;
-            let before = task.version;
+        // The kind of the event the decision wrote, for the count once it is committed.
+        let kind = std::sync::Mutex::new(EventKind::TaskUpdated);
+        // The request's trace, read here: the store may run the decision elsewhere.
+        let trace = crate::trace::current();
+        let decide = |task: &mut Task| -> Result<Decision, Refusal> {
+            check_version(task, if_match)?;
             let now = self.clock.now();
-            let (kind, changed) = apply(&mut task, now)?;
+            let (k, changed) = apply(task, now)?;
             if changed.is_empty() {
-                return Ok(task);
+                return Ok(Decision::Keep);
             }
-            let mut event = CloudEvent::for_task(
-                kind,
-                &task,
-                &changed,
-                API_SOURCE,
-                crate::trace::current(),
-                now,
-            );
-            if kind == EventKind::TaskCompleted && recur::series_ended(&task, user.timezone, now) {
+            let mut event = CloudEvent::for_task(k, task, &changed, API_SOURCE, trace.clone(), now);
+            if k == EventKind::TaskCompleted && recur::series_ended(task, user.timezone, now) {
                 // Consumers and clients learn that no next occurrence will come.
                 event.data["series_ended"] = serde_json::Value::Bool(true);
             }
+            *kind.lock().unwrap_or_else(|e| e.into_inner()) = k;
+            Ok(Decision::Update(event))
+        };
+        let kind = || *kind.lock().unwrap_or_else(|e| e.into_inner());
+        let task = self.decided(user, r, &decide, kind).await?;
+        Ok(task)
+    }
+
+    /// Runs a decision on one task in the store, trying again when another change landed
+    /// between its read and its write; counts the event it wrote.
+    async fn decided(
+        &self,
+        user: &User,
+        r: TaskRef,
+        decide: taskflow_store::Decide<'_>,
+        kind: impl Fn() -> EventKind,
+    ) -> Result<Task, AppError> {
+        for _ in 0..RETRIES {
             match self
                 .tasks
-                .update_task(&task, before, user.timezone, &event)
+                .change_task(user.id, r, user.timezone, decide)
                 .await
             {
-                Ok(position) => {
-                    self.committed(kind.short(), position);
+                Ok((task, position)) => {
+                    if let Some(position) = position {
+                        self.committed(kind().short(), position);
+                    }
                     return Ok(task);
                 }
-                Err(StoreError::VersionConflict) if if_match.is_none() => continue,
-                Err(StoreError::VersionConflict) => {
-                    return Err(self.stale(user, r, if_match).await);
+                Err(StoreError::VersionConflict) => continue,
+                Err(StoreError::Refused(why)) => {
+                    return Err(match why.downcast::<AppError>() {
+                        Ok(e) => *e,
+                        Err(other) => AppError::Internal(other.to_string()),
+                    });
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -286,16 +285,6 @@ impl App {
             }
             Err(StoreError::Duplicate(_)) => Ok(None),
             Err(e) => Err(e.into()),
-        }
-    }
-
-    async fn stale(&self, user: &User, r: TaskRef, if_match: Option<i64>) -> AppError {
-        match self.task(user, r).await {
-            Ok(t) => AppError::PreconditionFailed {
-                expected: if_match.unwrap_or_default(),
-                current: t.version,
-            },
-            Err(e) => e,
         }
     }
 }

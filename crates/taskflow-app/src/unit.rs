@@ -39,6 +39,7 @@ impl App {
         let unit = self.store.begin().await?;
         let mut app = self.clone();
         app.tasks = unit.clone();
+        app.chats = unit.clone();
         app.unit = Some(Arc::new(Pending::default()));
         Ok(UnitOfWork { app, unit })
     }
@@ -48,11 +49,6 @@ impl UnitOfWork {
     /// The use cases, inside this unit.
     pub fn app(&self) -> &App {
         &self.app
-    }
-
-    /// The unit's own store calls (conversations), beside the use cases.
-    pub fn store(&self) -> &dyn Unit {
-        &*self.unit
     }
 
     /// Makes everything the unit wrote durable at once, then wakes the bus's readers.

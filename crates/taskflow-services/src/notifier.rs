@@ -14,13 +14,12 @@ use std::{
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use taskflow_app::App;
+use taskflow_app::{App, Handled, Notification, Notified};
 use taskflow_bus::{Envelope, Handler, HandlerError};
 use taskflow_core::{
     CloudEvent, NOTIFICATION_CREATED, NotificationData, REMINDER_TRIGGERED, ReminderData, Role,
     Timezone, Topic, UserId,
 };
-use taskflow_store::{Handled, Notification, StoreError};
 use uuid::Uuid;
 
 /// The role this service is.
@@ -69,7 +68,7 @@ impl Notifier {
     async fn timezone(&self, user: &str) -> Timezone {
         let id = user.parse().map(UserId).ok();
         match id {
-            Some(id) => match self.app.store().user(id).await {
+            Some(id) => match self.app.find_user(id).await {
                 Ok(Some(u)) => u.timezone,
                 _ => Timezone::default(),
             },
@@ -205,7 +204,7 @@ impl Handler for Notifier {
 
     async fn handle(&self, events: &[Envelope]) -> Result<(), HandlerError> {
         let ids: Vec<String> = events.iter().map(|e| e.event.id.clone()).collect();
-        let done = self.app.store().processed(NAME, &ids).await?;
+        let done = self.app.handled(NAME, &ids).await?;
         let mut users: Vec<String> = Vec::new();
         let mut by_user: HashMap<String, Vec<ReminderData>> = HashMap::new();
         let mut handled = Vec::new();
@@ -231,22 +230,15 @@ impl Handler for Notifier {
             let reminders = by_user.remove(&user).unwrap_or_default();
             items.extend(self.for_user(&user, reminders).await);
         }
-        match self
-            .app
-            .store()
-            .insert_notifications(&items, &handled)
-            .await
-        {
-            Ok(position) => {
-                self.app.committed("notification.created", position);
+        match self.app.notify(&items, &handled).await? {
+            Notified::Stored(_) => {
                 metrics::counter!("taskflow_notifications_total").increment(items.len() as u64);
                 Ok(())
             }
             // Another instance handled one of them first: try again, without those.
-            Err(StoreError::Duplicate(_)) => {
+            Notified::HandledElsewhere => {
                 Err(HandlerError("handled concurrently; retrying".into()))
             }
-            Err(e) => Err(e.into()),
         }
     }
 }

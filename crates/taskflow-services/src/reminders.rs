@@ -23,7 +23,7 @@ use std::{
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use taskflow_app::App;
+use taskflow_app::{App, AppError, DueReminder};
 use taskflow_bus::{Envelope, Handler, HandlerError};
 use taskflow_core::{
     CloudEvent, EventKind, REMINDER_TRIGGERED, Readiness, ReminderData, Role, RoleState, Topic,
@@ -31,7 +31,6 @@ use taskflow_core::{
 };
 
 use crate::DaprJobs;
-use taskflow_store::{DueReminder, StoreError};
 use tokio::sync::{Notify, watch};
 
 /// The role this service is.
@@ -84,20 +83,15 @@ impl Scheduler {
 
     /// Fires every reminder due now (counted in `taskflow_reminders_fired_total`, whoever
     /// calls: the scheduler's timer or a job's trigger); returns how many fired.
-    pub async fn tick(&self) -> Result<usize, StoreError> {
+    pub async fn tick(&self) -> Result<usize, AppError> {
         let mut total = 0;
         loop {
             let now = self.app.clock().now();
             let make = |r: &DueReminder| reminder_event(r, now);
-            let (fired, position) = self
-                .app
-                .store()
-                .fire_due_reminders(now, CLAIM_BATCH, &make)
-                .await?;
+            let fired = self.app.fire_due_reminders(now, CLAIM_BATCH, &make).await?;
             if fired.is_empty() {
                 return Ok(total);
             }
-            self.app.committed("reminder.triggered", position);
             for r in &fired {
                 let late = (now - r.fire_at).num_milliseconds().max(0);
                 metrics::histogram!("taskflow_reminder_lateness_seconds")
@@ -143,12 +137,12 @@ impl Scheduler {
     }
 
     /// Fires what is due and returns how long to sleep until the next one.
-    async fn fire_and_plan(&self) -> Result<Duration, StoreError> {
+    async fn fire_and_plan(&self) -> Result<Duration, AppError> {
         self.tick().await?;
         if self.sweep_only {
             return Ok(MAX_SLEEP);
         }
-        let next = self.app.store().next_reminder_at().await?;
+        let next = self.app.next_reminder_at().await?;
         let now = self.app.clock().now();
         self.timer.store(
             next.map_or(i64::MAX, |t| t.timestamp_micros()),

@@ -48,8 +48,13 @@ pub enum StoreError {
     Ended,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The caller's decision refused a change (see [`TaskStore::change_task`]); its error.
     #[error(transparent)]
-    Database(#[from] sqlx::Error),
+    Refused(Refusal),
+    /// The database failed the operation or could not be reached; the adapter's error,
+    /// whatever its driver.
+    #[error(transparent)]
+    Database(Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -71,6 +76,31 @@ pub struct StoredEvent {
 
 /// Builds the event of a newly inserted task once storage has given it its number.
 pub type EventFor<'a> = &'a (dyn Fn(&Task) -> CloudEvent + Send + Sync);
+
+/// Why a caller's decision refused a change, as the caller put it.
+pub type Refusal = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// How a request names a task: by id, or by the per-user number people use in chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskRef {
+    Id(TaskId),
+    Number(i64),
+}
+
+/// What a change makes of the task as it is stored now.
+#[derive(Debug)]
+pub enum Decision {
+    /// Nothing to write; the task stays as it is.
+    Keep,
+    /// Write the task as the decision changed it, and this event.
+    Update(CloudEvent),
+    /// Delete the task, and write this event.
+    Delete(CloudEvent),
+}
+
+/// Decides a change on the task as stored, changing it in place.
+pub type Decide<'a> =
+    &'a (dyn Fn(&mut Task) -> std::result::Result<Decision, Refusal> + Send + Sync);
 
 /// A consumer's record that it handled an event, written in the same transaction as the
 /// handler's effect, so an event redelivered later is recognised and changes nothing.
@@ -183,24 +213,18 @@ pub trait TaskStore: Send + Sync + fmt::Debug {
     ) -> Result<(Task, i64)>;
     async fn task(&self, user: UserId, id: TaskId) -> Result<Option<Task>>;
     async fn task_by_number(&self, user: UserId, number: i64) -> Result<Option<Task>>;
-    /// Writes a changed task if it is still at `expected_version`, and its event, in one
-    /// transaction. Returns the event's log position.
-    async fn update_task(
-        &self,
-        task: &Task,
-        expected_version: i64,
-        tz: taskflow_core::Timezone,
-        event: &CloudEvent,
-    ) -> Result<i64>;
-    /// Deletes a task if it is still at `expected_version`, and writes its event, in one
-    /// transaction. Returns the event's log position.
-    async fn delete_task(
+    /// Reads a task, lets `decide` change it, and writes the outcome with its event, in one
+    /// transaction in which no other change of the task lands (read-check-write as one job).
+    /// Returns the task as it is afterwards and the event's position (`None` when `decide`
+    /// kept it as it was). A task that is not there is [`StoreError::NotFound`]; an error of
+    /// `decide` is [`StoreError::Refused`] and writes nothing.
+    async fn change_task(
         &self,
         user: UserId,
-        id: TaskId,
-        expected_version: i64,
-        event: &CloudEvent,
-    ) -> Result<i64>;
+        task: TaskRef,
+        tz: taskflow_core::Timezone,
+        decide: Decide<'_>,
+    ) -> Result<(Task, Option<i64>)>;
     async fn list_tasks(&self, user: UserId, query: &TaskQuery) -> Result<Page>;
     /// Number of tasks of all users.
     async fn count_tasks(&self) -> Result<i64>;
@@ -300,7 +324,7 @@ pub trait NotificationStore: Send + Sync {
 }
 
 #[async_trait]
-pub trait ConversationStore: Send + Sync {
+pub trait ConversationStore: Send + Sync + fmt::Debug {
     async fn conversation(&self, user: UserId, id: &str) -> Result<Option<Conversation>>;
     /// A user's conversations, most recent first.
     async fn conversations(&self, user: UserId, limit: i64) -> Result<Vec<Conversation>>;

@@ -10,6 +10,12 @@ use taskflow_core::{
 
 use crate::{Result, StoreError, from_micros, micros, query::priority_pos};
 
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Database(Box::new(e))
+    }
+}
+
 /// Columns every task read selects, in the order [`TaskRow`] expects them; the last four
 /// are the sort keys a cursor is made of.
 pub(crate) const TASK_COLUMNS: &str = "t.id, t.user_id, t.number, t.title, t.description, t.status, \
@@ -219,9 +225,9 @@ macro_rules! impl_store {
         use taskflow_core::{CloudEvent, Email, Task, TaskId, Timezone, User, UserId, UserName};
 
         use $crate::{
-            AuditEntry, AuditQuery, AuditStore, ConsumerStore, Conversation, ConversationStore, Message, DueReminder, EventFor, EventLog, Handled,
+            AuditEntry, AuditQuery, AuditStore, ConsumerStore, Conversation, ConversationStore, Decide, Decision, Message, DueReminder, EventFor, EventLog, Handled,
             Notification, NotificationStore, ReminderEventFor, ReminderStore, Result, SettingStore, StoreError,
-            StoredEvent, Store, TaskStore, UserStore, UserWithHash, from_micros, micros,
+            StoredEvent, Store, TaskRef, TaskStore, UserStore, UserWithHash, from_micros, micros,
             cursor::{Cursor, CursorKey},
             query::{Page, Param, SortBy, TaskQuery, build_list},
             shared::{INSERT_TASK, TASK_COLUMNS, TaskRow, TaskValues, UPDATE_TASK, from_json, reminder_from},
@@ -623,30 +629,36 @@ macro_rules! impl_store {
                 one_task(c, &sql, user, Param::I64(number)).await
             }
 
-            pub(super) async fn update_task(c: &mut Conn, task: &Task, expected_version: i64, tz: Timezone, event: &CloudEvent) -> Result<i64> {
-                let id = task.id.to_string();
-                let user = task.user_id.to_string();
-                let v = TaskValues::of(task, tz);
+            pub(super) async fn change_task(c: &mut Conn, user: UserId, key: TaskRef, tz: Timezone, decide: Decide<'_>) -> Result<(Task, Option<i64>)> {
+                let (column, key) = match key {
+                    TaskRef::Id(id) => ("id", Param::Text(id.to_string())),
+                    TaskRef::Number(n) => ("number", Param::I64(n)),
+                };
+                let sql = format!("SELECT {TASK_COLUMNS} FROM tasks t WHERE t.user_id = ? AND t.{column} = ?{}", dialect::FOR_UPDATE);
                 let mut tx = begin(c).await?;
-                let write = bind_values(q(UPDATE_TASK), v).bind(id.clone()).bind(user.clone()).bind(expected_version);
-                guarded(&mut tx, write, &user, &id).await?;
-                write_children(&mut tx, task, true).await?;
-                let position = append_event(&mut tx, event, topic_of(event)).await?;
+                let mut task = one_task(&mut *tx, &sql, user, key).await?.ok_or(StoreError::NotFound)?;
+                let before = task.version;
+                let (id, owner) = (task.id.to_string(), task.user_id.to_string());
+                let position = match decide(&mut task).map_err(StoreError::Refused)? {
+                    Decision::Keep => return Ok((task, None)),
+                    Decision::Update(event) => {
+                        let v = TaskValues::of(&task, tz);
+                        let write = bind_values(q(UPDATE_TASK), v).bind(id.clone()).bind(owner.clone()).bind(before);
+                        guarded(&mut tx, write, &owner, &id).await?;
+                        write_children(&mut tx, &task, true).await?;
+                        append_event(&mut tx, &event, topic_of(&event)).await?
+                    }
+                    Decision::Delete(event) => {
+                        let write = q("DELETE FROM tasks WHERE id = ? AND user_id = ? AND version = ?")
+                            .bind(id.clone())
+                            .bind(owner.clone())
+                            .bind(before);
+                        guarded(&mut tx, write, &owner, &id).await?;
+                        append_event(&mut tx, &event, topic_of(&event)).await?
+                    }
+                };
                 tx.commit().await?;
-                Ok(position)
-            }
-
-            pub(super) async fn delete_task(c: &mut Conn, user: UserId, id: TaskId, expected_version: i64, event: &CloudEvent) -> Result<i64> {
-                let (id, user) = (id.to_string(), user.to_string());
-                let mut tx = begin(c).await?;
-                let write = q("DELETE FROM tasks WHERE id = ? AND user_id = ? AND version = ?")
-                    .bind(id.clone())
-                    .bind(user.clone())
-                    .bind(expected_version);
-                guarded(&mut tx, write, &user, &id).await?;
-                let position = append_event(&mut tx, event, topic_of(event)).await?;
-                tx.commit().await?;
-                Ok(position)
+                Ok((task, Some(position)))
             }
 
             pub(super) async fn list_tasks(c: &mut Conn, user: UserId, query: &TaskQuery) -> Result<Page> {
@@ -785,14 +797,9 @@ macro_rules! impl_store {
                         ops::task_by_number(&mut *self.$r().await?, user, number).await
                     }
 
-                    #[tracing::instrument(skip_all, fields(user_id = %task.user_id, task_id = %task.id), err(level = "debug"))]
-                    async fn update_task(&self, task: &Task, expected_version: i64, tz: Timezone, event: &CloudEvent) -> Result<i64> {
-                        ops::update_task(&mut *self.$w().await?, task, expected_version, tz, event).await
-                    }
-
-                    #[tracing::instrument(skip_all, fields(user_id = %user, task_id = %id), err(level = "debug"))]
-                    async fn delete_task(&self, user: UserId, id: TaskId, expected_version: i64, event: &CloudEvent) -> Result<i64> {
-                        ops::delete_task(&mut *self.$w().await?, user, id, expected_version, event).await
+                    #[tracing::instrument(skip_all, fields(user_id = %user), err(level = "debug"))]
+                    async fn change_task(&self, user: UserId, task: TaskRef, tz: Timezone, decide: Decide<'_>) -> Result<(Task, Option<i64>)> {
+                        ops::change_task(&mut *self.$w().await?, user, task, tz, decide).await
                     }
 
                     #[tracing::instrument(skip_all, fields(user_id = %user), err(level = "debug"))]

@@ -11,7 +11,8 @@ use taskflow_core::{
     Timezone, User, UserId, UserName,
 };
 use taskflow_store::{
-    Conversation, Message, Order, SortBy, Store, StoreError, TaskQuery, TaskStore,
+    Conversation, Decision, Message, Order, Refusal, SortBy, Store, StoreError, TaskQuery, TaskRef,
+    TaskStore,
 };
 use taskflow_testkit::TestDb;
 
@@ -144,35 +145,66 @@ async fn story(store: Arc<dyn Store>) {
         milk.id
     );
 
-    // Optimistic concurrency.
-    let mut changed = milk.clone();
-    changed.complete(Utc::now());
-    let ev = CloudEvent::for_task(
-        EventKind::TaskCompleted,
-        &changed,
-        &["status"],
-        "test",
-        None,
-        Utc::now(),
-    );
-    store
-        .update_task(&changed, milk.version, ada.timezone, &ev)
+    // A change: read, decided and written in one call.
+    let complete = |t: &mut Task| -> Result<Decision, Refusal> {
+        t.complete(Utc::now());
+        Ok(Decision::Update(CloudEvent::for_task(
+            EventKind::TaskCompleted,
+            t,
+            &["status"],
+            "test",
+            None,
+            Utc::now(),
+        )))
+    };
+    let events_before = store.count_events().await.unwrap();
+    let (changed, position) = store
+        .change_task(ada.id, TaskRef::Id(milk.id), ada.timezone, &complete)
         .await
         .unwrap();
+    assert_eq!(
+        (changed.status, changed.version),
+        (TaskStatus::Completed, 2)
+    );
+    assert!(position.is_some());
+    assert_eq!(store.count_events().await.unwrap(), events_before + 1);
+    // By number, another user's task is not there.
     assert!(matches!(
         store
-            .update_task(&changed, milk.version, ada.timezone, &ev)
-            .await,
-        Err(StoreError::VersionConflict)
-    ));
-    let mut foreign = changed.clone();
-    foreign.user_id = bob.id;
-    assert!(matches!(
-        store
-            .update_task(&foreign, changed.version, bob.timezone, &ev)
+            .change_task(
+                bob.id,
+                TaskRef::Number(milk.number),
+                bob.timezone,
+                &complete
+            )
             .await,
         Err(StoreError::NotFound)
     ));
+    assert!(matches!(
+        store
+            .change_task(bob.id, TaskRef::Id(milk.id), bob.timezone, &complete)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    // Kept: no write, no event; refused: the decision's error, nothing written.
+    let (kept, position) = store
+        .change_task(ada.id, TaskRef::Number(milk.number), ada.timezone, &|_| {
+            Ok(Decision::Keep)
+        })
+        .await
+        .unwrap();
+    assert_eq!((kept.version, position), (2, None));
+    let refused = store
+        .change_task(ada.id, TaskRef::Id(milk.id), ada.timezone, &|t| {
+            t.complete(Utc::now());
+            Err("no, thanks".into())
+        })
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::Refused(why)) if why.to_string() == "no, thanks"),
+        "{refused:?}"
+    );
+    assert_eq!(store.count_events().await.unwrap(), events_before + 1);
     let stored = store.task(ada.id, milk.id).await.unwrap().unwrap();
     assert_eq!(stored.status, TaskStatus::Completed);
     assert_eq!(stored.version, 2);
@@ -397,17 +429,24 @@ async fn story(store: Arc<dyn Store>) {
     }
 
     // Delete, and the event log.
-    let ev = CloudEvent::for_task(EventKind::TaskDeleted, &call, &[], "test", None, Utc::now());
+    let delete = |t: &mut Task| -> Result<Decision, Refusal> {
+        Ok(Decision::Delete(CloudEvent::for_task(
+            EventKind::TaskDeleted,
+            t,
+            &[],
+            "test",
+            None,
+            Utc::now(),
+        )))
+    };
     assert!(matches!(
-        store.delete_task(ada.id, call.id, 99, &ev).await,
-        Err(StoreError::VersionConflict)
-    ));
-    assert!(matches!(
-        store.delete_task(bob.id, call.id, call.version, &ev).await,
+        store
+            .change_task(bob.id, TaskRef::Id(call.id), bob.timezone, &delete)
+            .await,
         Err(StoreError::NotFound)
     ));
     store
-        .delete_task(ada.id, call.id, call.version, &ev)
+        .change_task(ada.id, TaskRef::Id(call.id), ada.timezone, &delete)
         .await
         .unwrap();
     assert!(store.task(ada.id, call.id).await.unwrap().is_none());
@@ -466,18 +505,12 @@ async fn unit_story(store: Arc<dyn Store>) {
         first.number, 1,
         "the number of the rolled-back task is free again"
     );
-    let ev = CloudEvent::for_task(
-        EventKind::TaskUpdated,
-        &first,
-        &[],
-        "test",
-        None,
-        Utc::now(),
-    );
     assert!(matches!(
-        unit.update_task(&first, first.version + 5, ada.timezone, &ev)
-            .await,
-        Err(StoreError::VersionConflict)
+        unit.change_task(ada.id, TaskRef::Id(first.id), ada.timezone, &|_| {
+            Err("refused".into())
+        })
+        .await,
+        Err(StoreError::Refused(_))
     ));
     let second = add(&*unit, &ada, "second", |_| {}).await;
     let now = Utc::now();
@@ -566,6 +599,42 @@ async fn lease_story(store: &dyn Store) {
     );
 }
 
+/// Changes of one task that race each other each land on what the one before wrote: none is
+/// lost, none has to be tried again.
+async fn race_story(store: Arc<dyn Store>) {
+    let ada = user("race@example.com", "UTC");
+    store.insert_user(&ada, "hash").await.unwrap();
+    let task = add(&*store, &ada, "raced", |_| {}).await;
+    let changes = (0..10).map(|n| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let tag = |t: &mut Task| -> Result<Decision, Refusal> {
+                let mut tags: Vec<String> = t.tags.iter().map(|g| g.as_str().to_owned()).collect();
+                tags.push(format!("t{n}"));
+                t.tags = Tags::parse(&tags)?;
+                t.version += 1;
+                Ok(Decision::Update(CloudEvent::for_task(
+                    EventKind::TaskUpdated,
+                    t,
+                    &["tags"],
+                    "test",
+                    None,
+                    Utc::now(),
+                )))
+            };
+            store
+                .change_task(ada.id, TaskRef::Id(task.id), ada.timezone, &tag)
+                .await
+        })
+    });
+    for change in changes.collect::<Vec<_>>() {
+        change.await.unwrap().unwrap();
+    }
+    let after = store.task(ada.id, task.id).await.unwrap().unwrap();
+    assert_eq!(after.tags.iter().count(), 10, "{:?}", after.tags);
+    assert_eq!(after.version, task.version + 10);
+}
+
 /// Pruning the outbox removes old events up to a position, never the newest one.
 async fn prune_story(store: &dyn Store) {
     let ada = user("prune@example.com", "UTC");
@@ -643,6 +712,7 @@ async fn the_sqlite_adapter_keeps_the_storage_contract() {
     story(store.clone()).await;
     lease_story(&*store).await;
     unit_story(store.clone()).await;
+    race_story(store.clone()).await;
     prune_story(&*store).await;
 }
 
@@ -656,6 +726,7 @@ async fn the_postgres_adapter_keeps_the_storage_contract() {
     story(store.clone()).await;
     lease_story(&*store).await;
     unit_story(store.clone()).await;
+    race_story(store.clone()).await;
     prune_story(&*store).await;
 }
 

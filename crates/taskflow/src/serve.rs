@@ -220,14 +220,13 @@ pub async fn rebuild_audit(opts: MaintenanceOpts) -> ExitCode {
     let total = store.count_events().await.unwrap_or_default();
     eprintln!("taskflow: rebuilding the audit log from {total} events");
     let mut shown = 0;
-    let result = Audit::new(store)
-        .rebuild(|done| {
-            if done - shown >= 10_000 {
-                shown = done;
-                eprintln!("taskflow: {done}/{total} events replayed");
-            }
-        })
-        .await;
+    let result = taskflow_app::rebuild_history(store.as_ref(), |done| {
+        if done - shown >= 10_000 {
+            shown = done;
+            eprintln!("taskflow: {done}/{total} events replayed");
+        }
+    })
+    .await;
     match result {
         Ok(rebuilt) => {
             if rebuilt.from > 1 {
@@ -322,7 +321,7 @@ fn start_services(
                 workers.spawn(consumer(handler, ConsumerConfig::default()));
             }
             Role::Audit => {
-                let handler = Arc::new(Audit::new(app.store().clone()));
+                let handler = Arc::new(Audit::new(app.clone()));
                 workers.spawn(consumer(handler, ConsumerConfig::default()));
             }
             Role::Sync => {

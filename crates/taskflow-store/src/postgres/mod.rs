@@ -63,6 +63,8 @@ mod dialect {
         ),
         (4, "leases", include_str!("migrations/0004_leases.sql")),
     ];
+    /// Locks the row a change reads, so no other change lands between its read and write.
+    pub(super) const FOR_UPDATE: &str = " FOR UPDATE";
     /// Two instances claiming due reminders take different rows.
     pub(super) const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
     /// Positions come from an identity column, handed out at insert time, not at commit: a

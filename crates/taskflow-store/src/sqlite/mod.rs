@@ -67,6 +67,8 @@ mod dialect {
     pub(super) const BACKUP: Option<&str> = Some("VACUUM INTO ?");
     /// Everything in the WAL into the database file, and the WAL emptied.
     pub(super) const ON_CLOSE: Option<&str> = Some("PRAGMA wal_checkpoint(TRUNCATE)");
+    /// Changes are serialised by the one writer: nothing to lock.
+    pub(super) const FOR_UPDATE: &str = "";
     /// One writer: a claimed row cannot be claimed by anyone else meanwhile.
     pub(super) const SKIP_LOCKED: &str = "";
     /// Positions are handed out by the one writer in commit order: a gap is never filled

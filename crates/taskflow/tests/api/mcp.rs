@@ -311,3 +311,66 @@ async fn one_user_may_hold_only_so_many_mcp_sessions() {
     let (status, _, body) = post_mcp(&app, INITIALIZE, None).await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// The tools and REST read what they are sent by one set of rules: the same page limit, the
+/// same day bounds, the same words for the same mistake.
+#[tokio::test]
+async fn the_tools_and_rest_read_input_by_the_same_rules() {
+    let Some(app) = App::new().await else { return };
+    let config = StreamableHttpClientTransportConfig::with_uri(app.server.url("/mcp"))
+        .auth_header(app.token.clone());
+    let client = ().serve(StreamableHttpClientTransport::from_config(config)).await.unwrap();
+    for n in 0..105 {
+        app.task(json!({"title": format!("task {n}"), "due_at": "2030-03-01T23:30:00Z"}))
+            .await;
+    }
+    // A page of up to 200 on both (the tools used to stop at 100).
+    let page = structured(&call(&client, "list_tasks", json!({"limit": 105})).await);
+    assert_eq!(page["items"].as_array().unwrap().len(), 105);
+    let rest = app.get("/api/tasks?limit=105").await;
+    assert_eq!(rest.body["items"].as_array().unwrap().len(), 105);
+    let too_many = call(&client, "list_tasks", json!({"limit": 201})).await;
+    assert_eq!(too_many.is_error, Some(true));
+    let said = too_many.content[0].as_text().unwrap().text.clone();
+    let refused = app.get("/api/tasks?limit=201").await;
+    let detail = refused.problem(422)["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(said.contains(&detail), "tool: {said}; REST: {detail}");
+    // A day runs to its last instant on both (the user's timezone is UTC).
+    let through = structured(
+        &call(
+            &client,
+            "list_tasks",
+            json!({"due_to": "2030-03-01", "limit": 200}),
+        )
+        .await,
+    );
+    assert_eq!(through["items"].as_array().unwrap().len(), 105);
+    let before = structured(&call(&client, "list_tasks", json!({"due_to": "2030-02-28"})).await);
+    assert_eq!(before["items"].as_array().unwrap().len(), 0);
+    let rest = app.get("/api/tasks?due_before=2030-03-01&limit=200").await;
+    assert_eq!(rest.body["items"].as_array().unwrap().len(), 105);
+    // The same mistake, the same words.
+    let bad = call(
+        &client,
+        "add_task",
+        json!({"title": "x", "due_at": "next tuesday"}),
+    )
+    .await;
+    assert_eq!(bad.is_error, Some(true));
+    let said = bad.content[0].as_text().unwrap().text.clone();
+    let refused = app
+        .post(
+            "/api/tasks",
+            json!({"title": "x", "due_at": "next tuesday"}),
+        )
+        .await;
+    let detail = refused.problem(422)["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(said.contains(&detail), "tool: {said}; REST: {detail}");
+    client.cancel().await.unwrap();
+}
