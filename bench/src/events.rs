@@ -165,7 +165,11 @@ pub async fn sse(
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
-    let tokens = login(&client, base_url, users, seeded).await?;
+    let tokens: Vec<String> = login(&client, base_url, users, seeded)
+        .await?
+        .into_iter()
+        .map(|l| l.token)
+        .collect();
     // Logins hash passwords (argon2, 19 MiB each); let the allocator hand that back first.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let rss_before = pid.and_then(rss_kib);
@@ -317,7 +321,12 @@ pub async fn pipeline(
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(run.concurrency)
         .build()?;
-    let tokens = Arc::new(login(&client, base_url, run.users, run.seeded).await?);
+    let tokens: Vec<String> = login(&client, base_url, run.users, run.seeded)
+        .await?
+        .into_iter()
+        .map(|l| l.token)
+        .collect();
+    let tokens = Arc::new(tokens);
     let before = audited().await?;
     let cpu_before: Vec<Option<u64>> = processes.iter().map(|(_, p)| cpu_ms(*p)).collect();
     let started = Instant::now();

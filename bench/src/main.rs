@@ -209,6 +209,10 @@ enum Scenario {
     Mix,
     /// POST /api/chat with the rule-based agent: adds, lists, completes by words.
     Chat,
+    /// GET /api/tasks?limit=1: the smallest authenticated read.
+    One,
+    /// PATCH one of the user's first ten tasks (a new title): a read-check-write change.
+    Update,
 }
 
 #[tokio::main]
@@ -460,14 +464,32 @@ pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// A signed-in seeded user.
+#[derive(Debug, Clone)]
+pub(crate) struct Login {
+    pub(crate) token: String,
+    pub(crate) user_id: String,
+}
+
+/// The server's CPU time so far (user and system), in microseconds.
+pub(crate) fn cpu_micros(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name in parentheses: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let (utime, stime): (u64, u64) = (fields.next()?.parse().ok()?, fields.next()?.parse().ok()?);
+    // Clock ticks of 10 ms (USER_HZ is 100 on Linux).
+    Some((utime + stime) * 10_000)
+}
+
 /// Logs `users` seeded users in (picked from `seeded`), a few at a time: argon2 is
-/// deliberately slow. Returns their tokens.
+/// deliberately slow. Returns their tokens and ids.
 pub(crate) async fn login(
     client: &reqwest::Client,
     base: &str,
     users: u64,
     seeded: u64,
-) -> Result<Vec<String>> {
+) -> Result<Vec<Login>> {
     let mut tokens = Vec::new();
     let mut rng = StdRng::seed_from_u64(7);
     // Distinct users, so each token is one user's.
@@ -493,7 +515,10 @@ pub(crate) async fn login(
                     res.status()
                 );
                 let body: serde_json::Value = res.json().await?;
-                Ok::<_, anyhow::Error>(body["token"].as_str().unwrap_or_default().to_owned())
+                Ok::<_, anyhow::Error>(Login {
+                    token: body["token"].as_str().unwrap_or_default().to_owned(),
+                    user_id: body["user"]["id"].as_str().unwrap_or_default().to_owned(),
+                })
             });
         }
         for t in logins.join_all().await {
@@ -535,13 +560,23 @@ async fn load(
             let mut rng = StdRng::seed_from_u64(w as u64);
             let mut lat = Vec::with_capacity(200_000);
             while !stop.load(Ordering::Relaxed) {
-                let token = tokens.choose(&mut rng).unwrap();
+                let login = tokens.choose(&mut rng).unwrap();
+                let token = &login.token;
                 let write = match scenario {
                     Scenario::Create => true,
-                    Scenario::List | Scenario::Chat => false,
+                    Scenario::List | Scenario::Chat | Scenario::One | Scenario::Update => false,
                     Scenario::Mix => rng.random_bool(0.2),
                 };
-                let req = if scenario == Scenario::Chat {
+                let req = if scenario == Scenario::One {
+                    client.get(format!("{base}/api/tasks?limit=1")).bearer_auth(token)
+                } else if scenario == Scenario::Update {
+                    let number = rng.random_range(1..=10);
+                    let title = format!("{} {}", WORDS.choose(&mut rng).unwrap(), WORDS.choose(&mut rng).unwrap());
+                    client
+                        .patch(format!("{base}/api/{}/tasks/{number}", login.user_id))
+                        .bearer_auth(token)
+                        .json(&json!({"title": title}))
+                } else if scenario == Scenario::Chat {
                     let (a, b) = (WORDS.choose(&mut rng).unwrap(), WORDS.choose(&mut rng).unwrap());
                     let message = match rng.random_range(0..4) {
                         0 => format!("add {a} {b} tomorrow at 5pm #bench high priority"),
@@ -584,6 +619,7 @@ async fn load(
     tokio::time::sleep(Duration::from_secs(2)).await;
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
+    let cpu_before = pid.and_then(cpu_micros);
     let mut peak_rss = 0;
     while started.elapsed() < Duration::from_secs(seconds) {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -593,6 +629,7 @@ async fn load(
     }
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_before.zip(pid.and_then(cpu_micros)).map(|(a, b)| b - a);
     stop.store(true, Ordering::Relaxed);
     let mut all = Vec::new();
     for w in workers {
@@ -612,6 +649,9 @@ async fn load(
             "p50_ms": pct(0.50),
             "p99_ms": pct(0.99),
             "max_ms": all.last().copied().unwrap_or(0) as f64 / 1000.0,
+            // The server's CPU per answered request: less tied to the load generator sharing
+            // the machine than requests per second.
+            "cpu_us_per_req": cpu.filter(|_| !all.is_empty()).map(|c| (c as f64 / all.len() as f64).round()),
             "rss_idle_mib": idle_rss.map(mib),
             "rss_peak_mib": pid.map(|_| mib(peak_rss)),
         })

@@ -10,6 +10,81 @@ use taskflow_core::{
 
 use crate::{Result, StoreError, from_micros, micros, query::priority_pos};
 
+/// Cuts a page fetched one row past `query.limit` to the limit; when more rows follow, the
+/// cursor names the last row kept.
+pub(crate) fn cut_page(rows: &mut Vec<TaskRow>, query: &crate::TaskQuery) -> Option<crate::Cursor> {
+    use crate::{CursorKey, SortBy};
+    let limit = query.limit as usize;
+    if rows.len() <= limit {
+        return None;
+    }
+    rows.truncate(limit);
+    rows.last().map(|last| {
+        let (flag, key) = match query.sort {
+            SortBy::Due => match last.due_sort {
+                Some(v) => (0, CursorKey::I64(v)),
+                None => (1, CursorKey::I64(0)),
+            },
+            SortBy::Priority => (0, CursorKey::I64(last.priority_pos)),
+            SortBy::Created => (0, CursorKey::I64(last.created_at)),
+            SortBy::Title => (0, CursorKey::Text(last.title_key.clone())),
+        };
+        crate::Cursor {
+            sort: query.sort,
+            order: query.order,
+            flag,
+            key,
+            number: last.number,
+        }
+    })
+}
+
+/// The tasks of these rows, in row order, each with its reminders from `reminders`
+/// (task id, reminder), which come in each task's order.
+pub(crate) fn tasks_of(
+    rows: Vec<TaskRow>,
+    reminders: Vec<(String, Reminder)>,
+) -> Result<Vec<Task>> {
+    let mut by_task: std::collections::HashMap<String, Vec<Reminder>> =
+        std::collections::HashMap::new();
+    for (task_id, r) in reminders {
+        by_task.entry(task_id).or_default().push(r);
+    }
+    rows.into_iter()
+        .map(|row| {
+            let rems = by_task.remove(&row.id).unwrap_or_default();
+            row.into_task(rems)
+        })
+        .collect()
+}
+
+/// The query of the reminders of `n` tasks, by task id, in each task's order.
+pub(crate) fn reminders_sql(n: usize) -> String {
+    let marks = vec!["?"; n].join(", ");
+    format!(
+        "SELECT task_id, id, fire_at, before_minutes, status FROM reminders \
+         WHERE task_id IN ({marks}) ORDER BY task_id, ordinal"
+    )
+}
+
+/// A user from the columns of the `users` table.
+pub(crate) fn user_from(
+    id: &str,
+    email: &str,
+    name: &str,
+    timezone: &str,
+    created_at: i64,
+) -> Result<taskflow_core::User> {
+    use taskflow_core::{Email, User, UserName};
+    Ok(User {
+        id: UserId(id.parse().map_err(|e| corrupt("user id", e))?),
+        email: Email::parse(email).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        name: UserName::parse(name).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        timezone: Timezone::parse(timezone).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        created_at: from_micros(created_at)?,
+    })
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         StoreError::Database(Box::new(e))
@@ -187,6 +262,13 @@ pub(crate) struct DbUnit<DB: sqlx::Database> {
     pub(crate) tx: tokio::sync::Mutex<Option<sqlx::Transaction<'static, DB>>>,
 }
 
+impl<DB: sqlx::Database> DbUnit<DB> {
+    /// A unit reads inside its own transaction.
+    pub(crate) fn direct(&self) -> Option<&crate::sqlite::Direct> {
+        None
+    }
+}
+
 impl<DB: sqlx::Database> std::fmt::Debug for DbUnit<DB> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DbUnit").finish_non_exhaustive()
@@ -222,14 +304,13 @@ macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal) => {
         use async_trait::async_trait;
         use sqlx::{AssertSqlSafe, Row as _};
-        use taskflow_core::{CloudEvent, Email, Task, TaskId, Timezone, User, UserId, UserName};
+        use taskflow_core::{CloudEvent, Email, Task, TaskId, Timezone, User, UserId};
 
         use $crate::{
             AuditEntry, AuditQuery, AuditStore, ConsumerStore, Conversation, ConversationStore, Decide, Decision, Message, DueReminder, EventFor, EventLog, Handled,
             Notification, NotificationStore, ReminderEventFor, ReminderStore, Result, SettingStore, StoreError,
             StoredEvent, Store, TaskRef, TaskStore, UserStore, UserWithHash, from_micros, micros,
-            cursor::{Cursor, CursorKey},
-            query::{Page, Param, SortBy, TaskQuery, build_list},
+            query::{Page, Param, TaskQuery, build_list},
             shared::{INSERT_TASK, TASK_COLUMNS, TaskRow, TaskValues, UPDATE_TASK, from_json, reminder_from},
         };
 
@@ -296,17 +377,8 @@ macro_rules! impl_store {
         }
 
         fn user_row(r: &DbRow) -> Result<User> {
-            let id: String = r.try_get("id")?;
-            let email: String = r.try_get("email")?;
-            let name: String = r.try_get("name")?;
-            let tz: String = r.try_get("timezone")?;
-            Ok(User {
-                id: UserId(id.parse().map_err(|e| StoreError::Corrupt(format!("user id: {e}")))?),
-                email: Email::parse(&email).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                name: UserName::parse(&name).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                timezone: Timezone::parse(&tz).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                created_at: from_micros(r.try_get("created_at")?)?,
-            })
+            let text = |c: &str| r.try_get::<String, _>(c);
+            $crate::shared::user_from(&text("id")?, &text("email")?, &text("name")?, &text("timezone")?, r.try_get("created_at")?)
         }
 
         /// Loads the reminders of these task rows and assembles the tasks, in row order.
@@ -317,29 +389,17 @@ macro_rules! impl_store {
             if rows.is_empty() {
                 return Ok(Vec::new());
             }
-            let marks = vec!["?"; rows.len()].join(", ");
-            let sql = format!(
-                "SELECT task_id, id, fire_at, before_minutes, status FROM reminders \
-                 WHERE task_id IN ({marks}) ORDER BY task_id, ordinal"
-            );
-            let mut query = q(&sql);
+            let mut query = q(&$crate::shared::reminders_sql(rows.len()));
             for r in &rows {
                 query = query.bind(r.id.clone());
             }
-            let mut by_task: std::collections::HashMap<String, Vec<taskflow_core::Reminder>> =
-                std::collections::HashMap::new();
+            let mut reminders = Vec::new();
             for r in query.fetch_all(exec).await? {
-                let task_id: String = r.try_get(0)?;
                 let id: String = r.try_get(1)?;
                 let rem = reminder_from(&id, r.try_get(2)?, r.try_get(3)?, &r.try_get::<String, _>(4)?)?;
-                by_task.entry(task_id).or_default().push(rem);
+                reminders.push((r.try_get(0)?, rem));
             }
-            rows.into_iter()
-                .map(|row| {
-                    let rems = by_task.remove(&row.id).unwrap_or_default();
-                    row.into_task(rems)
-                })
-                .collect()
+            $crate::shared::tasks_of(rows, reminders)
         }
 
         async fn write_children(tx: &mut Tx<'_>, task: &Task, replace: bool) -> Result<()> {
@@ -522,6 +582,9 @@ macro_rules! impl_store {
             }
 
             async fn user(&self, id: UserId) -> Result<Option<User>> {
+                if let Some(d) = self.direct() {
+                    return d.user(id).await;
+                }
                 let row = q("SELECT * FROM users WHERE id = ?").bind(id.to_string()).fetch_optional(self.reader()).await?;
                 row.map(|r| user_row(&r)).transpose()
             }
@@ -672,24 +735,7 @@ macro_rules! impl_store {
                 }
                 let rows = qb.fetch_all(&mut *c).await?;
                 let mut rows = rows.iter().map(task_row).collect::<std::result::Result<Vec<_>, _>>()?;
-                let limit = query.limit as usize;
-                let next_cursor = if rows.len() > limit {
-                    rows.truncate(limit);
-                    rows.last().map(|last| {
-                        let (flag, key) = match query.sort {
-                            SortBy::Due => match last.due_sort {
-                                Some(v) => (0, CursorKey::I64(v)),
-                                None => (1, CursorKey::I64(0)),
-                            },
-                            SortBy::Priority => (0, CursorKey::I64(last.priority_pos)),
-                            SortBy::Created => (0, CursorKey::I64(last.created_at)),
-                            SortBy::Title => (0, CursorKey::Text(last.title_key.clone())),
-                        };
-                        Cursor { sort: query.sort, order: query.order, flag, key, number: last.number }
-                    })
-                } else {
-                    None
-                };
+                let next_cursor = $crate::shared::cut_page(&mut rows, query);
                 Ok(Page { items: assemble(&mut *c, rows).await?, next_cursor })
             }
 
@@ -790,10 +836,16 @@ macro_rules! impl_store {
                     }
 
                     async fn task(&self, user: UserId, id: TaskId) -> Result<Option<Task>> {
+                        if let Some(d) = self.direct() {
+                            return d.task(user, TaskRef::Id(id)).await;
+                        }
                         ops::task(&mut *self.$r().await?, user, id).await
                     }
 
                     async fn task_by_number(&self, user: UserId, number: i64) -> Result<Option<Task>> {
+                        if let Some(d) = self.direct() {
+                            return d.task(user, TaskRef::Number(number)).await;
+                        }
                         ops::task_by_number(&mut *self.$r().await?, user, number).await
                     }
 
@@ -804,10 +856,16 @@ macro_rules! impl_store {
 
                     #[tracing::instrument(skip_all, fields(user_id = %user), err(level = "debug"))]
                     async fn list_tasks(&self, user: UserId, query: &TaskQuery) -> Result<Page> {
+                        if let Some(d) = self.direct() {
+                            return d.list_tasks(user, query).await;
+                        }
                         ops::list_tasks(&mut *self.$r().await?, user, query).await
                     }
 
                     async fn count_tasks(&self) -> Result<i64> {
+                        if let Some(d) = self.direct() {
+                            return d.count_tasks().await;
+                        }
                         ops::count_tasks(&mut *self.$r().await?).await
                     }
                 }

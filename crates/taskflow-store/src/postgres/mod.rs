@@ -50,6 +50,11 @@ impl PgStore {
     fn reader(&self) -> &PgPool {
         &self.pool
     }
+
+    /// Every read goes through sqlx here.
+    pub(crate) fn direct(&self) -> Option<&crate::sqlite::Direct> {
+        None
+    }
 }
 
 mod dialect {

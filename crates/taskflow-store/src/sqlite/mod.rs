@@ -1,5 +1,10 @@
 //! The SQLite adapter: one writer connection (SQLite serialises writes anyway; one
-//! connection avoids lock contention) and a pool of read-only readers, in WAL mode.
+//! connection avoids lock contention) and a pool of read-only readers, in WAL mode. The reads
+//! every request makes run on direct readers instead (see `direct`).
+
+mod direct;
+
+pub(crate) use direct::Direct;
 
 use std::{str::FromStr, time::Duration};
 
@@ -12,6 +17,9 @@ use sqlx::sqlite::{
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// The hot reads as one job each; none for a database in memory, which other
+    /// connections cannot open.
+    direct: Option<Direct>,
 }
 
 impl SqliteStore {
@@ -34,9 +42,26 @@ impl SqliteStore {
             .max_connections(readers)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(base.read_only(true))
+            .connect_with(base.clone().read_only(true))
             .await?;
-        Ok(Self { writer, reader })
+        let file = base.get_filename();
+        let direct = if file.as_os_str().is_empty()
+            || file.as_os_str() == ":memory:"
+            || file.to_string_lossy().starts_with("file:")
+        {
+            None
+        } else {
+            Some(Direct::open(file, readers as usize)?)
+        };
+        Ok(Self {
+            writer,
+            reader,
+            direct,
+        })
+    }
+
+    pub(crate) fn direct(&self) -> Option<&Direct> {
+        self.direct.as_ref()
     }
 
     fn writer(&self) -> &SqlitePool {
