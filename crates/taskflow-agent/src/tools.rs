@@ -466,16 +466,20 @@ fn patch(args: &serde_json::Map<String, Value>, current: &Task) -> Result<TaskPa
         t.extend(add);
         tags = Some(t);
     }
+    // Models often send `null` for what they leave alone: only the due and the recurrence
+    // are cleared by `null`; a `null` title, description, priority, anchor or reminder list
+    // changes nothing.
+    let keep_on_null = |key: &str| Ok::<_, ToolError>(given(args, key)?.map(Some));
     Ok(PatchInput {
-        title: text(args, "title")?,
-        description: text(args, "description")?,
-        priority: text(args, "priority")?,
+        title: keep_on_null("title")?,
+        description: keep_on_null("description")?,
+        priority: keep_on_null("priority")?,
         tags: tags.map(Some),
         due_at: text(args, "due_at")?,
         due_date: text(args, "due_date")?,
         recurrence: text(args, "recurrence")?,
-        recurrence_anchor: text(args, "recurrence_anchor")?,
-        reminders: reminder_inputs(args)?,
+        recurrence_anchor: keep_on_null("recurrence_anchor")?,
+        reminders: reminder_inputs(args)?.filter(Option::is_some),
         status: None,
     }
     .parse()?)

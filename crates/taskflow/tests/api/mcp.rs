@@ -372,5 +372,12 @@ async fn the_tools_and_rest_read_input_by_the_same_rules() {
         .unwrap()
         .to_owned();
     assert!(said.contains(&detail), "tool: {said}; REST: {detail}");
+    // A model's `null` for what it leaves alone changes nothing; on the due it clears it.
+    let nulls = json!({"task_id": 1, "title": null, "priority": null, "description": null,
+        "reminders_before_minutes": null, "due_at": null});
+    let changed = structured(&call(&client, "update_task", nulls).await);
+    assert_eq!(changed["title"], "task 0");
+    assert_eq!(changed["priority"], "medium");
+    assert_eq!(changed["due_at"], serde_json::Value::Null);
     client.cancel().await.unwrap();
 }
