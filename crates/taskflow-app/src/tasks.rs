@@ -24,19 +24,12 @@ impl App {
         let task = Task::create(user.id, draft, user.timezone, now)?;
         // The request's trace, read here: the store may run the closure elsewhere.
         let trace = crate::trace::current();
-        let event = |t: &Task| {
-            CloudEvent::for_task(
-                EventKind::TaskCreated,
-                t,
-                &[],
-                API_SOURCE,
-                trace.clone(),
-                now,
-            )
-        };
+        let event = Box::new(move |t: &Task| {
+            CloudEvent::for_task(EventKind::TaskCreated, t, &[], API_SOURCE, trace, now)
+        });
         let (task, position) = self
             .tasks
-            .insert_task(&task, user.timezone, &event, None)
+            .insert_task(&task, user.timezone, event, None)
             .await?;
         self.committed(EventKind::TaskCreated.short(), position);
         Ok(task)
@@ -267,16 +260,17 @@ impl App {
         };
         let task = Task::next_in_series(&completed, draft, user.timezone, now)?;
         let trace = event.traceparent.clone();
-        let created = |t: &Task| {
-            CloudEvent::for_task(EventKind::TaskCreated, t, &[], source, trace.clone(), now)
-        };
+        let source = source.to_owned();
+        let created = Box::new(move |t: &Task| {
+            CloudEvent::for_task(EventKind::TaskCreated, t, &[], &source, trace, now)
+        });
         let handled = Handled {
             consumer,
             event_id: &event.id,
         };
         match self
             .tasks
-            .insert_task(&task, user.timezone, &created, Some(handled))
+            .insert_task(&task, user.timezone, created, Some(handled))
             .await
         {
             Ok((task, position)) => {

@@ -67,10 +67,11 @@ async fn add(store: &dyn Store, u: &User, title: &str) -> i64 {
         ..TaskDraft::default()
     };
     let task = Task::create(u.id, draft, u.timezone, Utc::now()).unwrap();
-    let ev =
-        |t: &Task| CloudEvent::for_task(EventKind::TaskCreated, t, &[], "test", None, Utc::now());
+    let ev = Box::new(|t: &Task| {
+        CloudEvent::for_task(EventKind::TaskCreated, t, &[], "test", None, Utc::now())
+    });
     store
-        .insert_task(&task, u.timezone, &ev, None)
+        .insert_task(&task, u.timezone, ev, None)
         .await
         .unwrap()
         .1

@@ -74,8 +74,9 @@ pub struct StoredEvent {
     pub event: CloudEvent,
 }
 
-/// Builds the event of a newly inserted task once storage has given it its number.
-pub type EventFor<'a> = &'a (dyn Fn(&Task) -> CloudEvent + Send + Sync);
+/// Builds the event of a newly inserted task once storage has given it its number. Owned,
+/// so that an adapter may run it on the thread that writes.
+pub type EventFor = Box<dyn FnOnce(&Task) -> CloudEvent + Send>;
 
 /// Why a caller's decision refused a change, as the caller put it.
 pub type Refusal = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -208,7 +209,7 @@ pub trait TaskStore: Send + Sync + fmt::Debug {
         &self,
         task: &Task,
         tz: taskflow_core::Timezone,
-        event: EventFor<'_>,
+        event: EventFor,
         handled: Option<Handled<'_>>,
     ) -> Result<(Task, i64)>;
     async fn task(&self, user: UserId, id: TaskId) -> Result<Option<Task>>;

@@ -267,6 +267,11 @@ impl<DB: sqlx::Database> DbUnit<DB> {
     pub(crate) fn direct(&self) -> Option<&crate::sqlite::Direct> {
         None
     }
+
+    /// A unit writes inside its own transaction.
+    pub(crate) fn jobs(&self) -> Option<&crate::sqlite::Writer> {
+        None
+    }
 }
 
 impl<DB: sqlx::Database> std::fmt::Debug for DbUnit<DB> {
@@ -651,7 +656,7 @@ macro_rules! impl_store {
                 c: &mut Conn,
                 task: &Task,
                 tz: Timezone,
-                event: EventFor<'_>,
+                event: EventFor,
                 handled: Option<Handled<'_>>,
             ) -> Result<(Task, i64)> {
                 let mut tx = begin(c).await?;
@@ -829,9 +834,12 @@ macro_rules! impl_store {
                         &self,
                         task: &Task,
                         tz: Timezone,
-                        event: EventFor<'_>,
+                        event: EventFor,
                         handled: Option<Handled<'_>>,
                     ) -> Result<(Task, i64)> {
+                        if let Some(w) = self.jobs() {
+                            return w.insert_task(task, tz, event, handled).await;
+                        }
                         ops::insert_task(&mut *self.$w().await?, task, tz, event, handled).await
                     }
 
@@ -851,6 +859,9 @@ macro_rules! impl_store {
 
                     #[tracing::instrument(skip_all, fields(user_id = %user), err(level = "debug"))]
                     async fn change_task(&self, user: UserId, task: TaskRef, tz: Timezone, decide: Decide<'_>) -> Result<(Task, Option<i64>)> {
+                        if let (Some(w), Some(d)) = (self.jobs(), self.direct()) {
+                            return w.change_task(d, user, task, tz, decide).await;
+                        }
                         ops::change_task(&mut *self.$w().await?, user, task, tz, decide).await
                     }
 

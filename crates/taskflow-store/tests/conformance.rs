@@ -37,10 +37,11 @@ async fn add(store: &dyn TaskStore, u: &User, title: &str, f: impl FnOnce(&mut T
     };
     f(&mut d);
     let task = Task::create(u.id, d, u.timezone, t("2026-11-01T00:00:00Z")).unwrap();
-    let ev =
-        |t: &Task| CloudEvent::for_task(EventKind::TaskCreated, t, &[], "test", None, Utc::now());
+    let ev = Box::new(|t: &Task| {
+        CloudEvent::for_task(EventKind::TaskCreated, t, &[], "test", None, Utc::now())
+    });
     store
-        .insert_task(&task, u.timezone, &ev, None)
+        .insert_task(&task, u.timezone, ev, None)
         .await
         .unwrap()
         .0

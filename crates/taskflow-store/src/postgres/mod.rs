@@ -55,6 +55,11 @@ impl PgStore {
     pub(crate) fn direct(&self) -> Option<&crate::sqlite::Direct> {
         None
     }
+
+    /// Every write goes through sqlx here.
+    pub(crate) fn jobs(&self) -> Option<&crate::sqlite::Writer> {
+        None
+    }
 }
 
 mod dialect {
