@@ -67,6 +67,26 @@ pub(crate) fn reminders_sql(n: usize) -> String {
     )
 }
 
+/// An event of the log from its position, topic and payload columns.
+pub(crate) fn stored_event_from(
+    position: i64,
+    topic: &str,
+    payload: &str,
+) -> Result<crate::StoredEvent> {
+    Ok(crate::StoredEvent {
+        position,
+        topic: taskflow_core::Topic::parse(topic)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown topic {topic:?}")))?,
+        event: from_json("event payload", payload)?,
+    })
+}
+
+/// The query of which of `n` event ids a consumer has handled.
+pub(crate) fn processed_sql(n: usize) -> String {
+    let marks = vec!["?"; n].join(", ");
+    format!("SELECT event_id FROM processed_events WHERE consumer = ? AND event_id IN ({marks})")
+}
+
 /// A user from the columns of the `users` table.
 pub(crate) fn user_from(
     id: &str,
@@ -106,6 +126,15 @@ pub(crate) const UPDATE_TASK: &str = "UPDATE tasks SET title = ?, title_key = ?,
     priority = ?, priority_pos = ?, tags = ?, due_at = ?, due_date = ?, due_sort = ?, due_last = ?, \
     recurrence = ?, recurrence_anchor = ?, series_id = ?, created_at = ?, updated_at = ?, completed_at = ?, \
     version = ?, occurrence = ? WHERE id = ? AND user_id = ? AND version = ?";
+
+/// Moves a consumer's offset forward, never back.
+pub(crate) const SAVE_OFFSET: &str = "INSERT INTO consumer_offsets (consumer, position, updated_at) VALUES (?, ?, ?) \
+    ON CONFLICT (consumer) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at \
+    WHERE consumer_offsets.position < excluded.position";
+
+/// An event into the audit log, keyed by its log position; recorded once.
+pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit_log (id, event_id, type, user_id, task_id, occurred_at, data) \
+    VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING";
 
 /// A task as its columns, before it is turned back into a [`Task`].
 #[derive(Debug)]
@@ -316,7 +345,7 @@ macro_rules! impl_store {
             Notification, NotificationStore, ReminderEventFor, ReminderStore, Result, SettingStore, StoreError,
             StoredEvent, Store, TaskRef, TaskStore, UserStore, UserWithHash, from_micros, micros,
             query::{Page, Param, TaskQuery, build_list},
-            shared::{INSERT_TASK, TASK_COLUMNS, TaskRow, TaskValues, UPDATE_TASK, from_json, reminder_from},
+            shared::{INSERT_AUDIT, INSERT_TASK, SAVE_OFFSET, TASK_COLUMNS, TaskRow, TaskValues, UPDATE_TASK, from_json, reminder_from},
         };
 
         type Tx<'c> = sqlx::Transaction<'c, $db>;
@@ -490,14 +519,7 @@ macro_rules! impl_store {
         }
 
         fn stored_event(r: &DbRow) -> Result<StoredEvent> {
-            let payload: String = r.try_get(2)?;
-            let topic: String = r.try_get(1)?;
-            Ok(StoredEvent {
-                position: r.try_get(0)?,
-                topic: taskflow_core::Topic::parse(&topic)
-                    .ok_or_else(|| StoreError::Corrupt(format!("unknown topic {topic:?}")))?,
-                event: from_json("event payload", &payload)?,
-            })
+            $crate::shared::stored_event_from(r.try_get(0)?, &r.try_get::<String, _>(1)?, &r.try_get::<String, _>(2)?)
         }
 
         fn audit_row(r: &DbRow) -> Result<AuditEntry> {
@@ -940,6 +962,9 @@ macro_rules! impl_store {
         #[async_trait]
         impl EventLog for $store {
             async fn events_after(&self, position: i64, limit: i64) -> Result<Vec<StoredEvent>> {
+                if let Some(d) = self.direct() {
+                    return d.events_after(None, position, limit).await;
+                }
                 let rows = q("SELECT position, topic, payload FROM events WHERE position > ? ORDER BY position LIMIT ?")
                     .bind(position)
                     .bind(limit)
@@ -949,6 +974,9 @@ macro_rules! impl_store {
             }
 
             async fn user_events_after(&self, user: UserId, position: i64, limit: i64) -> Result<Vec<StoredEvent>> {
+                if let Some(d) = self.direct() {
+                    return d.events_after(Some(user), position, limit).await;
+                }
                 let rows = q("SELECT position, topic, payload FROM events WHERE user_id = ? AND position > ? \
                               ORDER BY position LIMIT ?")
                     .bind(user.to_string())
@@ -1015,9 +1043,10 @@ macro_rules! impl_store {
             }
 
             async fn save_consumer_offset(&self, consumer: &str, position: i64) -> Result<()> {
-                q("INSERT INTO consumer_offsets (consumer, position, updated_at) VALUES (?, ?, ?) \
-                   ON CONFLICT (consumer) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at \
-                   WHERE consumer_offsets.position < excluded.position")
+                if let Some(w) = self.jobs() {
+                    return w.save_consumer_offset(consumer, position).await;
+                }
+                q(SAVE_OFFSET)
                     .bind(consumer.to_owned())
                     .bind(position)
                     .bind(micros(chrono::Utc::now()))
@@ -1053,9 +1082,10 @@ macro_rules! impl_store {
                 if event_ids.is_empty() {
                     return Ok(Vec::new());
                 }
-                let marks = vec!["?"; event_ids.len()].join(", ");
-                let sql = format!("SELECT event_id FROM processed_events WHERE consumer = ? AND event_id IN ({marks})");
-                let mut query = q(&sql).bind(consumer.to_owned());
+                if let Some(d) = self.direct() {
+                    return d.processed(consumer, event_ids).await;
+                }
+                let mut query = q(&$crate::shared::processed_sql(event_ids.len())).bind(consumer.to_owned());
                 for id in event_ids {
                     query = query.bind(id.clone());
                 }
@@ -1186,6 +1216,9 @@ macro_rules! impl_store {
         impl AuditStore for $store {
             #[tracing::instrument(skip_all, err(level = "debug"))]
             async fn append_audit(&self, events: &[(i64, &CloudEvent)]) -> Result<()> {
+                if let Some(w) = self.jobs() {
+                    return w.append_audit(events).await;
+                }
                 let mut tx = self.writer().begin().await?;
                 let mut months = std::collections::HashSet::new();
                 for &(position, e) in events {
@@ -1195,8 +1228,7 @@ macro_rules! impl_store {
                     {
                         sqlx::raw_sql(AssertSqlSafe(ddl)).execute(&mut *tx).await?;
                     }
-                    q("INSERT INTO audit_log (id, event_id, type, user_id, task_id, occurred_at, data) \
-                       VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+                    q(INSERT_AUDIT)
                         .bind(position)
                         .bind(e.id.clone())
                         .bind(e.ty.clone())

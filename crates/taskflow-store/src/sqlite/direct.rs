@@ -21,9 +21,12 @@ use taskflow_core::{Task, User, UserId};
 
 use super::dialect;
 use crate::{
-    Page, Result, StoreError, TaskQuery, TaskRef,
+    Page, Result, StoreError, StoredEvent, TaskQuery, TaskRef,
     query::{Param, build_list},
-    shared::{TASK_COLUMNS, TaskRow, cut_page, reminder_from, reminders_sql, tasks_of, user_from},
+    shared::{
+        TASK_COLUMNS, TaskRow, cut_page, processed_sql, reminder_from, reminders_sql,
+        stored_event_from, tasks_of, user_from,
+    },
 };
 
 impl From<rusqlite::Error> for StoreError {
@@ -225,6 +228,57 @@ impl Direct {
                 items: assemble(c, rows)?,
                 next_cursor,
             })
+        })
+        .await
+    }
+
+    /// The events after `position` in log order, at most `limit`; with `user`, only theirs.
+    pub(crate) async fn events_after(
+        &self,
+        user: Option<UserId>,
+        position: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>> {
+        self.read(move |c| {
+            let mut st;
+            let rows = match user {
+                None => {
+                    st = c.prepare_cached(
+                        "SELECT position, topic, payload FROM events WHERE position > ? \
+                         ORDER BY position LIMIT ?",
+                    )?;
+                    st.query((position, limit))?
+                }
+                Some(user) => {
+                    st = c.prepare_cached(
+                        "SELECT position, topic, payload FROM events WHERE user_id = ? AND position > ? \
+                         ORDER BY position LIMIT ?",
+                    )?;
+                    st.query((user.to_string(), position, limit))?
+                }
+            };
+            rows.and_then(|r| -> Result<StoredEvent> {
+                let (topic, payload): (String, String) = (r.get(1)?, r.get(2)?);
+                stored_event_from(r.get(0)?, &topic, &payload)
+            })
+            .collect()
+        })
+        .await
+    }
+
+    /// Which of `event_ids` the consumer has handled.
+    pub(crate) async fn processed(
+        &self,
+        consumer: &str,
+        event_ids: &[String],
+    ) -> Result<Vec<String>> {
+        let consumer = consumer.to_owned();
+        let ids = event_ids.to_vec();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&processed_sql(ids.len()))?;
+            let params = std::iter::once(&consumer).chain(&ids);
+            let found = st.query_map(rusqlite::params_from_iter(params), |r| r.get(0))?;
+            Ok(found.collect::<rusqlite::Result<Vec<String>>>()?)
         })
         .await
     }
