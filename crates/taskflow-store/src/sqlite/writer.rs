@@ -112,6 +112,7 @@ impl Writer {
         conn.pragma_update(None, "cache_size", -16000)?;
         conn.pragma_update(None, "temp_store", "memory")?;
         conn.set_prepared_statement_cache_capacity(32);
+        super::direct::stable_plans(&conn)?;
         // Checkpoints run beside the writer, not inside its commits (they took a sixth of
         // its time under a create load).
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
