@@ -1,8 +1,10 @@
-//! The reads a request makes most (the token's user, a task, a page of tasks), each as one
-//! blocking job on a read-only rusqlite connection: its statements (prepared once per
-//! connection and cached) run and its rows are decoded in that job, and the caller is woken
-//! once with the result. Through sqlx every statement went to the connection's worker thread
-//! and every row came back over a channel: a page of 50 tasks cost about 55 wake-ups.
+//! The reads a request makes most (the token's user, a task, a page of tasks) and the
+//! consumers' reads of the event log, each as one job on a read-only rusqlite connection: its
+//! statements (prepared once per connection and cached) run and its rows are decoded in that
+//! job. Through sqlx every statement went to the connection's worker thread and every row came
+//! back over a channel: a page of 50 tasks cost about 55 wake-ups. A request's reads run where
+//! the request runs; the longer ones (a batch of events, a count of every task) on a blocking
+//! thread.
 
 use std::{
     path::Path,
@@ -164,8 +166,21 @@ impl Direct {
         })))
     }
 
-    /// Runs `job` on a reader, on a blocking thread.
+    /// Runs a short read (one user's rows, found by index) on a free reader where the
+    /// request runs: a hand-off to a blocking thread and back cost more than the read
+    /// (bench/RESULTS.md). When every reader is busy it waits its turn on a blocking thread.
     async fn read<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        if let Ok(_permit) = self.0.permits.try_acquire() {
+            return self.0.with(job);
+        }
+        self.read_aside(job).await
+    }
+
+    /// Runs `job` on a reader, on a blocking thread: for reads that may take long.
+    async fn read_aside<T: Send + 'static>(
         &self,
         job: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
@@ -252,7 +267,7 @@ impl Direct {
         position: i64,
         limit: i64,
     ) -> Result<Vec<StoredEvent>> {
-        self.read(move |c| {
+        self.read_aside(move |c| {
             let mut st;
             let rows = match user {
                 None => {
@@ -297,7 +312,7 @@ impl Direct {
     }
 
     pub(crate) async fn count_tasks(&self) -> Result<i64> {
-        self.read(|c| Ok(c.query_row("SELECT COUNT(*) FROM tasks", [], |r| r.get(0))?))
+        self.read_aside(|c| Ok(c.query_row("SELECT COUNT(*) FROM tasks", [], |r| r.get(0))?))
             .await
     }
 }
