@@ -1,8 +1,9 @@
-//! The task writes of a SQLite file (a new task, a change, a delete), on one thread with its
-//! own rusqlite connection. Callers queue jobs; each turn the thread takes every job waiting
-//! and runs them in one transaction (group commit), each job in its own savepoint so that
-//! one job's failure undoes only its own changes. A caller is answered once the transaction
-//! has committed: an acknowledged write is in the database file's log.
+//! The hot writes of a SQLite file (a new task, a change, a delete, each with its event; the
+//! consumers' offsets; the audit log), on one thread with its own rusqlite connection.
+//! Callers queue jobs; each turn the thread takes every job waiting and runs them in one
+//! transaction (group commit), each job in its own savepoint so that one job's failure undoes
+//! only its own changes. A caller is answered once the transaction has committed: an
+//! acknowledged write is in the database file's log.
 //!
 //! The writes that still go through sqlx keep their one connection (its pool holds one); the
 //! thread holds that connection for as long as each of its transactions runs, so the two never
