@@ -132,9 +132,19 @@ pub(crate) const SAVE_OFFSET: &str = "INSERT INTO consumer_offsets (consumer, po
     ON CONFLICT (consumer) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at \
     WHERE consumer_offsets.position < excluded.position";
 
-/// An event into the audit log, keyed by its log position; recorded once.
-pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit_log (id, event_id, type, user_id, task_id, occurred_at, data) \
-    VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING";
+/// `rows` events into the audit log in one statement, each keyed by its log position and
+/// recorded once.
+pub(crate) fn insert_audit(rows: usize) -> String {
+    let values = vec!["(?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
+    format!(
+        "INSERT INTO audit_log (id, event_id, type, user_id, task_id, occurred_at, data) \
+         VALUES {values} ON CONFLICT DO NOTHING"
+    )
+}
+
+/// The most events one audit statement carries (7 parameters each, within every backend's
+/// limit on parameters).
+pub(crate) const AUDIT_ROWS_PER_STATEMENT: usize = 500;
 
 /// A task as its columns, before it is turned back into a [`Task`].
 #[derive(Debug)]
@@ -345,7 +355,7 @@ macro_rules! impl_store {
             Notification, NotificationStore, ReminderEventFor, ReminderStore, Result, SettingStore, StoreError,
             StoredEvent, Store, TaskRef, TaskStore, UserStore, UserWithHash, from_micros, micros,
             query::{Page, Param, TaskQuery, build_list},
-            shared::{INSERT_AUDIT, INSERT_TASK, SAVE_OFFSET, TASK_COLUMNS, TaskRow, TaskValues, UPDATE_TASK, from_json, reminder_from},
+            shared::{INSERT_TASK, SAVE_OFFSET, TASK_COLUMNS, TaskRow, TaskValues, UPDATE_TASK, from_json, reminder_from},
         };
 
         type Tx<'c> = sqlx::Transaction<'c, $db>;
@@ -1221,23 +1231,27 @@ macro_rules! impl_store {
                 }
                 let mut tx = self.writer().begin().await?;
                 let mut months = std::collections::HashSet::new();
-                for &(position, e) in events {
-                    let at = micros(e.time);
-                    if let Some(ddl) = dialect::audit_partition(at)
+                for &(_, e) in events {
+                    if let Some(ddl) = dialect::audit_partition(micros(e.time))
                         && months.insert(ddl.clone())
                     {
                         sqlx::raw_sql(AssertSqlSafe(ddl)).execute(&mut *tx).await?;
                     }
-                    q(INSERT_AUDIT)
-                        .bind(position)
-                        .bind(e.id.clone())
-                        .bind(e.ty.clone())
-                        .bind(e.userid.clone())
-                        .bind(e.subject.clone())
-                        .bind(at)
-                        .bind(e.data.to_string())
-                        .execute(&mut *tx)
-                        .await?;
+                }
+                // One statement per chunk, not one round trip per event.
+                for chunk in events.chunks($crate::shared::AUDIT_ROWS_PER_STATEMENT) {
+                    let mut insert = q(&$crate::shared::insert_audit(chunk.len()));
+                    for &(position, e) in chunk {
+                        insert = insert
+                            .bind(position)
+                            .bind(e.id.clone())
+                            .bind(e.ty.clone())
+                            .bind(e.userid.clone())
+                            .bind(e.subject.clone())
+                            .bind(micros(e.time))
+                            .bind(e.data.to_string());
+                    }
+                    insert.execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 Ok(())

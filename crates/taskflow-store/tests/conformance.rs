@@ -636,6 +636,35 @@ async fn race_story(store: Arc<dyn Store>) {
     assert_eq!(after.version, task.version + 10);
 }
 
+/// Audit entries arrive in batches larger than one statement carries, and a redelivered
+/// batch adds nothing. Runs on an empty audit log.
+async fn audit_story(store: &dyn Store) {
+    let ada = user("audit@example.com", "UTC");
+    store.insert_user(&ada, "hash").await.unwrap();
+    let task = add(store, &ada, "audited", |_| {}).await;
+    let events: Vec<CloudEvent> = (0..1_201)
+        .map(|_| {
+            CloudEvent::for_task(
+                EventKind::TaskUpdated,
+                &task,
+                &["title"],
+                "test",
+                None,
+                Utc::now(),
+            )
+        })
+        .collect();
+    let batch: Vec<(i64, &CloudEvent)> = (1..).zip(&events).collect();
+    store.append_audit(&batch).await.unwrap();
+    store.append_audit(&batch[..600]).await.unwrap();
+    let kept = store.audit_all(0, 10_000).await.unwrap();
+    assert_eq!(
+        kept.iter().map(|e| e.id).collect::<Vec<_>>(),
+        (1..=1_201).collect::<Vec<_>>()
+    );
+    assert!(kept.iter().zip(&events).all(|(a, e)| a.event_id == e.id));
+}
+
 /// Pruning the outbox removes old events up to a position, never the newest one.
 async fn prune_story(store: &dyn Store) {
     let ada = user("prune@example.com", "UTC");
@@ -715,6 +744,7 @@ async fn the_sqlite_adapter_keeps_the_storage_contract() {
     unit_story(store.clone()).await;
     race_story(store.clone()).await;
     prune_story(&*store).await;
+    audit_story(&*store).await;
 }
 
 #[tokio::test]
@@ -729,6 +759,7 @@ async fn the_postgres_adapter_keeps_the_storage_contract() {
     unit_story(store.clone()).await;
     race_story(store.clone()).await;
     prune_story(&*store).await;
+    audit_story(&*store).await;
 }
 
 #[tokio::test]

@@ -28,7 +28,7 @@ use taskflow_core::{CloudEvent, ReminderStatus, Task, Timezone, UserId};
 use super::Direct;
 use crate::{
     Decide, Decision, EventFor, Handled, Result, StoreError, TaskRef, micros,
-    shared::{INSERT_AUDIT, INSERT_TASK, SAVE_OFFSET, TaskValues, UPDATE_TASK},
+    shared::{INSERT_TASK, SAVE_OFFSET, TaskValues, UPDATE_TASK, insert_audit},
 };
 
 /// The most jobs one transaction takes; the rest wait for the next turn.
@@ -218,7 +218,7 @@ impl Writer {
             })
             .collect();
         self.write(move |c| {
-            let mut st = c.prepare_cached(INSERT_AUDIT)?;
+            let mut st = c.prepare_cached(&insert_audit(1))?;
             for (position, (id, ty, user, task), at, data) in &rows {
                 st.execute((position, id, ty, user, task, at, data))?;
             }
