@@ -127,6 +127,58 @@ pub(crate) const UPDATE_TASK: &str = "UPDATE tasks SET title = ?, title_key = ?,
     recurrence = ?, recurrence_anchor = ?, series_id = ?, created_at = ?, updated_at = ?, completed_at = ?, \
     version = ?, occurrence = ? WHERE id = ? AND user_id = ? AND version = ?";
 
+/// Takes the next per-user task number.
+pub(crate) const NEXT_NUMBER: &str =
+    "UPDATE users SET task_seq = task_seq + 1 WHERE id = ? RETURNING task_seq";
+
+/// Deletes a task guarded by the version it was read at.
+pub(crate) const DELETE_TASK: &str =
+    "DELETE FROM tasks WHERE id = ? AND user_id = ? AND version = ?";
+
+/// Whether a task of this user exists (why a guarded write touched no row).
+pub(crate) const TASK_EXISTS: &str = "SELECT 1 FROM tasks WHERE id = ? AND user_id = ?";
+
+/// The reminders of a task the reminder service has fired.
+pub(crate) const FIRED_REMINDERS: &str =
+    "SELECT id, fire_at FROM reminders WHERE task_id = ? AND status = 'fired'";
+
+pub(crate) const DELETE_TAGS: &str = "DELETE FROM task_tags WHERE task_id = ?";
+pub(crate) const DELETE_REMINDERS: &str = "DELETE FROM reminders WHERE task_id = ?";
+pub(crate) const INSERT_TAG: &str =
+    "INSERT INTO task_tags (task_id, user_id, tag) VALUES (?, ?, ?)";
+pub(crate) const INSERT_REMINDER: &str = "INSERT INTO reminders (id, task_id, user_id, ordinal, fire_at, before_minutes, status) \
+    VALUES (?, ?, ?, ?, ?, ?, ?)";
+
+/// Appends an event to the log, giving its position.
+pub(crate) const APPEND_EVENT: &str = "INSERT INTO events (id, topic, type, user_id, subject, payload, created_at) \
+    VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING position";
+
+/// A consumer's record that it handled an event; a second one is a unique violation.
+pub(crate) const MARK_HANDLED: &str =
+    "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES (?, ?, ?)";
+
+/// The events after a position, in log order, at most a limit.
+pub(crate) const EVENTS_AFTER: &str =
+    "SELECT position, topic, payload FROM events WHERE position > ? ORDER BY position LIMIT ?";
+
+/// One user's events after a position, in log order, at most a limit.
+pub(crate) const USER_EVENTS_AFTER: &str = "SELECT position, topic, payload FROM events WHERE user_id = ? AND position > ? \
+    ORDER BY position LIMIT ?";
+
+/// The status a reminder is written with when its task is written again: one the reminder
+/// service fired after the task was read (its id and instant among `fired`) stays fired.
+pub(crate) fn kept_status(
+    r: &taskflow_core::Reminder,
+    fired: &std::collections::HashSet<(String, i64)>,
+) -> ReminderStatus {
+    if r.status == ReminderStatus::Pending && fired.contains(&(r.id.to_string(), micros(r.fire_at)))
+    {
+        ReminderStatus::Fired
+    } else {
+        r.status
+    }
+}
+
 /// Moves a consumer's offset forward, never back.
 pub(crate) const SAVE_OFFSET: &str = "INSERT INTO consumer_offsets (consumer, position, updated_at) VALUES (?, ?, ?) \
     ON CONFLICT (consumer) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at \
@@ -452,18 +504,18 @@ macro_rules! impl_store {
             // A reminder the reminder service fired after this task was read stays fired.
             let mut fired = std::collections::HashSet::new();
             if replace {
-                for r in q("SELECT id, fire_at FROM reminders WHERE task_id = ? AND status = 'fired'")
+                for r in q($crate::shared::FIRED_REMINDERS)
                     .bind(id.clone())
                     .fetch_all(&mut **tx)
                     .await?
                 {
                     fired.insert((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?));
                 }
-                q("DELETE FROM task_tags WHERE task_id = ?").bind(id.clone()).execute(&mut **tx).await?;
-                q("DELETE FROM reminders WHERE task_id = ?").bind(id.clone()).execute(&mut **tx).await?;
+                q($crate::shared::DELETE_TAGS).bind(id.clone()).execute(&mut **tx).await?;
+                q($crate::shared::DELETE_REMINDERS).bind(id.clone()).execute(&mut **tx).await?;
             }
             for tag in task.tags.iter() {
-                q("INSERT INTO task_tags (task_id, user_id, tag) VALUES (?, ?, ?)")
+                q($crate::shared::INSERT_TAG)
                     .bind(id.clone())
                     .bind(user.clone())
                     .bind(tag.as_str().to_owned())
@@ -471,15 +523,8 @@ macro_rules! impl_store {
                     .await?;
             }
             for (i, r) in task.reminders.iter().enumerate() {
-                let status = if r.status == taskflow_core::ReminderStatus::Pending
-                    && fired.contains(&(r.id.to_string(), micros(r.fire_at)))
-                {
-                    taskflow_core::ReminderStatus::Fired
-                } else {
-                    r.status
-                };
-                q("INSERT INTO reminders (id, task_id, user_id, ordinal, fire_at, before_minutes, status) \
-                   VALUES (?, ?, ?, ?, ?, ?, ?)")
+                let status = $crate::shared::kept_status(r, &fired);
+                q($crate::shared::INSERT_REMINDER)
                     .bind(r.id.to_string())
                     .bind(id.clone())
                     .bind(user.clone())
@@ -495,8 +540,7 @@ macro_rules! impl_store {
 
         async fn append_event(tx: &mut Tx<'_>, ev: &CloudEvent, topic: &str) -> Result<i64> {
             let payload = serde_json::to_string(ev).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let row = q("INSERT INTO events (id, topic, type, user_id, subject, payload, created_at) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING position")
+            let row = q($crate::shared::APPEND_EVENT)
                 .bind(ev.id.clone())
                 .bind(topic.to_owned())
                 .bind(ev.ty.clone())
@@ -515,7 +559,7 @@ macro_rules! impl_store {
 
         /// Records that a consumer handled an event; a second record is a duplicate.
         async fn mark_handled(tx: &mut Tx<'_>, handled: Handled<'_>, now: i64) -> Result<()> {
-            let res = q("INSERT INTO processed_events (consumer, event_id, processed_at) VALUES (?, ?, ?)")
+            let res = q($crate::shared::MARK_HANDLED)
                 .bind(handled.consumer.to_owned())
                 .bind(handled.event_id.to_owned())
                 .bind(now)
@@ -575,7 +619,7 @@ macro_rules! impl_store {
             if write.execute(&mut **tx).await?.rows_affected() > 0 {
                 return Ok(());
             }
-            Err(match q("SELECT 1 FROM tasks WHERE id = ? AND user_id = ?")
+            Err(match q($crate::shared::TASK_EXISTS)
                 .bind(id.to_owned())
                 .bind(user.to_owned())
                 .fetch_optional(&mut **tx)
@@ -695,7 +739,7 @@ macro_rules! impl_store {
                 if let Some(h) = handled {
                     mark_handled(&mut tx, h, micros(chrono::Utc::now())).await?;
                 }
-                let number: i64 = q("UPDATE users SET task_seq = task_seq + 1 WHERE id = ? RETURNING task_seq")
+                let number: i64 = q($crate::shared::NEXT_NUMBER)
                     .bind(task.user_id.to_string())
                     .fetch_optional(&mut *tx)
                     .await?
@@ -749,7 +793,7 @@ macro_rules! impl_store {
                         append_event(&mut tx, &event, topic_of(&event)).await?
                     }
                     Decision::Delete(event) => {
-                        let write = q("DELETE FROM tasks WHERE id = ? AND user_id = ? AND version = ?")
+                        let write = q($crate::shared::DELETE_TASK)
                             .bind(id.clone())
                             .bind(owner.clone())
                             .bind(before);
@@ -975,7 +1019,7 @@ macro_rules! impl_store {
                 if let Some(d) = self.direct() {
                     return d.events_after(None, position, limit).await;
                 }
-                let rows = q("SELECT position, topic, payload FROM events WHERE position > ? ORDER BY position LIMIT ?")
+                let rows = q($crate::shared::EVENTS_AFTER)
                     .bind(position)
                     .bind(limit)
                     .fetch_all(self.reader())
@@ -987,8 +1031,7 @@ macro_rules! impl_store {
                 if let Some(d) = self.direct() {
                     return d.events_after(Some(user), position, limit).await;
                 }
-                let rows = q("SELECT position, topic, payload FROM events WHERE user_id = ? AND position > ? \
-                              ORDER BY position LIMIT ?")
+                let rows = q($crate::shared::USER_EVENTS_AFTER)
                     .bind(user.to_string())
                     .bind(position)
                     .bind(limit)

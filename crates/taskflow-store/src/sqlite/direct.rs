@@ -26,8 +26,8 @@ use crate::{
     Page, Result, StoreError, StoredEvent, TaskQuery, TaskRef,
     query::{Param, build_list},
     shared::{
-        TASK_COLUMNS, TaskRow, cut_page, processed_sql, reminder_from, reminders_sql,
-        stored_event_from, tasks_of, user_from,
+        EVENTS_AFTER, TASK_COLUMNS, TaskRow, USER_EVENTS_AFTER, cut_page, processed_sql,
+        reminder_from, reminders_sql, stored_event_from, tasks_of, user_from,
     },
 };
 
@@ -271,17 +271,11 @@ impl Direct {
             let mut st;
             let rows = match user {
                 None => {
-                    st = c.prepare_cached(
-                        "SELECT position, topic, payload FROM events WHERE position > ? \
-                         ORDER BY position LIMIT ?",
-                    )?;
+                    st = c.prepare_cached(EVENTS_AFTER)?;
                     st.query((position, limit))?
                 }
                 Some(user) => {
-                    st = c.prepare_cached(
-                        "SELECT position, topic, payload FROM events WHERE user_id = ? AND position > ? \
-                         ORDER BY position LIMIT ?",
-                    )?;
+                    st = c.prepare_cached(USER_EVENTS_AFTER)?;
                     st.query((user.to_string(), position, limit))?
                 }
             };

@@ -23,12 +23,16 @@ use std::{
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, ToSql, ffi};
 use sqlx::SqlitePool;
-use taskflow_core::{CloudEvent, ReminderStatus, Task, Timezone, UserId};
+use taskflow_core::{CloudEvent, Task, Timezone, UserId};
 
 use super::Direct;
 use crate::{
     Decide, Decision, EventFor, Handled, Result, StoreError, TaskRef, micros,
-    shared::{INSERT_TASK, SAVE_OFFSET, TaskValues, UPDATE_TASK, insert_audit},
+    shared::{
+        APPEND_EVENT, DELETE_REMINDERS, DELETE_TAGS, DELETE_TASK, FIRED_REMINDERS, INSERT_REMINDER,
+        INSERT_TAG, INSERT_TASK, MARK_HANDLED, NEXT_NUMBER, SAVE_OFFSET, TASK_EXISTS, TaskValues,
+        UPDATE_TASK, insert_audit, kept_status,
+    },
 };
 
 /// The most jobs one transaction takes; the rest wait for the next turn.
@@ -169,9 +173,7 @@ impl Writer {
                 mark_handled(c, consumer, event_id)?;
             }
             task.number = c
-                .prepare_cached(
-                    "UPDATE users SET task_seq = task_seq + 1 WHERE id = ? RETURNING task_seq",
-                )?
+                .prepare_cached(NEXT_NUMBER)?
                 .query_row([task.user_id.to_string()], |r| r.get(0))
                 .optional()?
                 .ok_or(StoreError::NotFound)?;
@@ -260,9 +262,7 @@ impl Writer {
                         }
                         None => {
                             let n = c
-                                .prepare_cached(
-                                    "DELETE FROM tasks WHERE id = ? AND user_id = ? AND version = ?",
-                                )?
+                                .prepare_cached(DELETE_TASK)?
                                 .execute((&id, &owner, before))?;
                             guarded(c, n, &owner, &id)?;
                             append_event(c, &event)?
@@ -400,7 +400,7 @@ fn guarded(c: &Connection, n: usize, user: &str, id: &str) -> Result<()> {
         return Ok(());
     }
     let exists = c
-        .prepare_cached("SELECT 1 FROM tasks WHERE id = ? AND user_id = ?")?
+        .prepare_cached(TASK_EXISTS)?
         .query_row((id, user), |_| Ok(()))
         .optional()?;
     Err(match exists {
@@ -416,35 +416,22 @@ fn write_children(c: &Connection, task: &Task, replace: bool) -> Result<()> {
     let user = task.user_id.to_string();
     let mut fired = std::collections::HashSet::new();
     if replace {
-        let mut st = c.prepare_cached(
-            "SELECT id, fire_at FROM reminders WHERE task_id = ? AND status = 'fired'",
-        )?;
+        let mut st = c.prepare_cached(FIRED_REMINDERS)?;
         let rows = st.query_map([&id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
         for row in rows {
             fired.insert(row?);
         }
-        c.prepare_cached("DELETE FROM task_tags WHERE task_id = ?")?
-            .execute([&id])?;
-        c.prepare_cached("DELETE FROM reminders WHERE task_id = ?")?
-            .execute([&id])?;
+        c.prepare_cached(DELETE_TAGS)?.execute([&id])?;
+        c.prepare_cached(DELETE_REMINDERS)?.execute([&id])?;
     }
-    let mut tags =
-        c.prepare_cached("INSERT INTO task_tags (task_id, user_id, tag) VALUES (?, ?, ?)")?;
+    let mut tags = c.prepare_cached(INSERT_TAG)?;
     for tag in task.tags.iter() {
         tags.execute((&id, &user, tag.as_str()))?;
     }
-    let mut reminders = c.prepare_cached(
-        "INSERT INTO reminders (id, task_id, user_id, ordinal, fire_at, before_minutes, status) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )?;
+    let mut reminders = c.prepare_cached(INSERT_REMINDER)?;
     for (i, r) in task.reminders.iter().enumerate() {
         let (rid, fire_at) = (r.id.to_string(), micros(r.fire_at));
-        let status =
-            if r.status == ReminderStatus::Pending && fired.contains(&(rid.clone(), fire_at)) {
-                ReminderStatus::Fired
-            } else {
-                r.status
-            };
+        let status = kept_status(r, &fired);
         reminders.execute((
             &rid,
             &id,
@@ -461,11 +448,7 @@ fn write_children(c: &Connection, task: &Task, replace: bool) -> Result<()> {
 /// Appends an event to the log; its position.
 fn append_event(c: &Connection, ev: &CloudEvent) -> Result<i64> {
     let payload = serde_json::to_string(ev).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok(c.prepare_cached(
-        "INSERT INTO events (id, topic, type, user_id, subject, payload, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING position",
-    )?
-    .query_row(
+    Ok(c.prepare_cached(APPEND_EVENT)?.query_row(
         (
             &ev.id,
             ev.topic().as_str(),
@@ -483,9 +466,7 @@ fn append_event(c: &Connection, ev: &CloudEvent) -> Result<i64> {
 fn mark_handled(c: &Connection, consumer: &str, event_id: &str) -> Result<()> {
     let now = micros(chrono::Utc::now());
     match c
-        .prepare_cached(
-            "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES (?, ?, ?)",
-        )?
+        .prepare_cached(MARK_HANDLED)?
         .execute((consumer, event_id, now))
     {
         Ok(_) => Ok(()),
