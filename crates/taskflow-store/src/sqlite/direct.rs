@@ -314,14 +314,11 @@ impl Direct {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use crate::{SqliteStore, Store, UserStore};
+    use crate::{SqliteStore, UserStore};
 
     #[tokio::test]
     async fn a_database_file_gets_direct_readers_and_they_see_what_was_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite:{}", dir.path().join("t.db").display());
-        let store = SqliteStore::open(&url).await.unwrap();
-        store.migrate().await.unwrap();
+        let (_dir, _path, store) = SqliteStore::temporary().await;
         let direct = store.direct().expect("direct readers for a file");
         let user = taskflow_core::User {
             id: taskflow_core::UserId::new(),
@@ -352,12 +349,7 @@ mod tests {
     /// does not depend on the bound limit.
     #[tokio::test]
     async fn a_list_with_another_limit_is_not_prepared_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("q.db");
-        let store = SqliteStore::open(&format!("sqlite:{}", path.display()))
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
+        let (_dir, path, _store) = SqliteStore::temporary().await;
         let direct = super::Direct::open(&path, 1).unwrap();
         let owner = taskflow_core::UserId::new();
         for limit in [1, 2, 3, 50] {

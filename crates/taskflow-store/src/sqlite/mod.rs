@@ -83,6 +83,19 @@ impl SqliteStore {
         self.jobs.as_ref()
     }
 
+    /// A migrated store on a new file in a temporary directory (kept while the directory
+    /// lives), and the file's path.
+    #[cfg(test)]
+    pub(crate) async fn temporary() -> (tempfile::TempDir, std::path::PathBuf, Self) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("taskflow.db");
+        let store = Self::open(&format!("sqlite:{}", path.display()))
+            .await
+            .expect("a store on a new file");
+        crate::Store::migrate(&store).await.expect("migrations");
+        (dir, path, store)
+    }
+
     fn writer(&self) -> &SqlitePool {
         &self.writer
     }

@@ -483,7 +483,7 @@ mod tests {
     use chrono::Utc;
     use taskflow_core::{CloudEvent, EventKind, Task, TaskDraft, TaskTitle, User, UserId};
 
-    use crate::{EventLog, SqliteStore, Store, StoreError, TaskStore, UserStore};
+    use crate::{EventLog, SqliteStore, StoreError, TaskStore, UserStore};
 
     fn user(email: &str) -> User {
         User {
@@ -519,14 +519,8 @@ mod tests {
     /// connection sees what it was told).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn writes_queued_together_commit_together_and_one_failure_sinks_only_itself() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("w.db");
-        let store = Arc::new(
-            SqliteStore::open(&format!("sqlite:{}", path.display()))
-                .await
-                .unwrap(),
-        );
-        store.migrate().await.unwrap();
+        let (_dir, path, store) = SqliteStore::temporary().await;
+        let store = Arc::new(store);
         let ada = user("ada@example.com");
         store.insert_user(&ada, "hash").await.unwrap();
         let mut tasks: Vec<Task> = (0..60).map(|n| task(&ada, &format!("t{n}"))).collect();
@@ -579,12 +573,7 @@ mod tests {
     /// the log into the database file soon after.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_log_reaches_the_database_file_without_the_writer_checkpointing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.db");
-        let store = SqliteStore::open(&format!("sqlite:{}", path.display()))
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
+        let (_dir, path, store) = SqliteStore::temporary().await;
         let ada = user("cp@example.com");
         store.insert_user(&ada, "hash").await.unwrap();
         let before = std::fs::metadata(&path).unwrap().len();
